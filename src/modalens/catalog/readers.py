@@ -1,0 +1,529 @@
+"""Catalogue readers: every source becomes the same ``Catalog`` of ``Product`` records.
+
+Readers never stop at the first bad row: a shop export with a few broken
+lines should still load, and the user should see exactly which rows were
+dropped and why (``Catalog.errors``).  Problems with the file as a whole
+(missing, empty, not UTF-8, unsupported format) raise ``CatalogError``.
+
+Row numbers in ``RowError.row`` are 1-based *line numbers* of the file, for
+every table format: in a CSV the header is line 1, so the first data row is
+line 2 (a quoted field spanning lines is reported at the line it starts on);
+in JSONL the first record is line 1.  For an image folder, ``row`` is the
+1-based position of the file in the sorted listing.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import math
+import os
+import re
+import struct
+import tempfile
+import zlib
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from ..paths import cache_dir
+from .schema import KNOWN_ATTRIBUTES, Catalog, CatalogError, Product, RowError
+
+__all__ = [
+    "FASHION_MNIST_CLASSES",
+    "IMAGE_SUFFIXES",
+    "TABLE_SUFFIXES",
+    "default_cache_dir",
+    "read_catalog",
+    "read_fashion_mnist",
+    "read_image_folder",
+    "read_kagl",
+    "read_table",
+    "write_jsonl",
+]
+
+#: Table formats by suffix; the value is the CSV delimiter, or None for JSON lines.
+TABLE_SUFFIXES: dict[str, str | None] = {".csv": ",", ".tsv": "\t", ".jsonl": None, ".ndjson": None}
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)  # fmt: skip
+FASHION_MNIST_ROOT = "/usr/share/datasets/fashion-mnist"
+
+#: Column names (normalised: lower case, no '_', '-' or spaces) that carry a known attribute.
+ATTRIBUTE_ALIASES: dict[str, str] = {
+    **{name.replace("_", ""): name for name in KNOWN_ATTRIBUTES},
+    "type": "article_type",
+    "basecolour": "colour",
+    "basecolor": "colour",
+    "color": "colour",
+}
+_IMAGE_KEYS = ("image", "images")
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+def default_cache_dir() -> Path:
+    """Where derived files (e.g. Fashion-MNIST PNGs) go: ``$MODALENS_CACHE`` or ``~/.cache/modalens``."""
+    return cache_dir()
+
+
+# ---------------------------------------------------------------- tables
+
+
+def read_table(path: str | Path, images_root: str | Path | None = None, *, limit: int | None = None) -> Catalog:
+    """Read a CSV/TSV/JSONL catalogue; bad rows go to ``Catalog.errors`` and are skipped.
+
+    Relative image paths resolve against ``images_root`` (default: the
+    table's folder) and must exist; URLs are kept as they are, unchecked.
+    ``limit`` stops after that many good products.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in TABLE_SUFFIXES:
+        raise CatalogError(f"{path}: unsupported catalogue format {suffix or '(no suffix)'!r}; supported: {', '.join(TABLE_SUFFIXES)}")
+    text = _read_text(path)
+    delimiter = TABLE_SUFFIXES[suffix]
+    records = _jsonl_records(text) if delimiter is None else _csv_records(text, path, delimiter)
+    base = Path(os.path.abspath(images_root if images_root is not None else path.parent))
+    return _collect(records, str(path), base, limit, name=path.stem)
+
+
+def _read_text(path: Path) -> str:
+    """The whole file as text, with clear errors for missing, empty and non-UTF-8 files."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise CatalogError(f"{path}: no such file") from exc
+    except OSError as exc:
+        raise CatalogError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        hint = " (it looks like UTF-16)" if data[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
+        raise CatalogError(
+            f"{path}: not UTF-8 text{hint}: invalid byte 0x{data[exc.start]:02x} on line {line}; re-save the file as UTF-8"
+        ) from exc
+    if not text.strip():
+        raise CatalogError(f"{path}: file is empty")
+    return text
+
+
+def _csv_records(text: str, source: Path, delimiter: str) -> Iterator[tuple[int, dict[str, str] | str]]:
+    """(line, row dict) per data row, or (line, reason) for a row that cannot be split into the header's columns."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    header = next(reader, None)
+    while header is not None and not any(cell.strip() for cell in header):
+        header = next(reader, None)
+    if header is None:
+        raise CatalogError(f"{source}: no header row")
+    names = _header_names(header, source)
+    start = reader.line_num + 1
+    while True:
+        line = start
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            start = reader.line_num + 1
+            yield line, f"unreadable CSV row ({exc})"
+            continue
+        start = reader.line_num + 1
+        if not any(cell.strip() for cell in fields):
+            continue  # blank line, or an all-empty row from a spreadsheet export
+        if len(fields) != len(names):
+            yield line, f"expected {len(names)} columns, got {len(fields)}"
+            continue
+        yield line, dict(zip(names, fields))
+
+
+def _header_names(header: list[str], source: Path) -> list[str]:
+    """Column names, checked once so no row fails for a reason that is really the header's."""
+    names = [cell.strip() or f"column_{i + 1}" for i, cell in enumerate(header)]
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise CatalogError(f"{source}: column {name!r} appears twice in the header")
+        seen.add(name)
+    if "id" not in {_norm(name) for name in names}:
+        raise CatalogError(f"{source}: no 'id' column in the header (columns: {', '.join(names)})")
+    return names
+
+
+def _jsonl_records(text: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    """(line, object) per non-blank line, or (line, reason) when the line is not a JSON object."""
+    # split on '\n' only: str.splitlines would also break on U+2028, which is legal inside JSON strings
+    for number, line in enumerate(text.split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield number, f"malformed JSON: {exc.msg} at column {exc.colno}"
+            continue
+        if not isinstance(record, dict):
+            yield number, f"expected a JSON object, got {type(record).__name__}"
+            continue
+        yield number, record
+
+
+def _collect(
+    records: Iterable[tuple[int, dict[str, Any] | str]], source: str, base: Path, limit: int | None, name: str
+) -> Catalog:
+    """Turn records into products, recording each bad or duplicate row instead of stopping."""
+    products: list[Product] = []
+    errors: list[RowError] = []
+    first_line: dict[str, int] = {}
+    for line, record in records:
+        if limit is not None and len(products) >= limit:
+            break
+        try:
+            if isinstance(record, str):
+                raise CatalogError(record)
+            product = _product_from_record(record, base)
+        except CatalogError as exc:
+            errors.append(RowError(source, line, str(exc)))
+            continue
+        if product.id in first_line:
+            errors.append(RowError(source, line, f"duplicate id {product.id!r} (first on line {first_line[product.id]})"))
+            continue
+        first_line[product.id] = line
+        products.append(product)
+    return Catalog(products, errors, name, base)
+
+
+def _product_from_record(record: dict[str, Any], base: Path) -> Product:
+    """Map one row's columns onto the Product fields; raise CatalogError with the reason."""
+    fields: dict[str, Any] = {"images": [], "attributes": {}, "extra": {}}
+    for key, value in record.items():
+        _assign(fields, key, value, base)
+    if "id" not in fields:
+        raise CatalogError("missing id")
+    return Product(**fields)
+
+
+def _assign(fields: dict[str, Any], key: str, value: Any, base: Path) -> None:
+    """Put one column where it belongs: a Product field, a known attribute, or ``extra``."""
+    role = _norm(key)
+    if role == "id":
+        identifier = _scalar_text(value, key)
+        if not identifier:
+            raise CatalogError("missing id")
+        fields["id"] = identifier
+    elif role in _IMAGE_KEYS:
+        fields["images"] += _resolve_images(_image_list(value), base)
+    elif role in ("title", "description"):
+        fields[role] = _scalar_text(value, key)
+    elif role == "price":
+        fields["price"] = _price(value)
+    elif role == "split":
+        fields["split"] = _scalar_text(value, key).lower() or None
+    elif role == "attributes" and isinstance(value, dict):  # the nested form write_jsonl produces
+        fields["attributes"].update({str(k): _scalar_text(v, k) for k, v in value.items()})
+    elif role == "extra" and isinstance(value, dict):
+        fields["extra"].update(value)
+    elif role in ATTRIBUTE_ALIASES and ATTRIBUTE_ALIASES[role] not in fields["attributes"] and _present(value):
+        fields["attributes"][ATTRIBUTE_ALIASES[role]] = _scalar_text(value, key)
+    elif _present(value):
+        fields["extra"][key] = value
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[\s_\-]", "", str(name).lower())
+
+
+def _present(value: Any) -> bool:
+    return value is not None and not (isinstance(value, str) and not value.strip())
+
+
+def _scalar_text(value: Any, key: str) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise CatalogError(f"column {key!r} must be text or a number, got {type(value).__name__}")
+    return str(value).strip()
+
+
+def _price(value: Any) -> float | None:
+    if not _present(value):
+        return None
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        price = float(value.strip() if isinstance(value, str) else value)
+    except (TypeError, ValueError):
+        raise CatalogError(f"bad price {value!r}: not a number") from None
+    if not math.isfinite(price) or price < 0:
+        raise CatalogError(f"bad price {value!r}: not a non-negative number")
+    return price
+
+
+def _image_list(value: Any) -> list[str]:
+    """One path, several joined by '|', or (JSON) a list of paths."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [part.strip() for part in value.split("|") if part.strip()]
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return [item.strip() for item in value if item.strip()]
+    raise CatalogError(f"image paths must be a string or a list of strings, got {value!r}")
+
+
+def _resolve_images(paths: list[str], base: Path) -> list[str]:
+    """Absolute paths that exist (checked, not decoded); URLs pass through for the user to fetch."""
+    resolved = [p if _URL.match(p) else os.path.normpath(os.path.join(base, p)) for p in paths]
+    missing = [p for p in resolved if not _URL.match(p) and not os.path.isfile(p)]
+    if missing:
+        raise CatalogError(f"image not found: {', '.join(missing)}")
+    return resolved
+
+
+# ---------------------------------------------------------------- image folders
+
+
+def read_image_folder(folder: str | Path) -> Catalog:
+    """One product per image file under ``folder`` (recursively): for a pile of photos with no table.
+
+    The id is the relative path without suffix; the title comes from the file
+    name; a nested file gets ``category`` = its parent folder's name.
+    """
+    root = Path(os.path.abspath(folder))
+    if not root.is_dir():
+        raise CatalogError(f"{folder}: not a folder")
+    products: list[Product] = []
+    errors: list[RowError] = []
+    seen: dict[str, Path] = {}
+    for row, relative in enumerate(_image_files(root), 1):
+        product_id = relative.with_suffix("").as_posix()
+        if product_id in seen:
+            errors.append(RowError(str(root), row, f"duplicate id {product_id!r}: {relative} and {seen[product_id]}"))
+            continue
+        seen[product_id] = relative
+        attributes = {"category": relative.parent.name} if relative.parent != Path(".") else {}
+        products.append(Product(product_id, [str(root / relative)], _title_from_name(relative.stem), attributes=attributes))
+    if not products:
+        raise CatalogError(f"{folder}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return Catalog(products, errors, root.name, root)
+
+
+def _image_files(root: Path) -> list[Path]:
+    """Image files under root as sorted relative paths, skipping hidden files and folders."""
+    found = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in files:
+            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES:
+                found.append(Path(folder, name).relative_to(root))
+    return sorted(found, key=lambda p: p.as_posix())
+
+
+def _title_from_name(stem: str) -> str:
+    return " ".join(re.sub(r"[_\-]+", " ", stem).split())
+
+
+# ---------------------------------------------------------------- KAGL
+
+
+def read_kagl(root: str | Path | None = None, *, limit: int | None = None) -> Catalog:
+    """The KAGL fashion set: ``root/products.csv`` (image paths relative to root, a split column).
+
+    With no root, looks in ``$MODALENS_KAGL``, then ``../shared/data/kagl-fashion``
+    relative to the working directory, then next to this source checkout.
+    """
+    found = _find_kagl(root)
+    catalog = read_table(found / "products.csv", images_root=found, limit=limit)
+    catalog.name = "kagl"
+    return catalog
+
+
+def _find_kagl(root: str | Path | None) -> Path:
+    if root is not None:
+        candidates = [Path(root)]
+    else:
+        candidates = [Path(os.environ["MODALENS_KAGL"])] if os.environ.get("MODALENS_KAGL") else []
+        candidates += [Path("../shared/data/kagl-fashion"), _REPO_ROOT.parent / "shared" / "data" / "kagl-fashion"]
+    for candidate in candidates:
+        if (candidate / "products.csv").is_file():
+            return Path(os.path.abspath(candidate))
+    raise CatalogError(f"KAGL dataset not found: no products.csv in {', '.join(map(str, candidates))}")
+
+
+def _is_kagl(folder: Path) -> bool:
+    return (folder / "products.csv").is_file() and (folder / "images").is_dir()
+
+
+# ---------------------------------------------------------------- Fashion-MNIST
+
+
+def read_fashion_mnist(
+    split: str = "test",
+    root: str | Path = FASHION_MNIST_ROOT,
+    cache_dir: str | Path | None = None,
+    limit: int | None = None,
+) -> Catalog:
+    """Fashion-MNIST from its IDX files, each image written once as a PNG so it is a normal catalogue.
+
+    PNGs go to ``cache_dir`` (default ``default_cache_dir()/fashion-mnist/<split>``);
+    existing ones are reused, new ones appear atomically.  Pixels are stored
+    as in the dataset (light garment on black).
+    """
+    if split not in ("train", "test"):
+        raise CatalogError(f"Fashion-MNIST split must be 'train' or 'test', not {split!r}")
+    prefix = "t10k" if split == "test" else "train"
+    images = _read_idx(_idx_file(Path(root), f"{prefix}-images-idx3-ubyte"), ndim=3)
+    labels = _read_idx(_idx_file(Path(root), f"{prefix}-labels-idx1-ubyte"), ndim=1)
+    if len(images) != len(labels):
+        raise CatalogError(f"{root}: {len(images)} Fashion-MNIST {split} images but {len(labels)} labels")
+    if labels.size and int(labels.max()) >= len(FASHION_MNIST_CLASSES):
+        raise CatalogError(f"{root}: Fashion-MNIST {split} label {int(labels.max())} is not a class index 0-9")
+    out = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "fashion-mnist" / split
+    out.mkdir(parents=True, exist_ok=True)
+    count = len(images) if limit is None else min(limit, len(images))
+    products = [_fmnist_product(split, i, int(labels[i]), _write_png_once(out / f"{i:05d}.png", images[i])) for i in range(count)]
+    return Catalog(products, [], f"fashion-mnist-{split}", out)
+
+
+def _idx_file(root: Path, stem: str) -> Path:
+    for candidate in (root / f"{stem}.gz", root / stem):
+        if candidate.is_file():
+            return candidate
+    raise CatalogError(
+        f"Fashion-MNIST file {stem}(.gz) not found in {root}; install it with "
+        f"`apt-get install dataset-fashion-mnist` or pass root= the folder holding the IDX files"
+    )
+
+
+def _read_idx(path: Path, ndim: int) -> np.ndarray:
+    """An unsigned-byte IDX array, with its magic number and size checked against the data."""
+    try:
+        with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as handle:
+            data = handle.read()
+    except (OSError, EOFError, zlib.error) as exc:
+        raise CatalogError(f"{path}: cannot read IDX file ({exc})") from exc
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise CatalogError(f"{path}: IDX header truncated ({len(data)} bytes)")
+    magic = int.from_bytes(data[:4], "big")
+    if magic != 0x0800 + ndim:
+        raise CatalogError(f"{path}: bad IDX magic number 0x{magic:08x}, expected 0x{0x0800 + ndim:08x} (unsigned bytes, {ndim}-D)")
+    shape = struct.unpack(f">{ndim}I", data[4:header])
+    expected = math.prod(shape)
+    if len(data) - header != expected:
+        raise CatalogError(f"{path}: header says shape {shape} ({expected} bytes) but {len(data) - header} bytes follow")
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def _write_png_once(path: Path, pixels: np.ndarray) -> Path:
+    """Write via a temporary file + rename, so an interrupted run never leaves a half PNG behind."""
+    if path.is_file():
+        return path
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            Image.fromarray(np.ascontiguousarray(pixels)).save(handle, format="PNG")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _fmnist_product(split: str, index: int, label: int, image: Path) -> Product:
+    name = FASHION_MNIST_CLASSES[label]
+    return Product(
+        f"fmnist-{split}-{index:05d}",
+        [str(image.absolute())],
+        title=name,
+        attributes={"article_type": name},
+        split=split,
+        extra={"label": label},
+    )
+
+
+# ---------------------------------------------------------------- one entry point and writing
+
+
+def read_catalog(source: str | Path, *, limit: int | None = None) -> Catalog:
+    """Any catalogue by one name: 'kagl', 'fashion-mnist[:train|:test]', a KAGL-style folder, a table or an image folder.
+
+    ``SOURCE:SPLIT`` (e.g. ``kagl:test``) keeps one split of a catalogue that has splits.
+    """
+    text = str(source)
+    name, _, split = text.partition(":")
+    if name == "fashion-mnist":
+        return read_fashion_mnist(split or "test", limit=limit)
+    if split and not Path(text).exists():
+        whole = read_catalog(name)
+        part = whole.split(split)
+        if not part.products:
+            present = sorted({p.split for p in whole.products if p.split})
+            raise CatalogError(f"{name} has no products in split {split!r}; splits present: {present or 'none'}")
+        return _limited(part, limit)
+    if text == "kagl":
+        return read_kagl(limit=limit)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return read_kagl(path, limit=limit) if _is_kagl(path) else _limited(read_image_folder(path), limit)
+    if path.exists() or path.suffix.lower() in TABLE_SUFFIXES:
+        return read_table(path, limit=limit)
+    raise CatalogError(
+        f"{text}: no such file or folder, and not a named catalogue (kagl, fashion-mnist, fashion-mnist:train)"
+    )
+
+
+def _limited(catalog: Catalog, limit: int | None) -> Catalog:
+    if limit is not None:
+        catalog.products = catalog.products[:limit]
+    return catalog
+
+
+def write_jsonl(catalog: Catalog | Iterable[Product], path: str | Path) -> Path:
+    """Save products as JSON lines that ``read_table`` reads back to equal products.
+
+    Images under the output file's folder are written relative to it, so the
+    folder can be moved as a whole; others stay absolute.  The file appears
+    atomically.
+    """
+    path = Path(path)
+    folder = Path(os.path.abspath(path.parent))
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = [json.dumps(_portable_record(product, folder), ensure_ascii=False, default=_json_default) for product in catalog]
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write("".join(line + "\n" for line in lines))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _portable_record(product: Product, folder: Path) -> dict[str, Any]:
+    record = product.to_dict()
+    record["images"] = [_relative_if_inside(image, folder) for image in product.images]
+    return record
+
+
+def _relative_if_inside(image: str, folder: Path) -> str:
+    if _URL.match(image) or not os.path.isabs(image):
+        return image
+    try:
+        relative = os.path.relpath(image, folder)
+    except ValueError:  # another drive on Windows
+        return image
+    outside = relative == os.pardir or relative.startswith(os.pardir + os.sep)
+    return image if outside else Path(relative).as_posix()
+
+
+def _json_default(value: Any) -> Any:
+    """numpy scalars and other plain values that json does not know."""
+    return value.item() if hasattr(value, "item") else str(value)

@@ -1,0 +1,129 @@
+"""The product record every part of modalens reads and writes.
+
+One schema for all sources (CSV/JSONL catalogues, KAGL, Fashion-MNIST, the
+open datasets of later recipes), so encoders, captions, indexes and matching
+never need to know where a product came from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+#: Attribute names with a fixed meaning across modalens (captions and filters use them).
+KNOWN_ATTRIBUTES = (
+    "gender",
+    "master_category",
+    "sub_category",
+    "category",
+    "article_type",
+    "colour",
+    "season",
+    "usage",
+    "year",
+    "brand",
+    "material",
+    "pattern",
+)
+
+
+class CatalogError(ValueError):
+    """A product, row or file that cannot be read: says where and why."""
+
+
+@dataclass
+class Product:
+    """One catalogue item.
+
+    ``images`` holds paths (or URLs the user resolves) in display order; an
+    offer with several photos keeps them all so they can be pooled later.
+    ``attributes`` carries the known fields above as strings; ``extra`` keeps
+    whatever else the source had, so nothing a user supplied is dropped.
+    """
+
+    id: str
+    images: list[str] = field(default_factory=list)
+    title: str = ""
+    description: str = ""
+    attributes: dict[str, str] = field(default_factory=dict)
+    price: float | None = None
+    split: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.id = str(self.id).strip()
+        if not self.id:
+            raise CatalogError("product id is empty")
+        if isinstance(self.images, (str, Path)):
+            self.images = [str(self.images)]
+        self.images = [str(p) for p in self.images if str(p).strip()]
+        if self.price is not None:
+            price = float(self.price)
+            if not math.isfinite(price) or price < 0:
+                raise CatalogError(f"product {self.id}: price {self.price!r} is not a non-negative number")
+            self.price = price
+        self.attributes = {str(k): str(v).strip() for k, v in self.attributes.items() if v is not None and str(v).strip()}
+
+    @property
+    def image(self) -> str | None:
+        """The first (main) image, or None for a text-only product."""
+        return self.images[0] if self.images else None
+
+    def get(self, name: str, default: str = "") -> str:
+        """An attribute by name (``title`` and ``description`` too), '' when absent."""
+        if name in ("title", "description"):
+            return getattr(self, name) or default
+        return self.attributes.get(name, default)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Product":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise CatalogError(f"unknown product fields {sorted(unknown)}")
+        return cls(**data)
+
+
+@dataclass
+class RowError:
+    """A row that was skipped, kept so the user sees exactly what was lost and why."""
+
+    source: str
+    row: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.source}:{self.row}: {self.reason}"
+
+
+@dataclass
+class Catalog:
+    """An ordered list of products plus the rows that could not be read."""
+
+    products: list[Product]
+    errors: list[RowError] = field(default_factory=list)
+    name: str = "catalog"
+    root: Path | None = None
+
+    def __len__(self) -> int:
+        return len(self.products)
+
+    def __iter__(self):
+        return iter(self.products)
+
+    def __getitem__(self, i: int) -> Product:
+        return self.products[i]
+
+    def split(self, name: str) -> "Catalog":
+        """The products of one split (train/val/test); products without a split belong to none."""
+        chosen = [p for p in self.products if p.split == name]
+        return Catalog(chosen, list(self.errors), f"{self.name}[{name}]", self.root)
+
+    def values(self, attribute: str) -> list[str]:
+        return [p.get(attribute) for p in self.products]

@@ -1,0 +1,151 @@
+"""Build (and resume building) a catalogue index from any batch embedder.
+
+The builder knows nothing about models: it is handed ``embed_batch`` and a
+``content_key`` function. Products whose id is already indexed under the same
+content key are skipped, which is what makes a killed build resume where its
+last committed batch ended, and what makes re-indexing an edited catalogue
+cost only the edited products.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from modalens.catalog.schema import Product
+from modalens.index.store import CatalogIndex
+
+
+class EmbedResult(NamedTuple):
+    """What ``embed_batch`` returns: vectors of the products that worked, in ``ids`` order, plus failures."""
+
+    vectors: np.ndarray
+    ids: list[str]
+    failures: list[tuple[str, str]]
+
+
+@dataclass
+class BuildReport:
+    """What one build did; ``added + skipped_unchanged + failed == total``."""
+
+    added: int
+    skipped_unchanged: int
+    failed: int
+    total: int
+    seconds: float
+    pruned: int = 0
+
+    def __str__(self) -> str:
+        text = (
+            f"{self.added} added, {self.skipped_unchanged} unchanged, {self.failed} failed "
+            f"of {self.total} products in {self.seconds:.1f}s"
+        )
+        return text + (f", {self.pruned} removed" if self.pruned else "")
+
+
+def product_content_key(product: Product, salt: str = "") -> str:
+    """A stable hash of everything a product record holds (plus ``salt``, e.g. an embedder config).
+
+    A default for ``content_key``: any edit to the record changes the key, so
+    the product is re-embedded. It does not see image *file* contents; callers
+    that replace images in place should fold e.g. file sizes/mtimes into ``salt``.
+    """
+    text = json.dumps(product.to_dict(), sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(f"{salt}\x00{text}".encode()).hexdigest()
+
+
+def build_index(
+    index: CatalogIndex,
+    products: Sequence[Product],
+    embed_batch: Callable[[list[Product]], EmbedResult],
+    *,
+    batch_size: int = 64,
+    content_key: Callable[[Product], str],
+    progress: bool = True,
+    prune: bool = False,
+) -> BuildReport:
+    """Embed and store every product not already indexed under its current content key.
+
+    Each batch is written by one ``index.add()`` (one transaction), so an
+    interruption loses at most the batch in flight. Products the embedder
+    reports as failed are recorded in the index (and retried by the next build).
+    An exception from ``embed_batch`` propagates; committed batches stay.
+    With ``prune``, indexed products absent from ``products`` are removed.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    started = time.perf_counter()
+    keys = _content_keys(products, content_key)
+    pruned = _prune(index, keys) if prune else 0
+    existing = index.content_keys()
+    todo = [p for p in products if existing.get(p.id) != keys[p.id]]
+    added = failed = 0
+    with tqdm(total=len(todo), disable=not progress, unit="product", desc="indexing") as bar:
+        for start in range(0, len(todo), batch_size):
+            batch = todo[start : start + batch_size]
+            n_added, n_failed = _index_batch(index, batch, embed_batch, keys)
+            added, failed = added + n_added, failed + n_failed
+            bar.update(len(batch))
+            bar.set_postfix(failed=failed)
+    seconds = time.perf_counter() - started
+    return BuildReport(added, len(products) - len(todo), failed, len(products), seconds, pruned)
+
+
+def _content_keys(products: Sequence[Product], content_key: Callable[[Product], str]) -> dict[str, str]:
+    """id -> key; duplicate ids are an error since one would silently overwrite the other."""
+    keys: dict[str, str] = {}
+    duplicates: list[str] = []
+    for product in products:
+        if product.id in keys:
+            duplicates.append(product.id)
+        keys[product.id] = content_key(product)
+    if duplicates:
+        raise ValueError(f"catalogue has duplicate product ids, e.g. {sorted(set(duplicates))[:5]}")
+    return keys
+
+
+def _prune(index: CatalogIndex, keys: dict[str, str]) -> int:
+    """Drop indexed products (and stale failure records) no longer in the catalogue."""
+    stale = [i for i in index.ids() if i not in keys]
+    stale_failures = [i for i, _ in index.failures() if i not in keys]
+    return index.delete(stale + stale_failures)
+
+
+def _index_batch(
+    index: CatalogIndex,
+    batch: list[Product],
+    embed_batch: Callable[[list[Product]], EmbedResult],
+    keys: dict[str, str],
+) -> tuple[int, int]:
+    """Embed one batch, write its vectors in one transaction, record its failures."""
+    vectors, ids, failures = _check_result(batch, embed_batch(batch))
+    by_id = {p.id: p for p in batch}
+    index.add([by_id[i] for i in ids], vectors, [keys[i] for i in ids])
+    index.record_failures(failures)
+    return len(ids), len(failures)
+
+
+def _check_result(batch: list[Product], result: EmbedResult) -> tuple[np.ndarray, list[str], list[tuple[str, str]]]:
+    """Hold the embedder to its contract; a product it forgot to mention counts as failed."""
+    vectors, ids, failures = result
+    ids = [str(i) for i in ids]
+    failures = [(str(i), str(reason)) for i, reason in failures]
+    vectors = np.asarray(vectors)
+    if vectors.ndim != 2 or vectors.shape[0] != len(ids):
+        raise ValueError(f"embed_batch returned {len(ids)} ids but vectors of shape {vectors.shape}")
+    mentioned = ids + [i for i, _ in failures]
+    unknown = sorted(set(mentioned) - {p.id for p in batch})
+    if unknown:
+        raise ValueError(f"embed_batch returned ids that are not in the batch: {unknown[:5]}")
+    if len(set(mentioned)) != len(mentioned):
+        raise ValueError("embed_batch returned an id twice (or as both embedded and failed)")
+    seen = set(mentioned)
+    failures += [(p.id, "embedder returned no vector and no reason") for p in batch if p.id not in seen]
+    return vectors, ids, failures
