@@ -1,0 +1,61 @@
+"""Embed products and texts with a model, reusing cached frozen-tower features.
+
+Training, evaluation and indexing all go through here, so a photo's tower
+features are computed once per machine whatever asks for them.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from .catalog.schema import Product
+from .encoders.features import FeatureStore, default_store, image_features, text_features
+from .models import DualEncoder
+
+
+class CachedEncoder:
+    """A model's towers behind the on-disk feature cache; heads applied on top."""
+
+    def __init__(self, model: DualEncoder, *, progress: bool = True, batch_size: int = 32, use_cache: bool = True) -> None:
+        self.model = model
+        self.progress = progress
+        self.batch_size = batch_size
+        self.use_cache = use_cache
+        self._stores: dict[str, FeatureStore] = {}
+
+    def _store(self, kind: str) -> FeatureStore | None:
+        if not self.use_cache:
+            return None
+        if kind not in self._stores:
+            tower = self.model.image_tower if kind == "image" else self.model.text_tower
+            self._stores[kind] = default_store(tower, kind)
+        return self._stores[kind]
+
+    def image_features(self, products: Sequence[Product]) -> tuple[np.ndarray, dict[int, str]]:
+        """Tower features of each product's main image; ``failures[i]`` explains a product without one."""
+        sources, positions, failures = [], [], {}
+        for i, product in enumerate(products):
+            if product.image:
+                sources.append(product.image)
+                positions.append(i)
+            else:
+                failures[i] = "product has no image"
+        feats, failed = image_features(
+            self.model.image_tower, sources, store=self._store("image"), batch_size=self.batch_size, progress=self.progress
+        )
+        out = np.zeros((len(products), feats.shape[1]), np.float32)
+        out[positions] = feats
+        failures.update({positions[j]: reason for j, reason in failed.items()})
+        return out, failures
+
+    def text_features(self, texts: Sequence[str]) -> np.ndarray:
+        return text_features(self.model.text_tower, list(texts), store=self._store("text"), progress=self.progress)
+
+    def image_embeddings(self, products: Sequence[Product]) -> tuple[np.ndarray, dict[int, str]]:
+        feats, failures = self.image_features(products)
+        return self.model.project_features(feats, "image"), failures
+
+    def text_embeddings(self, texts: Sequence[str]) -> np.ndarray:
+        return self.model.project_features(self.text_features(texts), "text")

@@ -1,0 +1,1 @@
+"""Evaluation: metrics on arrays (``metrics``) and tasks on a model + products (``tasks``)."""

@@ -1,0 +1,5 @@
+"""Contrastive objectives, one module per loss."""
+
+from .clip import ClipLoss
+
+__all__ = ["ClipLoss"]

@@ -1,0 +1,85 @@
+"""The dual encoder: frozen towers + trainable projection heads into one shared space (CLIP-style)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from ..encoders import ImageTower, TextTower, create_image_tower, create_text_tower
+from .config import ModelConfig
+from .heads import ProjectionHead
+
+#: Pooled output size of each registered tower, so heads can be built without loading a tower.
+TOWER_DIMS = {"efficientnet-lite0": 1280, "efficientnet-lite1": 1280, "efficientnet-lite2": 1280, "minilm-l6": 384}
+
+
+class DualEncoder(nn.Module):
+    """Image and text into one normalised space, compared by cosine similarity.
+
+    The towers are created on first use and are not part of ``state_dict()``:
+    with frozen towers the trainable (and saved) model is only the two heads
+    and the temperature, a file of a few MB, and training on cached tower
+    features never loads a tower at all.
+    """
+
+    def __init__(self, config: ModelConfig, image_dim: int | None = None, text_dim: int | None = None) -> None:
+        super().__init__()
+        self.config = config
+        image_dim = image_dim or config.image_tower.get("dim") or TOWER_DIMS[config.image_tower["name"]]
+        text_dim = text_dim or config.text_tower.get("dim") or TOWER_DIMS[config.text_tower["name"]]
+        head = config.head
+        self.image_head = ProjectionHead(image_dim, config.embed_dim, head.kind, head.hidden_dim, head.dropout)
+        self.text_head = ProjectionHead(text_dim, config.embed_dim, head.kind, head.hidden_dim, head.dropout)
+        self.logit_scale = nn.Parameter(torch.tensor(float(config.init_logit_scale)))
+        self._towers: dict[str, nn.Module] = {}
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def image_tower(self) -> ImageTower:
+        if "image" not in self._towers:
+            spec = {k: v for k, v in self.config.image_tower.items() if k not in ("name", "dim")}
+            self._towers["image"] = create_image_tower(self.config.image_tower["name"], **spec).eval()
+            self._towers["image"].to(memory_format=torch.channels_last)
+        return self._towers["image"]  # type: ignore[return-value]
+
+    @property
+    def text_tower(self) -> TextTower:
+        if "text" not in self._towers:
+            spec = {k: v for k, v in self.config.text_tower.items() if k not in ("name", "dim")}
+            self._towers["text"] = create_text_tower(self.config.text_tower["name"], **spec).eval()
+        return self._towers["text"]  # type: ignore[return-value]
+
+    def project_image(self, features: torch.Tensor) -> torch.Tensor:
+        return self.image_head(features)
+
+    def project_text(self, features: torch.Tensor) -> torch.Tensor:
+        return self.text_head(features)
+
+    @torch.inference_mode()
+    def encode_image(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """PIL images → (n, embed_dim) normalised embeddings."""
+        self.eval()
+        tower = self.image_tower
+        pixels = torch.stack([tower.preprocess(im) for im in images]).contiguous(memory_format=torch.channels_last)
+        return self.project_image(tower(pixels)).numpy()
+
+    @torch.inference_mode()
+    def encode_text(self, texts: Sequence[str]) -> np.ndarray:
+        """Texts → (n, embed_dim) normalised embeddings."""
+        self.eval()
+        return self.project_text(self.text_tower(list(texts))).numpy()
+
+    @torch.inference_mode()
+    def project_features(self, features: np.ndarray, kind: str) -> np.ndarray:
+        """Cached tower features → embeddings, in chunks so memory stays flat."""
+        self.eval()
+        head = self.image_head if kind == "image" else self.text_head
+        chunks = [head(torch.from_numpy(features[i : i + 4096])).numpy() for i in range(0, len(features), 4096)]
+        return np.concatenate(chunks) if chunks else np.zeros((0, self.config.embed_dim), np.float32)

@@ -1,0 +1,79 @@
+"""Create a model by name or from a folder, and save one (open_clip's factory, in small).
+
+A model name resolves to ``model_configs/NAME.json``; its trained heads, when
+shipped, are ``pretrained/NAME.safetensors``. A folder saved by
+``save_model`` (``config.json`` + ``heads.safetensors``) loads the same way, so a
+user's own training run is used exactly like the shipped default.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from safetensors.torch import load_file, save_file
+
+from ..paths import MODEL_CONFIG_DIR, PRETRAINED_DIR
+from .config import ModelConfig
+from .dual_encoder import DualEncoder
+
+DEFAULT_MODEL = "modalens-lite"
+HEADS_FILE = "heads.safetensors"
+
+
+class ModelNotFoundError(FileNotFoundError):
+    pass
+
+
+def list_models() -> list[str]:
+    return sorted(p.stem for p in MODEL_CONFIG_DIR.glob("*.json"))
+
+
+def _resolve(name_or_path: str | Path) -> tuple[ModelConfig, Path | None]:
+    path = Path(name_or_path)
+    if path.is_dir():
+        if not (path / "config.json").exists():
+            raise ModelNotFoundError(f"{path} has no config.json: not a saved modalens model")
+        weights = path / HEADS_FILE
+        return ModelConfig.load(path / "config.json"), weights if weights.exists() else None
+    config_file = MODEL_CONFIG_DIR / f"{name_or_path}.json"
+    if not config_file.exists():
+        raise ModelNotFoundError(f"unknown model {str(name_or_path)!r}: not a folder, and not one of {', '.join(list_models())}")
+    weights = PRETRAINED_DIR / f"{name_or_path}.safetensors"
+    return ModelConfig.load(config_file), weights if weights.exists() else None
+
+
+def create_model(name_or_path: str | Path = DEFAULT_MODEL, *, pretrained: bool = True) -> DualEncoder:
+    """Build a model; with ``pretrained`` its trained heads must exist (a clear error otherwise)."""
+    config, weights = _resolve(name_or_path)
+    model = DualEncoder(config)
+    if pretrained:
+        if weights is None:
+            raise ModelNotFoundError(f"model {config.name!r} has no trained heads; train it with `modalens train`")
+        model.load_state_dict(load_file(str(weights)), strict=True)
+    return model.eval()
+
+
+def save_model(model: DualEncoder, folder: str | Path, metadata: dict[str, str] | None = None) -> Path:
+    """Write ``config.json`` + ``heads.safetensors`` (heads and temperature only: the towers are named, not copied)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.config.save(folder / "config.json")
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    tmp = folder / f".{HEADS_FILE}.tmp"
+    save_file(state, str(tmp), metadata={k: json.dumps(v) if not isinstance(v, str) else v for k, v in (metadata or {}).items()})
+    tmp.replace(folder / HEADS_FILE)
+    return folder
+
+
+def model_metadata(name_or_path: str | Path) -> dict[str, str]:
+    _, weights = _resolve(name_or_path)
+    if weights is None:
+        return {}
+    from safetensors import safe_open
+
+    with safe_open(str(weights), "pt") as f:
+        return dict(f.metadata() or {})
+
+
+__all__ = ["create_model", "save_model", "list_models", "model_metadata", "ModelNotFoundError", "DEFAULT_MODEL"]

@@ -1,0 +1,17 @@
+"""Training recipes: each paper is a recipe on the shared parts (catalogue, towers, heads, losses)."""
+
+from .config import ConfigError, TrainConfig, load_train_config
+
+RECIPES = {"contrastive-heads": "modalens.recipes.contrastive_heads"}
+
+
+def run_recipe(config: TrainConfig, progress: bool = True):
+    """Dispatch a config to its recipe's ``train`` function."""
+    import importlib
+
+    if config.recipe not in RECIPES:
+        raise ConfigError(f"unknown recipe {config.recipe!r}; known: {sorted(RECIPES)}")
+    return importlib.import_module(RECIPES[config.recipe]).train(config, progress=progress)
+
+
+__all__ = ["ConfigError", "TrainConfig", "load_train_config", "run_recipe", "RECIPES"]
