@@ -131,7 +131,7 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
         encoder.progress = False
         metrics = _validate(encoder, val_products) if val_products else {}
         score = validation_score(metrics) if metrics else -float(np.mean(losses))
-        record = {"epoch": epoch, "loss": float(np.mean(losses)), "score": score, "temperature": float(model.logit_scale.exp()), "val": metrics}
+        record = {"epoch": epoch, "loss": float(np.mean(losses)), "score": score, "temperature": float(model.logit_scale.detach().exp()), "val": metrics}
         history.append(record)
         log.write(json.dumps(record) + "\n")
         log.flush()

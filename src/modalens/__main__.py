@@ -1,0 +1,5 @@
+"""``python -m modalens`` is the ``modalens`` command."""
+
+from .cli.main import app
+
+app()

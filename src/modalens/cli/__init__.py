@@ -1,0 +1,1 @@
+"""The ``modalens`` command line (typer)."""

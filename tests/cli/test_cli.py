@@ -1,0 +1,130 @@
+"""The `modalens` command end to end on real photos: index, search, tag, errors, and a kill during indexing."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from modalens.catalog import read_catalog
+from modalens.cli.main import app
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def index_dir(mini_catalog, tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("cli") / "index"
+    result = invoke("index", mini_catalog, "--index", folder)
+    assert result.exit_code == 0, result.output
+    assert "40 added" in result.output and "holds 40 products" in result.output
+    return folder
+
+
+def test_search_json_returns_ranked_products(index_dir):
+    result = invoke("search", "black analog wrist watch", "--index", index_dir, "-k", "5", "--json")
+    assert result.exit_code == 0
+    hits = json.loads(result.output)
+    assert len(hits) == 5
+    assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
+    assert hits[0]["attributes"]["article_type"] == "Watches"
+
+
+def test_search_by_image_and_filter(index_dir, mini_catalog):
+    product = next(p for p in read_catalog(mini_catalog) if p.get("gender") == "Women")
+    result = invoke("search", "--image", product.image, "--index", index_dir, "--filter", "gender=Women", "--json")
+    hits = json.loads(result.output)
+    assert hits[0]["id"] == product.id
+    assert {h["attributes"]["gender"] for h in hits} == {"Women"}
+
+
+def test_readable_output_lists_titles(index_dir):
+    result = invoke("search", "sunglasses", "--index", index_dir, "-k", "3")
+    assert result.exit_code == 0
+    assert len([line for line in result.output.splitlines() if line.strip()]) == 3
+    assert "Sunglasses" in result.output
+
+
+def test_tag_ranks_labels_and_reports_bad_files(mini_catalog, tmp_path):
+    products = read_catalog(mini_catalog).products
+    watch = next(p for p in products if p.get("article_type") == "Watches")
+    shoe = next(p for p in products if p.get("article_type") == "Casual Shoes")
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not an image at all")
+    labels = "watch,shoes,handbag,t-shirt,sunglasses,jeans"
+    result = invoke("tag", watch.image, shoe.image, broken, "--labels", labels, "--json")
+    assert result.exit_code == 1  # one file failed; the others were still tagged
+    records = json.loads(result.output)
+    assert records[0]["labels"][0]["label"] == "watch"
+    assert records[1]["labels"][0]["label"] == "shoes"
+    assert "error" in records[2] and "broken.jpg" in records[2]["error"]
+    assert sum(x["score"] for x in records[0]["labels"]) <= 1.0 + 1e-6
+
+
+def test_user_errors_are_one_line_not_a_traceback(tmp_path):
+    for args, expected in [
+        (["search", "shirt", "--index", tmp_path / "missing"], "modalens index"),
+        (["index", tmp_path / "nope.csv"], "nope.csv"),
+        (["search", "shirt", "--model", "no-such-model"], "unknown model"),
+        (["search", "shirt", "--filter", "colourBlue"], "field=value"),
+        (["eval", "--data", "kagl:nosuchsplit"], "nosuchsplit"),
+    ]:
+        result = runner.invoke(app, [str(a) for a in args])
+        assert result.exit_code == 2, (args, result.output)
+        assert expected in result.output and "Traceback" not in result.output
+
+
+def test_index_reports_bad_rows_and_keeps_going(mini_catalog, tmp_path):
+    rows = mini_catalog.read_text().splitlines()
+    bad = tmp_path / "products.csv"
+    bad.write_text("\n".join(rows[:6] + ["99999,images/missing.jpg,Ghost,Men"] + ["12345"] + rows[6:10]) + "\n")
+    (tmp_path / "images").symlink_to(mini_catalog.parent / "images")
+    result = invoke("index", bad, "--index", tmp_path / "index")
+    assert result.exit_code == 0
+    assert "skipped" in result.output and "holds 9 products" in result.output
+
+
+def test_kill_during_indexing_then_resume(mini_catalog, tmp_path):
+    """SIGKILL mid-build: the index opens with the committed batches, and the next run adds only the rest."""
+    folder = tmp_path / "index"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "modalens.cli.main", "index", str(mini_catalog), "--index", str(folder), "--batch-size", "4"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and _indexed(folder) < 8:
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        proc.kill()
+    committed = _indexed(folder)
+    assert 8 <= committed < 40, "the build should have been killed part-way"
+    assert committed % 4 == 0, "only whole batches are ever committed"
+    result = invoke("index", mini_catalog, "--index", folder)
+    assert f"{40 - committed} added, {committed} unchanged" in result.output
+    hits = json.loads(invoke("search", "watch", "--index", folder, "--json").output)
+    assert len(hits) == 10
+
+
+def _indexed(folder: Path) -> int:
+    db = folder / "index.sqlite"
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+            return conn.execute("SELECT COUNT(*) FROM vectors").fetchone()[0]
+    except sqlite3.Error:
+        return 0

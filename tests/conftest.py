@@ -1,0 +1,32 @@
+"""Shared fixtures: a private feature cache per test session, and the small real catalogues."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+MINI_CATALOG = FIXTURES / "mini-catalog"
+KAGL = Path(__file__).resolve().parents[2] / "shared" / "data" / "kagl-fashion"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    """Tests never read or write the user's ~/.cache/modalens."""
+    os.environ["MODALENS_CACHE"] = str(tmp_path_factory.mktemp("modalens-cache"))
+    yield
+
+
+@pytest.fixture(scope="session")
+def mini_catalog() -> Path:
+    """40 real product photos (KAGL-derived, 96 px), 20 article types, train/val splits."""
+    return MINI_CATALOG / "products.csv"
+
+
+@pytest.fixture(scope="session")
+def kagl_root() -> Path:
+    if not (KAGL / "products.csv").exists():
+        pytest.skip("../shared/data/kagl-fashion is not present")
+    return KAGL
