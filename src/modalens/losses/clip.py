@@ -32,6 +32,11 @@ class ClipLoss(nn.Module):
         if group_ids is None:
             labels = torch.arange(len(logits), device=logits.device)
             return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
-        targets = (group_ids[:, None] == group_ids[None, :]).float()
-        targets = targets / targets.sum(dim=1, keepdim=True)
-        return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
+        positives = group_ids[:, None] == group_ids[None, :]
+        return (_multi_positive_nce(logits, positives) + _multi_positive_nce(logits.T, positives.T)) / 2
+
+
+def _multi_positive_nce(logits: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
+    """-log of the total probability on a row's positives (MIL-NCE): any positive may win."""
+    positive_logits = logits.masked_fill(~positives, float("-inf"))
+    return (torch.logsumexp(logits, dim=1) - torch.logsumexp(positive_logits, dim=1)).mean()

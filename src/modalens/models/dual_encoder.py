@@ -81,5 +81,6 @@ class DualEncoder(nn.Module):
         """Cached tower features → embeddings, in chunks so memory stays flat."""
         self.eval()
         head = self.image_head if kind == "image" else self.text_head
+        features = np.ascontiguousarray(features, dtype=np.float32)
         chunks = [head(torch.from_numpy(features[i : i + 4096])).numpy() for i in range(0, len(features), 4096)]
         return np.concatenate(chunks) if chunks else np.zeros((0, self.config.embed_dim), np.float32)

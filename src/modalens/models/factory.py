@@ -62,6 +62,7 @@ def save_model(model: DualEncoder, folder: str | Path, metadata: dict[str, str] 
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     tmp = folder / f".{HEADS_FILE}.tmp"
     save_file(state, str(tmp), metadata={k: json.dumps(v) if not isinstance(v, str) else v for k, v in (metadata or {}).items()})
+    tmp.chmod(0o644)
     tmp.replace(folder / HEADS_FILE)
     return folder
 

@@ -1,0 +1,275 @@
+"""FeatureStore (on-disk cache) and image_features / text_features with tiny fake towers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from modalens.encoders import ImageTower, TextTower
+from modalens.encoders.features import FeatureStore, default_store, image_features, text_features
+
+
+class MeanColourTower(ImageTower):
+    """Pooled feature = mean normalised colour; counts forward calls and rows."""
+
+    name = "fake-mean-colour"
+    output_dim = 3
+    image_size = 8
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+        self.rows = 0
+
+    def forward_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        return pixels
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        self.rows += len(pixels)
+        return super().forward(pixels)
+
+
+class OtherSizeTower(MeanColourTower):
+    image_size = 16  # a different preprocess id
+
+
+class LengthTower(TextTower):
+    """Text feature = (len, first char code, 1); counts calls."""
+
+    name = "fake-length"
+    output_dim = 3
+    max_length = 8
+
+    def __init__(self, fail_on_call: int | None = None) -> None:
+        super().__init__()
+        self.calls = 0
+        self.fail_on_call = fail_on_call
+
+    def forward(self, texts):
+        self.calls += 1
+        if self.fail_on_call is not None and self.calls == self.fail_on_call:
+            raise RuntimeError("simulated crash")
+        return torch.tensor([[len(t), ord(t[0]) if t else 0, 1] for t in texts], dtype=torch.float32)
+
+
+def expected_mean(colour) -> np.ndarray:
+    return (np.asarray(colour, dtype=np.float32) - 127.0) / 128.0
+
+
+COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (30, 60, 90)]
+
+
+@pytest.fixture
+def images(tmp_path: Path) -> list[str]:
+    paths = []
+    for i, colour in enumerate(COLOURS):
+        path = tmp_path / f"img{i}.png"
+        Image.new("RGB", (8, 8), colour).save(path)
+        paths.append(str(path))
+    return paths
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODALENS_CACHE", str(tmp_path / "cache"))
+
+
+# --- FeatureStore ---------------------------------------------------------------------------
+
+
+def test_put_flush_reload_returns_same_vectors(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    keys = [f"{i:040x}" for i in range(5)]
+    vectors = rng.normal(size=(5, 7)).astype(np.float32)
+    store = FeatureStore(tmp_path / "root", "ns-a")
+    store.put_many(keys, vectors)
+    assert len(store) == 5 and keys[2] in store
+    store.flush()
+    reloaded = FeatureStore(tmp_path / "root", "ns-a")
+    assert len(reloaded) == 5
+    for key, vector in zip(keys, vectors):
+        got = reloaded.get(key)
+        assert got is not None and got.dtype == np.float32
+        np.testing.assert_array_equal(got, vector)
+    assert reloaded.get("missing") is None and "missing" not in reloaded
+
+
+def test_unflushed_vectors_are_buffered_until_flush_rows(tmp_path: Path) -> None:
+    store = FeatureStore(tmp_path, "ns")
+    store.flush_rows = 4
+    store.put_many(["a", "b", "c"], np.ones((3, 2)))
+    assert len(FeatureStore(tmp_path, "ns")) == 0  # still buffered
+    store.put_many(["d"], np.ones((1, 2)))  # reaches flush_rows: written now
+    assert len(FeatureStore(tmp_path, "ns")) == 4
+    assert len(list(store.dir.glob("part-*.npz"))) == 1
+
+
+def test_flush_without_pending_writes_nothing(tmp_path: Path) -> None:
+    store = FeatureStore(tmp_path, "ns")
+    store.flush()
+    assert list(store.dir.glob("part-*")) == []
+
+
+def test_several_shards_are_all_loaded(tmp_path: Path) -> None:
+    for i in range(3):
+        store = FeatureStore(tmp_path, "ns")
+        store.put_many([f"k{i}"], np.full((1, 2), i, dtype=np.float32))
+        store.flush()
+    store = FeatureStore(tmp_path, "ns")
+    assert len(store) == 3
+    np.testing.assert_array_equal(store.get("k2"), [2.0, 2.0])
+
+
+def test_interrupted_write_leftover_tmp_is_ignored(tmp_path: Path) -> None:
+    store = FeatureStore(tmp_path, "ns")
+    store.put_many(["good"], np.array([[1.0, 2.0]]))
+    store.flush()
+    # A crash between writing and renaming leaves a hidden temp file: garbage, or even a complete npz.
+    (store.dir / ".part-deadbeef.npz.tmp").write_bytes(b"PK\x03\x04 truncated garbage")
+    with open(store.dir / ".part-cafe.npz.tmp", "wb") as f:
+        np.savez(f, keys=np.asarray(["ghost"]), vectors=np.ones((1, 2), np.float32))
+    reloaded = FeatureStore(tmp_path, "ns")
+    assert len(reloaded) == 1
+    assert "ghost" not in reloaded
+    np.testing.assert_array_equal(reloaded.get("good"), [1.0, 2.0])
+
+
+def test_namespaces_do_not_share_entries(tmp_path: Path) -> None:
+    a = FeatureStore(tmp_path, "image|tower-a")
+    a.put_many(["k"], np.ones((1, 2)))
+    a.flush()
+    b = FeatureStore(tmp_path, "image|tower-b")
+    assert "k" not in b and a.dir != b.dir
+    assert (a.dir / "NAMESPACE").read_text() == "image|tower-a"
+
+
+def test_default_store_lives_under_modalens_cache(tmp_path: Path) -> None:
+    store = default_store(MeanColourTower(), "image")
+    assert (tmp_path / "cache") in store.dir.parents
+    assert MeanColourTower().preprocess_id in (store.dir / "NAMESPACE").read_text()
+
+
+# --- image_features -------------------------------------------------------------------------
+
+
+def test_image_features_compute_mean_colour(images) -> None:
+    tower = MeanColourTower()
+    feats, failures = image_features(tower, images, progress=False, batch_size=3)
+    assert failures == {}
+    assert feats.shape == (4, 3) and feats.dtype == np.float32
+    for row, colour in zip(feats, COLOURS):
+        np.testing.assert_allclose(row, expected_mean(colour), atol=1e-6)
+    assert tower.calls == 2 and tower.rows == 4  # batches of 3 + 1
+
+
+def test_image_features_second_call_hits_cache(images, tmp_path: Path) -> None:
+    store = FeatureStore(tmp_path / "cache", "image|fake")
+    first_tower = MeanColourTower()
+    first, _ = image_features(first_tower, images, store=store, progress=False)
+    assert first_tower.rows == 4
+
+    tower = MeanColourTower()
+    second, failures = image_features(tower, images, store=store, progress=False)
+    assert tower.calls == 0 and failures == {}
+    np.testing.assert_array_equal(first, second)
+
+    # ...and the cache survived on disk: a brand-new store instance also skips the tower.
+    reopened = FeatureStore(tmp_path / "cache", "image|fake")
+    third, _ = image_features(tower, images, store=reopened, progress=False)
+    assert tower.calls == 0
+    np.testing.assert_array_equal(first, third)
+
+
+def test_partial_cache_only_computes_new_images(images, tmp_path: Path) -> None:
+    store = FeatureStore(tmp_path / "cache", "image|fake")
+    image_features(MeanColourTower(), images[:2], store=store, progress=False)
+    tower = MeanColourTower()
+    feats, _ = image_features(tower, images, store=store, progress=False)
+    assert tower.rows == 2
+    for row, colour in zip(feats, COLOURS):
+        np.testing.assert_allclose(row, expected_mean(colour), atol=1e-6)
+
+
+def test_bad_images_are_reported_by_position_and_do_not_stop_others(images, tmp_path: Path) -> None:
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_text("this is not a jpeg")
+    missing = tmp_path / "missing.jpg"
+    sources = [images[0], str(corrupt), images[1], str(missing), images[2]]
+    store = FeatureStore(tmp_path / "cache", "image|fake")
+    tower = MeanColourTower()
+    feats, failures = image_features(tower, sources, store=store, progress=False, batch_size=2)
+
+    assert set(failures) == {1, 3}
+    assert "corrupt.jpg" in failures[1] and len(failures[1]) > len(str(corrupt))  # names the file and why
+    assert "missing.jpg" in failures[3] and len(failures[3]) > len(str(missing))
+    np.testing.assert_array_equal(feats[1], 0.0)
+    np.testing.assert_array_equal(feats[3], 0.0)
+    for row, colour in zip(feats[[0, 2, 4]], COLOURS[:3]):
+        np.testing.assert_allclose(row, expected_mean(colour), atol=1e-6)
+
+    # Failures are not cached as zeros: they are reported again, the good ones come from the cache.
+    again = MeanColourTower()
+    feats2, failures2 = image_features(again, sources, store=store, progress=False)
+    assert set(failures2) == {1, 3}
+    assert again.rows == 0
+    np.testing.assert_array_equal(feats, feats2)
+
+
+def test_different_preprocess_id_does_not_share_cache(images, tmp_path: Path) -> None:
+    store = FeatureStore(tmp_path / "cache", "image|shared")
+    a = MeanColourTower()
+    b = OtherSizeTower()
+    assert a.preprocess_id != b.preprocess_id
+    image_features(a, images, store=store, progress=False)
+    image_features(b, images, store=store, progress=False)
+    assert b.rows == len(images)  # nothing reused from tower a
+    assert len(store) == 2 * len(images)
+
+
+def test_changed_file_bytes_are_recomputed(images, tmp_path: Path) -> None:
+    store = FeatureStore(tmp_path / "cache", "image|fake")
+    image_features(MeanColourTower(), images[:1], store=store, progress=False)
+    Image.new("RGB", (8, 8), (0, 0, 0)).save(images[0])  # same path, new photo
+    tower = MeanColourTower()
+    feats, _ = image_features(tower, images[:1], store=store, progress=False)
+    assert tower.rows == 1
+    np.testing.assert_allclose(feats[0], expected_mean((0, 0, 0)), atol=1e-6)
+
+
+def test_empty_source_list(tmp_path: Path) -> None:
+    feats, failures = image_features(MeanColourTower(), [], progress=False)
+    assert feats.shape == (0, 3) and failures == {}
+
+
+# --- text_features --------------------------------------------------------------------------
+
+
+def test_text_features_keep_input_order_and_hit_cache(tmp_path: Path) -> None:
+    texts = ["ccc", "a", "bbbbbb", "dd"]  # length-sorted internally
+    store = FeatureStore(tmp_path / "cache", "text|fake")
+    tower = LengthTower()
+    feats = text_features(tower, texts, store=store, batch_size=2, progress=False)
+    expected = np.array([[len(t), ord(t[0]), 1] for t in texts], dtype=np.float32)
+    np.testing.assert_array_equal(feats, expected)
+    assert tower.calls == 2
+
+    again = LengthTower()
+    np.testing.assert_array_equal(text_features(again, texts, store=FeatureStore(tmp_path / "cache", "text|fake"), progress=False), expected)
+    assert again.calls == 0
+
+
+def test_text_features_interrupted_run_keeps_finished_batches(tmp_path: Path) -> None:
+    texts = ["a", "bb", "ccc", "dddd"]
+    store = FeatureStore(tmp_path / "cache", "text|fake")
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        text_features(LengthTower(fail_on_call=2), texts, store=store, batch_size=2, progress=False)
+    resumed = FeatureStore(tmp_path / "cache", "text|fake")
+    assert len(resumed) == 2  # the first batch reached disk despite the crash
+    tower = LengthTower()
+    text_features(tower, texts, store=resumed, batch_size=2, progress=False)
+    assert tower.calls == 1
