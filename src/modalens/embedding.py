@@ -18,8 +18,18 @@ from .models import DualEncoder
 class CachedEncoder:
     """A model's towers behind the on-disk feature cache; heads applied on top."""
 
-    def __init__(self, model: DualEncoder, *, progress: bool = True, batch_size: int = 32, use_cache: bool = True) -> None:
+    def __init__(
+        self,
+        model: DualEncoder,
+        *,
+        progress: bool = True,
+        batch_size: int = 32,
+        use_cache: bool = True,
+        image_view: str | None = None,
+    ) -> None:
+        """``image_view`` (an ``encoders.views`` name) is applied to every image unless a call names its own."""
         self.model = model
+        self.image_view = image_view
         self.progress = progress
         self.batch_size = batch_size
         self.use_cache = use_cache
@@ -33,8 +43,8 @@ class CachedEncoder:
             self._stores[kind] = default_store(tower, kind)
         return self._stores[kind]
 
-    def image_features(self, products: Sequence[Product]) -> tuple[np.ndarray, dict[int, str]]:
-        """Tower features of each product's main image; ``failures[i]`` explains a product without one."""
+    def image_features(self, products: Sequence[Product], view: str | None = None) -> tuple[np.ndarray, dict[int, str]]:
+        """Tower features of each product's main image (optionally a named view of it); ``failures[i]`` explains a miss."""
         sources, positions, failures = [], [], {}
         for i, product in enumerate(products):
             if product.image:
@@ -43,7 +53,12 @@ class CachedEncoder:
             else:
                 failures[i] = "product has no image"
         feats, failed = image_features(
-            self.model.image_tower, sources, store=self._store("image"), batch_size=self.batch_size, progress=self.progress
+            self.model.image_tower,
+            sources,
+            store=self._store("image"),
+            batch_size=self.batch_size,
+            progress=self.progress,
+            view=view if view is not None else self.image_view,
         )
         out = np.zeros((len(products), feats.shape[1]), np.float32)
         out[positions] = feats
@@ -53,8 +68,8 @@ class CachedEncoder:
     def text_features(self, texts: Sequence[str]) -> np.ndarray:
         return text_features(self.model.text_tower, list(texts), store=self._store("text"), progress=self.progress)
 
-    def image_embeddings(self, products: Sequence[Product]) -> tuple[np.ndarray, dict[int, str]]:
-        feats, failures = self.image_features(products)
+    def image_embeddings(self, products: Sequence[Product], view: str | None = None) -> tuple[np.ndarray, dict[int, str]]:
+        feats, failures = self.image_features(products, view=view)
         return self.model.project_features(feats, "image"), failures
 
     def text_embeddings(self, texts: Sequence[str]) -> np.ndarray:

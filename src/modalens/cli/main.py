@@ -182,12 +182,14 @@ def evaluate(
     tasks: str = typer.Option("retrieval,zero-shot", help="Comma-separated: retrieval, zero-shot."),
     field: str = typer.Option("article_type", help="Label field for zero-shot classification."),
     labels_from: Optional[str] = typer.Option(None, help="Take the zero-shot label set from this catalogue (default: the evaluated products' labels)."),
+    image_view: Optional[str] = typer.Option(None, help="Evaluate on a view of each image, e.g. invert (see encoders/views.py)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write results.json here."),
 ) -> None:
     """Evaluate a model: retrieval Recall@K and zero-shot accuracy / weighted F1."""
     from ..evaluation.runner import run_evaluation
 
-    results = run_evaluation(model, data, [t.strip() for t in tasks.split(",")], field=field, labels_from=labels_from)
+    task_list = [t.strip() for t in tasks.split(",")]
+    results = run_evaluation(model, data, task_list, field=field, labels_from=labels_from, image_view=image_view)
     text = json.dumps(results, indent=2)
     if output:
         output.parent.mkdir(parents=True, exist_ok=True)

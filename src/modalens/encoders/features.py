@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from ..paths import cache_dir
 from .base import ImageTower, TextTower
+from .views import get_view
 
 
 class FeatureStore:
@@ -112,23 +113,27 @@ def image_features(
     batch_size: int = 32,
     progress: bool = True,
     load_image: Callable[[str], object] | None = None,
+    view: str | None = None,
 ) -> tuple[np.ndarray, dict[int, str]]:
     """Pooled features for each image path; unreadable images are reported by position, never fatal.
 
     Returns ``(features, failures)``: rows of failed images are zeros and
-    ``failures[i]`` says why image ``i`` could not be used.
+    ``failures[i]`` says why image ``i`` could not be used. ``view`` names a
+    deterministic transform from ``encoders.views`` applied after decoding.
     """
     if load_image is None:
         from ..catalog.images import load_image as _load
 
         load_image = _load
+    transform = get_view(view) if view else None
+    salt = f"{tower.preprocess_id}|view={view}" if view else tower.preprocess_id
     out = np.zeros((len(sources), tower.output_dim), dtype=np.float32)
     failures: dict[int, str] = {}
     keys: dict[int, str] = {}
     todo: list[int] = []
     for i, src in enumerate(sources):
         try:
-            keys[i] = hashlib.sha1(f"{tower.preprocess_id}|{file_key(src)}".encode()).hexdigest()
+            keys[i] = hashlib.sha1(f"{salt}|{file_key(src)}".encode()).hexdigest()
         except OSError as e:
             failures[i] = f"cannot read {src}: {e.strerror or e}"
             continue
@@ -142,7 +147,8 @@ def image_features(
         ok, tensors = [], []
         for i in batch:
             try:
-                tensors.append(tower.preprocess(load_image(sources[i])))
+                image = load_image(sources[i])
+                tensors.append(tower.preprocess(transform(image) if transform else image))
                 ok.append(i)
             except Exception as e:  # any decode problem is the image's, not the run's
                 failures[i] = str(e)

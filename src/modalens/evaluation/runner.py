@@ -21,6 +21,7 @@ def run_evaluation(
     *,
     field: str = "article_type",
     labels_from: str | None = None,
+    image_view: str | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Evaluate ``model_name`` on the catalogue ``data`` (e.g. ``kagl:test``); returns a JSON-ready dict."""
@@ -29,12 +30,13 @@ def run_evaluation(
         raise ValueError(f"unknown tasks {unknown}; known: {sorted(TASKS)}")
     started = time.time()
     catalog = read_catalog(data)
-    encoder = CachedEncoder(create_model(model_name), progress=progress)
+    encoder = CachedEncoder(create_model(model_name), progress=progress, image_view=image_view)
     results: dict[str, Any] = {
         "model": model_name,
         "data": data,
         "products": len(catalog),
         "skipped_rows": len(catalog.errors),
+        "image_view": image_view,
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
     }
     for task in tasks:

@@ -47,6 +47,9 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     captions: list[str] = field(default_factory=lambda: list(CAPTION_TEMPLATES))
     optim: OptimConfig = field(default_factory=OptimConfig)
+    #: Extra image views (``encoders.views``) shown instead of the photo with ``view_probability``.
+    image_views: list[str] = field(default_factory=list)
+    view_probability: float = 0.25
     #: Overrides of the model config (for example ``{"embed_dim": 256}``).
     model_overrides: dict[str, Any] = field(default_factory=dict)
 
@@ -81,4 +84,11 @@ def load_train_config(path: str | Path) -> TrainConfig:
     unknown = set(config.captions) - set(CAPTION_TEMPLATES)
     if unknown:
         raise ConfigError(f"{path.name}: unknown caption templates {sorted(unknown)}; known: {sorted(CAPTION_TEMPLATES)}")
+    from ..encoders.views import VIEWS
+
+    unknown = set(config.image_views) - set(VIEWS)
+    if unknown:
+        raise ConfigError(f"{path.name}: unknown image views {sorted(unknown)}; known: {sorted(VIEWS)}")
+    if not 0 <= config.view_probability <= 1:
+        raise ConfigError(f"{path.name}: view_probability must be within [0, 1]")
     return config

@@ -72,6 +72,23 @@ def _schedule(step: int, total: int, warmup: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
 
+def _view_features(encoder: CachedEncoder, products: list[Product], view: str) -> np.ndarray:
+    """Features of a degraded view of each photo (the photos themselves already decoded once, so a failure is a bug)."""
+    feats, failures = encoder.image_features(products, view=view)
+    if failures:
+        raise ValueError(f"view {view!r} failed for {len(failures)} photos, e.g. {next(iter(failures.values()))}")
+    return feats
+
+
+def _pick_views(n: int, extra_views: int, probability: float, generator: torch.Generator) -> torch.Tensor:
+    """Per item: 0 (the photo) or, with ``probability``, one of the extra views at random."""
+    if extra_views == 0 or probability == 0:
+        return torch.zeros(n, dtype=torch.long)
+    use_view = torch.rand(n, generator=generator) < probability
+    which = torch.randint(1, extra_views + 1, (n,), generator=generator)
+    return torch.where(use_view, which, torch.zeros_like(which))
+
+
 def _validate(encoder: CachedEncoder, val: list[Product]) -> dict[str, Any]:
     metrics: dict[str, Any] = dict(tasks.retrieval(encoder, val))
     metrics["zero_shot"] = tasks.zero_shot(encoder, val)
@@ -97,14 +114,16 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
     train_products = [train_products[i] for i in keep]
     texts, choices = caption_table(train_products, config.captions)
     has_caption = [i for i, c in enumerate(choices) if c]
-    images = torch.from_numpy(image_feats[keep][has_caption])
+    kept = [train_products[i] for i in has_caption]
+    views = [image_feats[keep][has_caption]] + [_view_features(encoder, kept, view) for view in config.image_views]
+    images = torch.from_numpy(np.stack(views))  # (views, products, dim); view 0 is the photo itself
     choices = [choices[i] for i in has_caption]
     text_feats = torch.from_numpy(encoder.text_features(texts))
 
     loss_fn = ClipLoss()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=opt.lr, weight_decay=opt.weight_decay)
-    steps_per_epoch = max(1, len(images) // opt.batch_size)
+    steps_per_epoch = max(1, images.shape[1] // opt.batch_size)
     total = steps_per_epoch * opt.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _schedule(s, total, opt.warmup_steps))
     output = Path(config.output)
@@ -116,12 +135,13 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
     bar = tqdm(total=total, desc="train heads", unit="step", disable=not progress)
     for epoch in range(1, opt.epochs + 1):
         model.train()
-        order = torch.randperm(len(images), generator=generator)
+        order = torch.randperm(images.shape[1], generator=generator)
         losses = []
         for step in range(steps_per_epoch):
             batch = order[step * opt.batch_size : (step + 1) * opt.batch_size]
             picked = torch.tensor([random.choice(choices[i]) for i in batch.tolist()])
-            loss = loss_fn(model.project_image(images[batch]), model.project_text(text_feats[picked]), model.logit_scale, picked)
+            view = _pick_views(len(batch), len(images) - 1, config.view_probability, generator)
+            loss = loss_fn(model.project_image(images[view, batch]), model.project_text(text_feats[picked]), model.logit_scale, picked)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
