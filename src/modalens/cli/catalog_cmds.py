@@ -1,0 +1,103 @@
+"""Catalogue commands: index a catalogue, search it, tag photos, and the quickstart main job."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .common import INDEX_OPTION, MODEL_OPTION, parse_filters, print_hits, user_errors
+
+
+@user_errors
+def index(
+    catalogue: str = typer.Argument(..., help="kagl, kagl:test, fashion-mnist[:train], a .csv/.jsonl file, or an image folder."),
+    index_dir: Optional[Path] = INDEX_OPTION,
+    model: str = MODEL_OPTION,
+    limit: Optional[int] = typer.Option(None, help="Index only the first N products."),
+    batch_size: int = typer.Option(64, help="Products per committed batch."),
+    prune: bool = typer.Option(False, help="Remove indexed products that are no longer in the catalogue."),
+) -> None:
+    """Embed a catalogue's images into an on-disk index (resumes after an interruption)."""
+    from ..catalog import read_catalog
+    from ..search import SearchEngine
+
+    catalog = read_catalog(catalogue, limit=limit)
+    for err in catalog.errors[:20]:
+        typer.echo(f"skipped {err}", err=True)
+    if len(catalog.errors) > 20:
+        typer.echo(f"... and {len(catalog.errors) - 20} more skipped rows", err=True)
+    engine = SearchEngine(index_dir, model)
+    report = engine.build(catalog, batch_size=batch_size, prune=prune)
+    for pid, reason in engine.index.failures()[:20]:
+        typer.echo(f"not indexed {pid}: {reason}", err=True)
+    typer.echo(f"{report}; index {engine.index_dir} holds {len(engine.index)} products")
+
+
+@user_errors
+def search(
+    query: Optional[str] = typer.Argument(None, help="Words to search for."),
+    image: Optional[Path] = typer.Option(None, "--image", help="Search by a photo (with words too: both count)."),
+    k: int = typer.Option(10, "-k", "--top", help="How many results."),
+    filters: list[str] = typer.Option([], "--filter", "-f", help="field=value, e.g. gender=Men or colour=Blue|Navy Blue."),
+    index_dir: Optional[Path] = INDEX_OPTION,
+    model: str = MODEL_OPTION,
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Search the index by words, by a photo, or both."""
+    from ..search import SearchEngine
+
+    engine = SearchEngine(index_dir, model, progress=False)
+    print_hits(engine.search(query, image, k=k, where=parse_filters(filters)), as_json)
+
+
+@user_errors
+def tag(
+    images: list[Path] = typer.Argument(..., help="Image files to tag."),
+    labels: str = typer.Option(..., "--labels", "-l", help="Comma-separated labels, e.g. 'dress,shirt,jeans'."),
+    top: int = typer.Option(3, help="Labels to show per image."),
+    model: str = MODEL_OPTION,
+    no_ensemble: bool = typer.Option(False, help="Use one prompt per label instead of the ensemble."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Zero-shot tagging: rank a label set for each image (no labelled data needed)."""
+    from ..catalog.images import load_image
+    from ..models import create_model
+    from ..prompts import ZERO_SHOT_TEMPLATES
+    from ..zeroshot import build_classifier
+
+    label_list = [s.strip() for s in labels.split(",") if s.strip()]
+    model_ = create_model(model)
+    templates = ZERO_SHOT_TEMPLATES[:1] if no_ensemble else ZERO_SHOT_TEMPLATES
+    classifier = build_classifier(model_, label_list, templates)
+    results = []
+    for path in images:
+        try:
+            embeds = model_.encode_image([load_image(path)])
+        except Exception as e:  # one bad file is reported, the others are still tagged
+            results.append({"image": str(path), "error": str(e)})
+            continue
+        ranked = classifier.top_k(embeds, k=min(top, len(label_list)))[0]
+        results.append({"image": str(path), "labels": [{"label": l, "score": round(s, 4)} for l, s in ranked]})
+    if as_json:
+        typer.echo(json.dumps(results, indent=2))
+    else:
+        for r in results:
+            shown = r.get("error") or ", ".join(f"{x['label']} ({x['score']:.2f})" for x in r["labels"])
+            typer.echo(f"{r['image']}: {shown}")
+    if any("error" in r for r in results):
+        raise typer.Exit(1)
+
+
+@user_errors
+def quickstart(
+    catalogue: Optional[str] = typer.Option(None, help="Catalogue to index (default: KAGL test split if ../shared is present, else Fashion-MNIST)."),
+    index_dir: Optional[Path] = INDEX_OPTION,
+    limit: Optional[int] = typer.Option(None, help="Index only the first N products."),
+) -> None:
+    """The main job: index a catalogue with the default model, then search and tag it."""
+    from ..quickstart import run_quickstart
+
+    run_quickstart(catalogue, index_dir, limit, echo=typer.echo)
