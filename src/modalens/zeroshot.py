@@ -17,6 +17,8 @@ class ZeroShotClassifier:
 
     labels: list[str]
     weights: np.ndarray  # (n_labels, dim)
+    #: Softmax temperature for probabilities: the model's own learned logit scale.
+    temperature: float = 100.0
 
     def scores(self, image_embeds: np.ndarray) -> np.ndarray:
         return np.asarray(image_embeds, dtype=np.float32) @ self.weights.T
@@ -24,9 +26,9 @@ class ZeroShotClassifier:
     def predict(self, image_embeds: np.ndarray) -> list[str]:
         return [self.labels[i] for i in self.scores(image_embeds).argmax(axis=1)]
 
-    def top_k(self, image_embeds: np.ndarray, k: int = 3, temperature: float = 100.0) -> list[list[tuple[str, float]]]:
-        """Top-k labels per image with softmax probabilities over the label set."""
-        logits = self.scores(image_embeds) * temperature
+    def top_k(self, image_embeds: np.ndarray, k: int = 3, temperature: float | None = None) -> list[list[tuple[str, float]]]:
+        """Top-k labels per image with softmax probabilities over the label set (at the model's temperature by default)."""
+        logits = self.scores(image_embeds) * (self.temperature if temperature is None else temperature)
         probs = np.exp(logits - logits.max(axis=1, keepdims=True))
         probs /= probs.sum(axis=1, keepdims=True)
         order = np.argsort(-probs, axis=1)[:, :k]
@@ -51,4 +53,5 @@ def build_classifier(
         embeds = model.project_features(text_features(flat), "text")
     embeds = embeds.reshape(len(labels), len(templates), -1).mean(axis=1)
     embeds /= np.linalg.norm(embeds, axis=1, keepdims=True)
-    return ZeroShotClassifier(labels, embeds.astype(np.float32))
+    temperature = float(model.logit_scale.detach().clamp(max=4.6052).exp())
+    return ZeroShotClassifier(labels, embeds.astype(np.float32), temperature)
