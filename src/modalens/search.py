@@ -39,18 +39,33 @@ def model_identity(model_name: str) -> str:
 class SearchEngine:
     """Index a catalogue, then search it by text, by image, or both."""
 
-    def __init__(self, index_dir: str | Path | None = None, model: str = "modalens-lite", progress: bool = True) -> None:
+    def __init__(
+        self,
+        index_dir: str | Path | None = None,
+        model: str = "modalens-lite",
+        progress: bool = True,
+        shared_model: DualEncoder | None = None,
+    ) -> None:
+        """``shared_model`` lets several engines (a server's query and ingest threads) share one loaded model."""
         self.index_dir = Path(index_dir) if index_dir else default_index_dir()
         self.model_name = str(model)
         self.progress = progress
-        self._model: DualEncoder | None = None
+        self._model: DualEncoder | None = shared_model
         self._index: CatalogIndex | None = None
+        self._encoder: CachedEncoder | None = None
 
     @property
     def model(self) -> DualEncoder:
         if self._model is None:
             self._model = create_model(self.model_name)
         return self._model
+
+    @property
+    def encoder(self) -> CachedEncoder:
+        """The model behind the feature cache: re-embedding an indexed photo costs a cache lookup."""
+        if self._encoder is None:
+            self._encoder = CachedEncoder(self.model, progress=False)
+        return self._encoder
 
     @property
     def index(self) -> CatalogIndex:
@@ -67,8 +82,9 @@ class SearchEngine:
         """Embed and store every product not already indexed unchanged; resumable after a kill."""
         identity = model_identity(self.model_name)
         self.index_dir.mkdir(parents=True, exist_ok=True)
-        self._index = CatalogIndex.create(self.index_dir, model=identity, dim=self.model.config.embed_dim)
-        encoder = CachedEncoder(self.model, progress=False)
+        if self._index is None:
+            self._index = CatalogIndex.create(self.index_dir, model=identity, dim=self.model.config.embed_dim)
+        encoder = self.encoder
 
         def embed_batch(products: list[Product]) -> EmbedResult:
             vectors, failures = encoder.image_embeddings(products)
@@ -105,6 +121,18 @@ class SearchEngine:
         where: dict[str, Any] | None = None,
     ) -> list[Hit]:
         return self.index.search(self.query_vector(text, image), k=k, where=where)[0]
+
+    def similar(self, product_id: str, k: int = 10, where: dict[str, Any] | None = None) -> list[Hit]:
+        """"More like this": the product's own photo as the query, the product itself left out."""
+        product = self.index.get(product_id)
+        vectors, failures = self.encoder.image_embeddings([product])
+        if failures:
+            raise ValueError(f"product {product_id!r} has no usable image: {failures[0]}")
+        hits = self.index.search(vectors[0], k=k + 1, where=where)[0]
+        return [h for h in hits if h.id != product_id][:k]
+
+    def delete(self, ids: Sequence[str]) -> int:
+        return self.index.delete(list(ids))
 
 
 def _stat(path: str) -> str:

@@ -3,6 +3,7 @@
     catalog_cmds.py   index, search, tag, quickstart
     train_cmd.py      train
     eval_cmd.py       eval
+    serve_cmd.py      serve (API + web page)
 
 A command is a thin shell over the library; errors a user can fix are printed
 as one clear line (exit code 2), never as a traceback (``common.user_errors``).
@@ -15,7 +16,7 @@ import sys
 import typer
 
 from .. import __version__
-from . import catalog_cmds, eval_cmd, train_cmd
+from . import catalog_cmds, eval_cmd, serve_cmd, train_cmd
 
 app = typer.Typer(
     add_completion=False,
@@ -29,6 +30,7 @@ app.command()(catalog_cmds.tag)
 app.command()(catalog_cmds.quickstart)
 app.command()(train_cmd.train)
 app.command("eval")(eval_cmd.evaluate)
+app.command()(serve_cmd.serve)
 
 
 @app.command()

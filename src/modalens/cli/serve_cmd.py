@@ -1,0 +1,45 @@
+"""`modalens serve`: the search API and web page on the embedded default."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .common import MODEL_OPTION, user_errors
+
+
+@user_errors
+def serve(
+    catalogue: Optional[str] = typer.Argument(None, help="Catalogue to index first (kagl:test, a .csv/.jsonl, a folder); omit to serve the index as it is."),
+    index_dir: Optional[Path] = typer.Option(None, "--index", "-i", help="Index folder (default: ~/.cache/modalens/indexes/default)."),
+    model: str = MODEL_OPTION,
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+    api_key: list[str] = typer.Option([], "--api-key", help="Key accepted for writes (X-API-Key); also MODALENS_API_KEYS."),
+    open_browser: bool = typer.Option(False, "--open", help="Open the page in a browser once serving."),
+) -> None:
+    """Serve search by words and photos, tagging and product management, with a web page at /."""
+    import uvicorn
+
+    from ..catalog import read_catalog
+    from ..search import SearchEngine, default_index_dir
+    from ..serving import ServeSettings, create_app
+
+    index_dir = index_dir or default_index_dir()
+    if catalogue:
+        engine = SearchEngine(index_dir, model)
+        typer.echo(f"indexing {catalogue}: {engine.build(read_catalog(catalogue))}")
+        engine.close()
+    settings = ServeSettings.from_env(index_dir, model)
+    if api_key:
+        settings.api_keys = settings.api_keys | frozenset(api_key)
+    url = f"http://{host}:{port}/"
+    typer.echo(f"serving {index_dir} at {url} (API docs at {url}docs)")
+    if open_browser:
+        import threading
+        import webbrowser
+
+        threading.Timer(2.0, webbrowser.open, args=(url,)).start()
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")

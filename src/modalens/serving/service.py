@@ -1,0 +1,119 @@
+"""The long-lived parts of the server: one model, a query engine on its own thread, and ingest jobs.
+
+SQLite connections belong to the thread that opened them, and two CPU cores
+gain nothing from parallel queries, so every query and single-product write
+runs on one dedicated thread (``run``). Bulk ingest runs on a job thread with
+its own connection; SQLite's WAL lets it write while queries read, and the
+query side picks up each committed batch on its next search.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable, TypeVar
+
+from ..catalog import read_catalog
+from ..models import DualEncoder, create_model
+from ..search import SearchEngine
+from .settings import ServeSettings
+
+T = TypeVar("T")
+
+INGEST_BATCH = 64
+FACET_FIELDS = ("gender", "article_type", "colour", "season", "usage")
+
+
+@dataclass
+class Job:
+    """A bulk ingest: its progress is what the API reports; nothing here is needed to resume (the index is)."""
+
+    id: str
+    source: str
+    state: str = "queued"  # queued → running → done | failed
+    total: int = 0
+    done: int = 0
+    added: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    skipped_rows: int = 0
+    error: str | None = None
+    started: float = field(default_factory=time.time)
+    finished: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items()}
+
+
+class Service:
+    def __init__(self, settings: ServeSettings, model: DualEncoder | None = None) -> None:
+        self.settings = settings
+        self.model = model or create_model(settings.model)
+        # Load both towers now: lazy creation from two threads at once would race.
+        _ = self.model.image_tower, self.model.text_tower
+        self._query_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modalens-query")
+        self._job_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modalens-ingest")
+        self.engine = SearchEngine(settings.index_dir, settings.model, progress=False, shared_model=self.model)
+        self.jobs: dict[str, Job] = {}
+        self._jobs_lock = threading.Lock()
+        self._facets: tuple[Any, dict] | None = None
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``fn`` on the query thread without blocking the event loop."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._query_thread, lambda: fn(*args, **kwargs))
+
+    def ensure_index(self) -> None:
+        """Create the index if it does not exist yet, so a server can start empty and be filled through the API."""
+        self.engine.build([])
+
+    def start_ingest(self, source: str) -> Job:
+        job = Job(id=uuid.uuid4().hex[:12], source=source)
+        with self._jobs_lock:
+            self.jobs[job.id] = job
+        self._job_thread.submit(self._ingest, job)
+        return job
+
+    def _ingest(self, job: Job) -> None:
+        engine = SearchEngine(self.settings.index_dir, self.settings.model, progress=False, shared_model=self.model)
+        try:
+            job.state = "running"
+            catalog = read_catalog(job.source)
+            job.total, job.skipped_rows = len(catalog), len(catalog.errors)
+            for start in range(0, len(catalog), INGEST_BATCH):
+                report = engine.build(catalog.products[start : start + INGEST_BATCH], batch_size=INGEST_BATCH)
+                job.added += report.added
+                job.unchanged += report.skipped_unchanged
+                job.failed += report.failed
+                job.done += report.total
+            job.state = "done"
+        except Exception as e:  # the job reports its error; the server keeps serving
+            job.state, job.error = "failed", f"{type(e).__name__}: {e}"
+        finally:
+            job.finished = time.time()
+            engine.close()
+
+    def facets(self) -> dict[str, list[dict[str, Any]]]:
+        """Counts of each value of the menu fields; recomputed only after the index changed."""
+        index = self.engine.index
+        generation = index.meta.get("generation")
+        if self._facets is None or self._facets[0] != generation:
+            counts: dict[str, Counter] = {name: Counter() for name in FACET_FIELDS}
+            for product_id in index.ids():
+                product = index.get(product_id)
+                for name in FACET_FIELDS:
+                    if product.get(name):
+                        counts[name][product.get(name)] += 1
+            table = {name: [{"value": v, "count": n} for v, n in sorted(c.items())] for name, c in counts.items()}
+            self._facets = (generation, table)
+        return self._facets[1]
+
+    def close(self) -> None:
+        self._job_thread.shutdown(wait=False, cancel_futures=True)
+        self._query_thread.submit(self.engine.close).result()
+        self._query_thread.shutdown(wait=True)

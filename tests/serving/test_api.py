@@ -1,0 +1,148 @@
+"""The REST API on real photos: search by words, photo, both and "more like this"; tagging; products; jobs; bad input."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from modalens.catalog import read_catalog
+from modalens.search import SearchEngine
+from modalens.serving import ServeSettings, create_app
+
+KEY = "test-key"
+
+
+@pytest.fixture(scope="module")
+def client(mini_catalog, tmp_path_factory):
+    index_dir = tmp_path_factory.mktemp("serve") / "index"
+    engine = SearchEngine(index_dir, progress=False)
+    engine.build(read_catalog(mini_catalog))
+    engine.close()
+    settings = ServeSettings(index_dir, api_keys=frozenset({KEY}))
+    with TestClient(create_app(settings, engine.model)) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def products(mini_catalog):
+    return read_catalog(mini_catalog).products
+
+
+def jpeg_bytes(path) -> bytes:
+    buffer = io.BytesIO()
+    Image.open(path).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+def test_health_openapi_and_metrics(client):
+    assert client.get("/health").json()["products"] == 40
+    schema = client.get("/openapi.json").json()
+    assert {"/api/search", "/api/search/image", "/api/tag", "/api/products/{product_id}"} <= set(schema["paths"])
+    client.post("/api/search", json={"q": "shirt"})
+    metrics = client.get("/metrics").text
+    assert 'modalens_requests_total{method="POST",route="/api/search",status="200"}' in metrics
+    assert "modalens_indexed_products 40.0" in metrics
+
+
+def test_text_search_with_filter_and_paging(client):
+    first = client.post("/api/search", json={"q": "watch", "k": 5}).json()
+    assert len(first["results"]) == 5 and first["results"][0]["attributes"]["article_type"] == "Watches"
+    second = client.post("/api/search", json={"q": "watch", "k": 5, "offset": 5}).json()
+    assert not {r["id"] for r in first["results"]} & {r["id"] for r in second["results"]}
+    women = client.post("/api/search", json={"q": "shoes", "k": 40, "filters": {"gender": "Women"}}).json()["results"]
+    assert women and {r["attributes"]["gender"] for r in women} == {"Women"}
+
+
+def test_photo_search_finds_the_product_and_serves_its_image(client, products):
+    target = products[5]
+    response = client.post("/api/search/image", files={"image": ("q.jpg", jpeg_bytes(target.image), "image/jpeg")}, data={"k": "3"})
+    top = response.json()["results"][0]
+    assert top["id"] == target.id
+    image = client.get(top["image_url"])
+    assert image.status_code == 200 and image.headers["content-type"] == "image/jpeg"
+
+
+def test_more_like_this_excludes_the_product_itself(client, products):
+    results = client.get(f"/api/products/{products[0].id}/similar?k=5").json()["results"]
+    assert len(results) == 5 and products[0].id not in {r["id"] for r in results}
+
+
+def test_tag_an_upload(client, products):
+    watch = next(p for p in products if p.get("article_type") == "Watches")
+    response = client.post(
+        "/api/tag", files={"image": ("w.jpg", jpeg_bytes(watch.image), "image/jpeg")}, data={"labels": "watch,shoes,jeans,handbag"}
+    )
+    assert response.json()["labels"][0]["label"] == "watch"
+
+
+def test_product_create_update_delete_needs_a_key(client, products):
+    source = products[3]
+    record = json.dumps({"title": "Test Product Blue Backpack", "attributes": {"article_type": "Backpacks", "gender": "Unisex"}})
+    upload = {"image": ("p.jpg", jpeg_bytes(source.image), "image/jpeg")}
+    assert client.put("/api/products/new-1", data={"product": record}, files=upload).status_code == 401
+    created = client.put("/api/products/new-1", data={"product": record}, files=upload, headers={"X-API-Key": KEY})
+    assert created.status_code == 200 and created.json()["added"] == 1
+    assert client.get("/api/products/new-1").json()["title"] == "Test Product Blue Backpack"
+    renamed = json.dumps({"title": "Renamed", "attributes": {"article_type": "Backpacks"}})
+    assert client.put("/api/products/new-1", data={"product": renamed}, headers={"X-API-Key": KEY}).status_code == 200
+    assert client.get("/api/products/new-1").json()["title"] == "Renamed"
+    assert client.delete("/api/products/new-1").status_code == 401
+    assert client.delete("/api/products/new-1", headers={"X-API-Key": KEY}).json()["deleted"] is True
+    assert client.get("/api/products/new-1").status_code == 404
+
+
+def test_bulk_ingest_job_reports_progress(client, mini_catalog, tmp_path):
+    lines = mini_catalog.read_text().splitlines()
+    extra = tmp_path / "more.csv"
+    extra.write_text("\n".join([lines[0]] + [line.replace(line.split(",")[0], "copy-" + line.split(",")[0], 1) for line in lines[1:6]]) + "\n")
+    (tmp_path / "images").symlink_to(mini_catalog.parent / "images")
+    job = client.post("/api/ingest", json={"source": str(extra)}, headers={"X-API-Key": KEY}).json()
+    for _ in range(200):
+        status = client.get(f"/api/jobs/{job['id']}").json()
+        if status["state"] in ("done", "failed"):
+            break
+        time.sleep(0.1)
+    assert status["state"] == "done" and status["added"] == 5 and status["done"] == status["total"] == 5
+    assert client.get("/api/products/copy-" + lines[1].split(",")[0]).status_code == 200
+    for i in range(1, 6):
+        client.delete("/api/products/copy-" + lines[i].split(",")[0], headers={"X-API-Key": KEY})
+
+
+@pytest.mark.parametrize(
+    "call, status, message",
+    [
+        (lambda c: c.post("/api/search", json={"q": "shirt", "k": 100000}), 422, "less than or equal"),
+        (lambda c: c.post("/api/search", json={"q": "   "}), 422, "q must contain words"),
+        (lambda c: c.post("/api/search", json={"q": "shirt", "filters": {"colr": "Blue"}}), 400, "unknown filter"),
+        (lambda c: c.post("/api/search", content=b"{not json", headers={"content-type": "application/json"}), 422, "JSON"),
+        (lambda c: c.post("/api/search/image", files={"image": ("x.jpg", b"plain text", "image/jpeg")}), 400, "not a usable image"),
+        (lambda c: c.post("/api/search/image", files={"image": ("x.jpg", b"\xff" * (11 * 2**20), "image/jpeg")}), 413, "larger than"),
+        (lambda c: c.get("/api/products/nope"), 404, "no product"),
+        (lambda c: c.get("/api/products/nope/similar"), 404, "no product"),
+        (lambda c: c.get("/api/jobs/nope"), 404, "no job"),
+        (lambda c: c.post("/api/tag", files={"image": ("x.png", b"", "image/png")}, data={"labels": "a"}), 400, "empty"),
+    ],
+)
+def test_bad_input_gets_a_clear_4xx(client, call, status, message):
+    response = call(client)
+    assert response.status_code == status, response.text
+    assert message in response.text
+
+
+def test_decompression_bomb_is_refused(client):
+    buffer = io.BytesIO()
+    Image.new("1", (9000, 9000)).save(buffer, format="PNG")  # 81 MP, a few kB on disk
+    response = client.post("/api/search/image", files={"image": ("bomb.png", buffer.getvalue(), "image/png")})
+    assert response.status_code == 400 and "pixels" in response.text
+
+
+def test_writes_refused_when_no_key_is_configured(mini_catalog, tmp_path, client):
+    settings = ServeSettings(tmp_path / "empty-index")
+    with TestClient(create_app(settings, client.app.state.service.model)) as c:
+        assert c.get("/health").json()["products"] == 0
+        assert c.delete("/api/products/x", headers={"X-API-Key": "anything"}).status_code == 403
