@@ -17,8 +17,15 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     || { echo "setup: modalens did not install" >&2; exit 1; }
   echo "$want" > "$stamp"
 fi
-# Fashion-MNIST comes from Debian's package; optional (tests that need it skip without it).
-if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
-  (apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1; }) \
-    || echo "setup: could not install dataset-fashion-mnist (Fashion-MNIST tests will be skipped)" >&2
-fi
+# Debian packages: Fashion-MNIST (data) and Chromium (browser tests of the web pages). Optional:
+# without them the tests that need them are skipped, with the reason.
+apt_install() {  # apt_install PACKAGE CHECK-PATH
+  [ -e "$2" ] && return 0
+  command -v apt-get >/dev/null && [ "$(id -u)" = 0 ] || { echo "setup: not root, skipping $1" >&2; return 0; }
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -q "$1" >/dev/null 2>&1 \
+    || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q "$1" >/dev/null 2>&1; } \
+    || echo "setup: could not install $1 (tests that need it will be skipped)" >&2
+}
+apt_install dataset-fashion-mnist /usr/share/datasets/fashion-mnist
+apt_install chromium /usr/bin/chromium

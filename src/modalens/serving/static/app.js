@@ -99,7 +99,7 @@ function render(results) {
 function setPhoto(file) {
   state.photo = file;
   $("drop-zone").classList.toggle("has-photo", Boolean(file));
-  $("photo-label").textContent = file ? `📷 ${file.name.slice(0, 18)}` : "📷 Photo";
+  $("photo-label").textContent = file ? `Photo: ${file.name.slice(0, 18)}` : "Search by photo";
   $("clear-photo").hidden = !file;
 }
 
