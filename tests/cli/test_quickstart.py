@@ -9,7 +9,7 @@ from modalens.quickstart import EXAMPLE_QUERIES
 
 
 def test_quickstart_indexes_searches_and_tags(mini_catalog, tmp_path):
-    result = CliRunner().invoke(app, ["quickstart", "--catalogue", str(mini_catalog), "--index", str(tmp_path / "index")])
+    result = CliRunner().invoke(app, ["quickstart", "--catalogue", str(mini_catalog), "--index", str(tmp_path / "index"), "--no-serve"])
     assert result.exit_code == 0, result.output
     out = result.output
     assert "40 products" in out and "40 added" in out

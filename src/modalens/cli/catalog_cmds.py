@@ -96,8 +96,15 @@ def quickstart(
     catalogue: Optional[str] = typer.Option(None, help="Catalogue to index (default: KAGL test split if ../shared is present, else Fashion-MNIST)."),
     index_dir: Optional[Path] = INDEX_OPTION,
     limit: Optional[int] = typer.Option(None, help="Index only the first N products."),
+    serve: bool = typer.Option(True, help="End by serving the search page on the new index (Ctrl-C stops)."),
+    port: int = typer.Option(8000, help="Port for the search page."),
 ) -> None:
-    """The main job: index a catalogue with the default model, then search and tag it."""
+    """The main job: index a catalogue with the default model, search and tag it, then serve the search page."""
     from ..quickstart import run_quickstart
 
-    run_quickstart(catalogue, index_dir, limit, echo=typer.echo)
+    engine = run_quickstart(catalogue, index_dir, limit, echo=typer.echo)
+    engine.close()
+    if serve:
+        from .serve_cmd import serve as serve_command
+
+        serve_command(None, engine.index_dir, engine.model_name, "127.0.0.1", port, [], False)
