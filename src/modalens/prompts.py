@@ -22,6 +22,15 @@ CAPTION_TEMPLATES: dict[str, str] = {
     "full": "a {usage} {colour} {article_type} for {gender}, {season} {year}",
 }
 
+#: One text per product field, for the multi-field loss (Marqo GCL style): each field its own contrastive term.
+FIELD_TEMPLATES: dict[str, str] = {
+    "title": "{title}",
+    "colour": "{colour}",
+    "category": "a photo of {article_type}",
+    "gender": "fashion for {gender}",
+    "usage": "{usage} wear for {season}",
+}
+
 #: Zero-shot prompt ensemble; the first one alone is the "no ensemble" baseline.
 ZERO_SHOT_TEMPLATES: tuple[str, ...] = (
     "a photo of {label}",

@@ -73,13 +73,13 @@ def test_tag_ranks_labels_and_reports_bad_files(mini_catalog, tmp_path):
     assert sum(x["score"] for x in records[0]["labels"]) <= 1.0 + 1e-6
 
 
-def test_user_errors_are_one_line_not_a_traceback(tmp_path):
+def test_user_errors_are_one_line_not_a_traceback(tmp_path, mini_catalog):
     for args, expected in [
         (["search", "shirt", "--index", tmp_path / "missing"], "modalens index"),
         (["index", tmp_path / "nope.csv"], "nope.csv"),
         (["search", "shirt", "--model", "no-such-model"], "unknown model"),
         (["search", "shirt", "--filter", "colourBlue"], "field=value"),
-        (["eval", "--data", "kagl:nosuchsplit"], "nosuchsplit"),
+        (["eval", "--data", f"{mini_catalog}:nosuchsplit"], "nosuchsplit"),
     ]:
         result = runner.invoke(app, [str(a) for a in args])
         assert result.exit_code == 2, (args, result.output)

@@ -73,3 +73,49 @@ def test_bad_configs_are_rejected_by_name(tmp_path, mini_catalog):
     path.write_text("optim: [1, 2\n")
     with pytest.raises(ConfigError, match="cannot parse"):
         load_train_config(path)
+
+
+def _weights(folder):
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "heads.safetensors"))
+
+
+def test_resume_after_a_stop_continues_exactly(tmp_path, mini_catalog):
+    """Stopped mid-epoch and resumed, a run ends with the very same weights as an uninterrupted one."""
+    from modalens.recipes.contrastive_heads import train
+
+    straight = load_train_config(write_config(tmp_path / "straight", mini_catalog, epochs=4))
+    train(straight, progress=False)
+    config = load_train_config(write_config(tmp_path / "stopped", mini_catalog, epochs=4))
+    config.output = straight.output.replace("straight", "stopped")
+    train(config, progress=False, stop_after_steps=3)  # one step into the second epoch (2 steps per epoch)
+    assert not (tmp_path / "stopped" / "run" / "heads.safetensors").exists()
+    result = train(config, progress=False, resume=True)
+    a, b = _weights(tmp_path / "straight" / "run"), _weights(result.output)
+    assert a.keys() == b.keys() and all(bool((a[k] == b[k]).all()) for k in a)
+    assert len((result.output / "metrics.jsonl").read_text().splitlines()) == 4
+
+
+def test_resume_refuses_a_checkpoint_from_another_config(tmp_path, mini_catalog):
+    from modalens.recipes.contrastive_heads import train
+
+    config = load_train_config(write_config(tmp_path, mini_catalog, epochs=2))
+    train(config, progress=False, stop_after_steps=1)
+    config.optim.lr = 0.5
+    with pytest.raises(ValueError, match="another config"):
+        train(config, progress=False, resume=True)
+
+
+@pytest.mark.parametrize("extra", [{"loss": "siglip"}, {"field_weights": {"title": 1.0, "colour": 0.5, "category": 0.5}}])
+def test_other_losses_train_and_beat_untrained(tmp_path, mini_catalog, extra):
+    path = write_config(tmp_path, mini_catalog, epochs=20)
+    data = yaml.safe_load(path.read_text())
+    data.update(extra)
+    path.write_text(yaml.safe_dump(data))
+    config = load_train_config(path)
+    train_products = read_catalog(mini_catalog).split("train").products
+    before = tasks.retrieval(CachedEncoder(build_model(config), progress=False), train_products)["text_to_image"]["R@5"]
+    result = run_recipe(config, progress=False)
+    after = tasks.retrieval(CachedEncoder(create_model(result.output), progress=False), train_products)["text_to_image"]["R@5"]
+    assert after > before + 0.2

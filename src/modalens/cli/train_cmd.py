@@ -14,6 +14,7 @@ from .common import user_errors
 def train(
     config: Path = typer.Argument(..., help="Training config (YAML or JSON), e.g. configs/modalens-lite.yaml."),
     output: Optional[Path] = typer.Option(None, help="Override the config's output folder."),
+    resume: bool = typer.Option(False, help="Continue an interrupted run from its checkpoint, exactly."),
 ) -> None:
     """Train a model from a config file."""
     from ..recipes import load_train_config, run_recipe
@@ -21,5 +22,5 @@ def train(
     cfg = load_train_config(config)
     if output:
         cfg.output = str(output)
-    result = run_recipe(cfg)
+    result = run_recipe(cfg, resume=resume)
     typer.echo(f"best epoch {result.best_epoch} (val score {result.best_score:.4f}) in {result.seconds:.0f}s → {result.output}")

@@ -5,13 +5,13 @@ from .config import ConfigError, TrainConfig, load_train_config
 RECIPES = {"contrastive-heads": "modalens.recipes.contrastive_heads"}
 
 
-def run_recipe(config: TrainConfig, progress: bool = True):
+def run_recipe(config: TrainConfig, progress: bool = True, resume: bool = False):
     """Dispatch a config to its recipe's ``train`` function."""
     import importlib
 
     if config.recipe not in RECIPES:
         raise ConfigError(f"unknown recipe {config.recipe!r}; known: {sorted(RECIPES)}")
-    return importlib.import_module(RECIPES[config.recipe]).train(config, progress=progress)
+    return importlib.import_module(RECIPES[config.recipe]).train(config, progress=progress, resume=resume)
 
 
 __all__ = ["ConfigError", "TrainConfig", "load_train_config", "run_recipe", "RECIPES"]

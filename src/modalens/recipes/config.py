@@ -50,6 +50,12 @@ class TrainConfig:
     #: Extra image views (``encoders.views``) shown instead of the photo with ``view_probability``.
     image_views: list[str] = field(default_factory=list)
     view_probability: float = 0.25
+    #: ``clip`` (InfoNCE) or ``siglip`` (pairwise sigmoid).
+    loss: str = "clip"
+    #: Multi-field loss: weight per field of ``prompts.FIELD_TEMPLATES`` (empty: one caption per product).
+    field_weights: dict[str, float] = field(default_factory=dict)
+    #: Also checkpoint every N optimiser steps (0: at each epoch's end only).
+    checkpoint_every: int = 0
     #: Overrides of the model config (for example ``{"embed_dim": 256}``).
     model_overrides: dict[str, Any] = field(default_factory=dict)
 
@@ -85,6 +91,14 @@ def load_train_config(path: str | Path) -> TrainConfig:
     if unknown:
         raise ConfigError(f"{path.name}: unknown caption templates {sorted(unknown)}; known: {sorted(CAPTION_TEMPLATES)}")
     from ..encoders.views import VIEWS
+    from ..losses import LOSSES
+    from ..prompts import FIELD_TEMPLATES
+
+    if config.loss not in LOSSES:
+        raise ConfigError(f"{path.name}: unknown loss {config.loss!r}; known: {sorted(LOSSES)}")
+    unknown_fields = set(config.field_weights) - set(FIELD_TEMPLATES)
+    if unknown_fields:
+        raise ConfigError(f"{path.name}: unknown fields {sorted(unknown_fields)}; known: {sorted(FIELD_TEMPLATES)}")
 
     unknown = set(config.image_views) - set(VIEWS)
     if unknown:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import time
 from dataclasses import dataclass
@@ -26,10 +27,10 @@ from ..catalog import read_catalog
 from ..catalog.schema import Product
 from ..embedding import CachedEncoder
 from ..evaluation import tasks
-from ..losses import ClipLoss
+from ..losses import MultiFieldLoss, create_loss
 from ..models import DualEncoder, ModelConfig, save_model
 from ..paths import MODEL_CONFIG_DIR
-from ..prompts import CAPTION_TEMPLATES, captions
+from ..prompts import CAPTION_TEMPLATES, FIELD_TEMPLATES, caption, captions
 from .config import TrainConfig
 
 
@@ -95,19 +96,23 @@ def _validate(encoder: CachedEncoder, val: list[Product]) -> dict[str, Any]:
     return metrics
 
 
-def train(config: TrainConfig, progress: bool = True) -> TrainResult:
-    start = time.time()
-    opt = config.optim
-    random.seed(opt.seed)
-    np.random.seed(opt.seed)
-    torch.manual_seed(opt.seed)
+@dataclass
+class TrainingData:
+    """Everything one epoch reads, as tensors: tower features of each view, caption features and choices."""
+
+    images: torch.Tensor  # (views, products, dim); view 0 is the photo itself
+    text_feats: torch.Tensor  # (unique captions, dim)
+    choices: list[list[int]]  # per product, indices of its captions
+    fields: dict[str, torch.Tensor]  # multi-field loss: per field, per product, a caption index or -1
+    val_products: list[Product]
+
+
+def prepare(config: TrainConfig, model: DualEncoder, progress: bool) -> TrainingData:
     catalog = read_catalog(config.data.catalog)
     train_products = catalog.split(config.data.train_split).products[: config.data.limit]
     val_products = catalog.split(config.data.val_split).products[: config.data.limit]
     if not train_products:
         raise ValueError(f"catalogue {config.data.catalog!r} has no products in split {config.data.train_split!r}")
-
-    model = build_model(config)
     encoder = CachedEncoder(model, progress=progress)
     image_feats, failures = encoder.image_features(train_products)
     keep = [i for i in range(len(train_products)) if i not in failures]
@@ -116,48 +121,152 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
     has_caption = [i for i, c in enumerate(choices) if c]
     kept = [train_products[i] for i in has_caption]
     views = [image_feats[keep][has_caption]] + [_view_features(encoder, kept, view) for view in config.image_views]
-    images = torch.from_numpy(np.stack(views))  # (views, products, dim); view 0 is the photo itself
-    choices = [choices[i] for i in has_caption]
-    text_feats = torch.from_numpy(encoder.text_features(texts))
+    fields = {}
+    for name in config.field_weights:
+        field_texts = [caption(p, FIELD_TEMPLATES[name]) for p in kept]
+        index = {t: i for i, t in enumerate(texts)}
+        for t in field_texts:
+            if t and t not in index:
+                index[t] = len(texts)
+                texts.append(t)
+        fields[name] = torch.tensor([index[t] if t else -1 for t in field_texts])
+    return TrainingData(
+        images=torch.from_numpy(np.stack(views)),
+        text_feats=torch.from_numpy(encoder.text_features(texts)),
+        choices=[choices[i] for i in has_caption],
+        fields=fields,
+        val_products=val_products,
+    )
 
-    loss_fn = ClipLoss()
-    params = [p for p in model.parameters() if p.requires_grad]
+
+def make_loss(config: TrainConfig) -> torch.nn.Module:
+    base = create_loss(config.loss)
+    return MultiFieldLoss(config.field_weights, base) if config.field_weights else base
+
+
+def batch_loss(model: DualEncoder, loss_fn, data: TrainingData, batch: torch.Tensor, config: TrainConfig, generator) -> torch.Tensor:
+    view = _pick_views(len(batch), len(data.images) - 1, config.view_probability, generator)
+    image_embeds = model.project_image(data.images[view, batch])
+    if isinstance(loss_fn, MultiFieldLoss):
+        field_ids = {name: ids[batch] for name, ids in data.fields.items()}
+        embeds = {name: model.project_text(data.text_feats[ids.clamp(min=0)]) for name, ids in field_ids.items()}
+        present = {name: ids >= 0 for name, ids in field_ids.items()}
+        return loss_fn(image_embeds, embeds, model.logit_scale, field_ids, present)
+    picked = torch.tensor([random.choice(data.choices[i]) for i in batch.tolist()])
+    return loss_fn(image_embeds, model.project_text(data.text_feats[picked]), model.logit_scale, picked)
+
+
+class Checkpoint:
+    """Everything needed to continue a run exactly: weights, optimiser, schedule, RNGs, position, best so far."""
+
+    def __init__(self, output: Path) -> None:
+        self.path = output / "checkpoint.pt"
+
+    def save(self, state: dict[str, Any]) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        tmp.replace(self.path)
+
+    def load(self) -> dict[str, Any] | None:
+        if not self.path.exists():
+            return None
+        return torch.load(self.path, map_location="cpu", weights_only=False)
+
+
+def train(config: TrainConfig, progress: bool = True, resume: bool = False, stop_after_steps: int | None = None) -> TrainResult:
+    """Train the heads; ``resume`` continues from the output folder's checkpoint exactly where it stopped.
+
+    ``stop_after_steps`` ends the run early (checkpoint written), as a kill would: for tests of resuming.
+    """
+    start = time.time()
+    opt = config.optim
+    random.seed(opt.seed)
+    np.random.seed(opt.seed)
+    torch.manual_seed(opt.seed)
+    model = build_model(config)
+    data = prepare(config, model, progress)
+    loss_fn = make_loss(config)
+    params = [p for p in list(model.parameters()) + list(loss_fn.parameters()) if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=opt.lr, weight_decay=opt.weight_decay)
-    steps_per_epoch = max(1, images.shape[1] // opt.batch_size)
+    steps_per_epoch = max(1, data.images.shape[1] // opt.batch_size)
     total = steps_per_epoch * opt.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _schedule(s, total, opt.warmup_steps))
     output = Path(config.output)
     output.mkdir(parents=True, exist_ok=True)
-    log = open(output / "metrics.jsonl", "w")
-    history: list[dict[str, Any]] = []
-    best = (-1.0, -1, None)
+    checkpoint = Checkpoint(output)
     generator = torch.Generator().manual_seed(opt.seed)
-    bar = tqdm(total=total, desc="train heads", unit="step", disable=not progress)
-    for epoch in range(1, opt.epochs + 1):
+    history: list[dict[str, Any]] = []
+    best: tuple[float, int, dict | None] = (-float("inf"), -1, None)
+    position = {"epoch": 1, "step": 0, "order": None, "losses": []}
+
+    saved = checkpoint.load() if resume else None
+    if saved is not None:
+        if saved["config"] != config.to_dict():
+            raise ValueError(f"{checkpoint.path} was written by a run with another config; train into a new output folder")
+        model.load_state_dict(saved["model"])
+        loss_fn.load_state_dict(saved["loss"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        generator.set_state(saved["generator"])
+        random.setstate(saved["python_random"])
+        history, best, position = saved["history"], saved["best"], saved["position"]
+
+    def snapshot() -> dict[str, Any]:
+        return {
+            "config": config.to_dict(),
+            "model": model.state_dict(),
+            "loss": loss_fn.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "generator": generator.get_state(),
+            "python_random": random.getstate(),
+            "history": history,
+            "best": best,
+            "position": position,
+        }
+
+    log = open(output / "metrics.jsonl", "a" if saved else "w")
+    encoder = CachedEncoder(model, progress=False)
+    done = (position["epoch"] - 1) * steps_per_epoch + position["step"]
+    bar = tqdm(total=total, initial=done, desc=f"train ({config.loss})", unit="step", disable=not progress)
+    steps_this_run = 0
+    for epoch in range(position["epoch"], opt.epochs + 1):
         model.train()
-        order = torch.randperm(images.shape[1], generator=generator)
-        losses = []
-        for step in range(steps_per_epoch):
+        if position["order"] is None:
+            position["order"] = torch.randperm(data.images.shape[1], generator=generator)
+        order = position["order"]
+        for step in range(position["step"], steps_per_epoch):
             batch = order[step * opt.batch_size : (step + 1) * opt.batch_size]
-            picked = torch.tensor([random.choice(choices[i]) for i in batch.tolist()])
-            view = _pick_views(len(batch), len(images) - 1, config.view_probability, generator)
-            loss = loss_fn(model.project_image(images[view, batch]), model.project_text(text_feats[picked]), model.logit_scale, picked)
+            loss = batch_loss(model, loss_fn, data, batch, config, generator)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             scheduler.step()
-            losses.append(loss.item())
+            position["losses"].append(loss.item())
+            position["step"] = step + 1
             bar.update(1)
-        encoder.progress = False
-        metrics = _validate(encoder, val_products) if val_products else {}
-        score = validation_score(metrics) if metrics else -float(np.mean(losses))
-        record = {"epoch": epoch, "loss": float(np.mean(losses)), "score": score, "temperature": float(model.logit_scale.detach().exp()), "val": metrics}
+            steps_this_run += 1
+            if config.checkpoint_every and (done + steps_this_run) % config.checkpoint_every == 0:
+                checkpoint.save(snapshot())
+            if stop_after_steps is not None and steps_this_run >= stop_after_steps:
+                checkpoint.save(snapshot())
+                bar.close()
+                log.close()
+                return TrainResult(output, best[1], best[0], history, time.time() - start)
+        metrics = _validate(encoder, data.val_products) if data.val_products else {}
+        mean_loss = float(np.mean(position["losses"]))
+        score = validation_score(metrics) if metrics else -mean_loss
+        record = {"epoch": epoch, "loss": mean_loss, "score": score, "temperature": float(model.logit_scale.detach().exp()), "val": metrics}
         history.append(record)
         log.write(json.dumps(record) + "\n")
         log.flush()
-        bar.set_postfix(loss=f"{record['loss']:.3f}", val=f"{score:.3f}")
+        bar.set_postfix(loss=f"{mean_loss:.3f}", val=f"{score:.3f}")
         if score > best[0]:
             best = (score, epoch, {k: v.detach().clone() for k, v in model.state_dict().items()})
+        position = {"epoch": epoch + 1, "step": 0, "order": None, "losses": []}
+        checkpoint.save(snapshot())
     bar.close()
     log.close()
     model.load_state_dict(best[2])
@@ -167,4 +276,4 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
     return TrainResult(output, best[1], best[0], history, time.time() - start)
 
 
-__all__ = ["train", "TrainResult", "build_model", "caption_table"]
+__all__ = ["train", "TrainResult", "TrainingData", "build_model", "caption_table", "prepare"]
