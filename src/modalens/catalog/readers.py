@@ -455,8 +455,15 @@ def read_catalog(source: str | Path, *, limit: int | None = None) -> Catalog:
     """Any catalogue by one name: 'kagl', 'fashion-mnist[:train|:test]', a KAGL-style folder, a table or an image folder.
 
     ``SOURCE:SPLIT`` (e.g. ``kagl:test``) keeps one split of a catalogue that has splits.
+    ``NAME=ROOT[:SPLIT]`` (e.g. ``fashion200k=/data/fashion200k:train``) reads an open
+    dataset from its published layout (names: ``modalens.catalog.datasets.DATASETS``).
     """
     text = str(source)
+    from .datasets import parse_dataset_spec, read_dataset  # lazy: the dataset readers are optional weight
+
+    spec = parse_dataset_spec(text)
+    if spec is not None:
+        return read_dataset(*spec, limit=limit)
     name, _, split = text.partition(":")
     if name == "fashion-mnist":
         return read_fashion_mnist(split or "test", limit=limit)

@@ -13,7 +13,7 @@ from .common import INDEX_OPTION, MODEL_OPTION, parse_filters, print_hits, user_
 
 @user_errors
 def index(
-    catalogue: str = typer.Argument(..., help="kagl, kagl:test, fashion-mnist[:train], a .csv/.jsonl file, or an image folder."),
+    catalogue: str = typer.Argument(..., help="kagl, kagl:test, fashion-mnist[:train], NAME=ROOT[:SPLIT] for an open dataset (docs/datasets.md), a .csv/.jsonl file, or an image folder."),
     index_dir: Optional[Path] = INDEX_OPTION,
     model: str = MODEL_OPTION,
     limit: Optional[int] = typer.Option(None, help="Index only the first N products."),
