@@ -2,7 +2,7 @@
 
     catalog_cmds.py   index, search, tag, quickstart
     train_cmd.py      train
-    eval_cmd.py       eval
+    eval_cmd.py       eval, leaderboard
     serve_cmd.py      serve (API + web page)
 
 A command is a thin shell over the library; errors a user can fix are printed
@@ -30,6 +30,7 @@ app.command()(catalog_cmds.tag)
 app.command()(catalog_cmds.quickstart)
 app.command()(train_cmd.train)
 app.command("eval")(eval_cmd.evaluate)
+app.command()(eval_cmd.leaderboard)
 app.command()(serve_cmd.serve)
 
 
