@@ -16,6 +16,9 @@ KAGL = Path(__file__).resolve().parents[2] / "shared" / "data" / "kagl-fashion"
 def _private_cache(tmp_path_factory):
     """Tests never read or write the user's ~/.cache/modalens."""
     os.environ["MODALENS_CACHE"] = str(tmp_path_factory.mktemp("modalens-cache"))
+    # ONNX exports depend only on the code and weights: keep them across runs (and share them with
+    # the servers and CLI runs the tests start), so only the first run pays for exporting.
+    os.environ.setdefault("MODALENS_ONNX_CACHE", str(Path(__file__).resolve().parents[1] / ".cache" / "onnx"))
     yield
 
 

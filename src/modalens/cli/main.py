@@ -4,6 +4,7 @@
     train_cmd.py      train
     eval_cmd.py       eval, leaderboard
     serve_cmd.py      serve (API + web page)
+    export_cmd.py     export (ONNX files for the towers and heads)
 
 A command is a thin shell over the library; errors a user can fix are printed
 as one clear line (exit code 2), never as a traceback (``common.user_errors``).
@@ -16,7 +17,7 @@ import sys
 import typer
 
 from .. import __version__
-from . import catalog_cmds, eval_cmd, serve_cmd, train_cmd
+from . import catalog_cmds, eval_cmd, export_cmd, serve_cmd, train_cmd
 
 app = typer.Typer(
     add_completion=False,
@@ -32,6 +33,7 @@ app.command()(train_cmd.train)
 app.command("eval")(eval_cmd.evaluate)
 app.command()(eval_cmd.leaderboard)
 app.command()(serve_cmd.serve)
+app.command()(export_cmd.export)
 
 
 @app.command()

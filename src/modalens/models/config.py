@@ -25,6 +25,8 @@ class ModelConfig:
     embed_dim: int = 512
     head: HeadConfig = field(default_factory=HeadConfig)
     init_logit_scale: float = math.log(1 / 0.07)
+    #: Inference back-end for both towers: "onnx", "torch", or None for automatic (ONNX Runtime when it imports).
+    backend: str | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":

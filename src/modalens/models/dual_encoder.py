@@ -9,7 +9,8 @@ import torch
 from PIL import Image
 from torch import nn
 
-from ..encoders import ImageTower, TextTower, create_image_tower, create_text_tower
+from ..backends import build_image_tower, build_text_tower
+from ..encoders import ImageTower, TextTower
 from .config import ModelConfig
 from .heads import ProjectionHead
 
@@ -44,16 +45,14 @@ class DualEncoder(nn.Module):
     @property
     def image_tower(self) -> ImageTower:
         if "image" not in self._towers:
-            spec = {k: v for k, v in self.config.image_tower.items() if k not in ("name", "dim")}
-            self._towers["image"] = create_image_tower(self.config.image_tower["name"], **spec).eval()
-            self._towers["image"].to(memory_format=torch.channels_last)
+            # ONNX Runtime when available (exported once, cached), else torch: see modalens.backends.
+            self._towers["image"] = build_image_tower(self.config.image_tower, getattr(self.config, "backend", None))
         return self._towers["image"]  # type: ignore[return-value]
 
     @property
     def text_tower(self) -> TextTower:
         if "text" not in self._towers:
-            spec = {k: v for k, v in self.config.text_tower.items() if k not in ("name", "dim")}
-            self._towers["text"] = create_text_tower(self.config.text_tower["name"], **spec).eval()
+            self._towers["text"] = build_text_tower(self.config.text_tower, getattr(self.config, "backend", None))
         return self._towers["text"]  # type: ignore[return-value]
 
     def project_image(self, features: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,104 @@
+"""`modalens export`: a self-contained folder (towers, heads, tokenizer, manifest) that equals the model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import typer
+from typer.testing import CliRunner
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+
+from backends_testkit import PHOTOS, TEXTS, TOLERANCE
+
+from modalens.backends.runtime import OrtModel, load_export, verify_export
+from modalens.catalog.images import load_image
+from modalens.cli.export_cmd import export
+from modalens.models import create_model
+
+
+def _app() -> typer.Typer:
+    app = typer.Typer()
+    app.command()(export)
+
+    @app.callback()
+    def main() -> None:  # a group, so the command is called by name as in `modalens export`
+        pass
+
+    return app
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, onnx_image_tower, onnx_text_tower):
+    """One export (with int8) for the module; the towers come from the session's cached exports."""
+    out = tmp_path_factory.mktemp("export") / "lite-onnx"
+    photos = PHOTOS[0].parent
+    result = CliRunner().invoke(_app(), ["export", "--output", str(out), "--int8", "--check-images", str(photos)])
+    assert result.exit_code == 0, result.output
+    return out, result.output
+
+
+def test_export_writes_a_verified_folder(exported) -> None:
+    folder, output = exported
+    manifest = verify_export(folder)
+    assert manifest == json.loads((folder / "manifest.json").read_text())
+    assert manifest["model"] == "modalens-lite" and manifest["embed_dim"] == 512
+    components = manifest["components"]
+    assert set(components) == {"image_tower", "text_tower", "image_head", "text_head"}
+    for component in components.values():
+        assert (folder / component["file"]).exists()
+        assert component["exporter"] in ("dynamo", "torchscript")
+    assert components["image_tower"]["preprocess_id"].startswith("efficientnet-lite0|224|")
+    assert (folder / "tokenizer").is_dir()
+    assert "tokenizer/tokenizer.json" in manifest["files"]  # every file has its digest, not only the models
+    # int8: text tower and heads quantised, the image tower kept fp32 (ConvInteger is slower), with the reason.
+    assert {n for n, c in components.items() if c.get("int8_file")} == {"text_tower", "image_head", "text_head"}
+    assert "slower" in components["image_tower"]["int8_skipped"]
+    assert "int8 vs fp32 text embeddings: cosine mean" in output
+    assert "int8 vs fp32 image embeddings: cosine mean" in output
+    assert components["text_tower"]["int8_embedding_cosine"]["mean"] > 0.95
+    assert components["image_tower"]["int8_embedding_cosine"]["mean"] > 0.99
+
+
+def test_exported_heads_match_torch_for_batches_of_1_and_7(exported) -> None:
+    folder, _ = exported
+    model = create_model("modalens-lite")
+    rng = np.random.default_rng(0)
+    for kind, head, dim in (("image_head", model.image_head, 1280), ("text_head", model.text_head, 384)):
+        session = OrtModel(folder / f"{kind}.onnx", threads=1)
+        for n in (1, 7):
+            features = (rng.random((n, dim)) * 4).astype(np.float32)
+            with torch.inference_mode():
+                expected = head(torch.from_numpy(features)).numpy()
+            (got,) = session.run({"features": features})
+            assert got.shape == (n, 512)
+            assert np.abs(got - expected).max() <= TOLERANCE
+
+
+def test_exported_folder_equals_the_model(exported, monkeypatch) -> None:
+    """Pixels/tokens → embeddings on numpy alone agree with DualEncoder (torch heads) to 1e-4."""
+    folder, _ = exported
+    monkeypatch.setenv("MODALENS_BACKEND", "torch")
+    model = create_model("modalens-lite")
+    onnx_model = load_export(folder, threads=1)
+    texts = TEXTS
+    got = onnx_model.text_embeddings(onnx_model.tokenize(texts))
+    assert np.abs(got - model.encode_text(texts)).max() <= TOLERANCE
+    images = [load_image(str(p)) for p in PHOTOS[:3]]
+    pixels = torch.stack([model.image_tower.preprocess(im) for im in images]).numpy()
+    assert np.abs(onnx_model.image_embeddings(pixels) - model.encode_image(images)).max() <= TOLERANCE
+    int8 = load_export(folder, int8=True, threads=1)
+    cos = (int8.text_embeddings(int8.tokenize(texts)) * got).sum(1)
+    assert cos.mean() > 0.95
+
+
+def test_export_refuses_to_overwrite_a_folder_that_is_not_an_export(tmp_path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    result = CliRunner().invoke(_app(), ["export", "--output", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "not a modalens ONNX export" in result.output
+    assert (tmp_path / "notes.txt").read_text() == "mine"
