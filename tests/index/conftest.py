@@ -7,6 +7,13 @@ from index_helpers import DIM
 
 from modalens.index import CatalogIndex
 
+try:  # one OpenMP thread: on a shared two-core machine faiss's spinning threads cost more than they give
+    import faiss
+
+    faiss.omp_set_num_threads(1)
+except ImportError:
+    pass
+
 
 @pytest.fixture
 def index(tmp_path):

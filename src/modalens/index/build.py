@@ -78,6 +78,7 @@ def build_index(
     reports as failed are recorded in the index (and retried by the next build).
     An exception from ``embed_batch`` propagates; committed batches stay.
     With ``prune``, indexed products absent from ``products`` are removed.
+    An index that searches with the ANN back-end is brought up to date at the end.
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
@@ -94,6 +95,7 @@ def build_index(
             added, failed = added + n_added, failed + n_failed
             bar.update(len(batch))
             bar.set_postfix(failed=failed)
+    index.sync()  # an ANN index is caught up and its cache file written now, not at the first search
     seconds = time.perf_counter() - started
     return BuildReport(added, len(products) - len(todo), failed, len(products), seconds, pruned)
 

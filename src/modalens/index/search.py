@@ -1,8 +1,8 @@
-"""Exact vector search: the one piece an ANN library (faiss, hnswlib) would replace.
+"""Exact vector search, the reference the ANN back-end (:mod:`modalens.index.ann`) is measured against.
 
-Kept apart from the SQLite store so a different backend only has to offer
-``ExactSearch``'s two methods (build from ids + matrix, search with an optional
-row mask); storage, filters and product lookup stay as they are.
+Kept apart from the SQLite store so a back-end only has to offer ``ids``,
+``n_rows`` and ``search(queries, k, mask)`` (an optional row mask, applied
+before ranking); storage, filters and product lookup stay as they are.
 """
 
 from __future__ import annotations
@@ -36,7 +36,14 @@ class ExactSearch:
         self.ids = ids
         self.matrix = np.ascontiguousarray(matrix, dtype=np.float32)
 
+    kind = "exact"
+
     def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def n_rows(self) -> int:
+        """Length a row mask must have (every row is live here)."""
         return len(self.ids)
 
     def search(self, queries: np.ndarray, k: int, mask: np.ndarray | None = None) -> list[list[tuple[int, float]]]:
