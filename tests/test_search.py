@@ -74,3 +74,11 @@ def test_index_refuses_another_models_vectors(engine, tmp_path):
     CatalogIndex.create(tmp_path / "other", model="some-other-model@123", dim=512).close()
     with pytest.raises(IndexMismatchError):
         SearchEngine(tmp_path / "other", progress=False).search("shirt")
+
+
+def test_hybrid_ranking_lifts_an_exact_title_word(engine, mini_catalog):
+    """A brand name means little to the vector side; blended BM25 puts its product first."""
+    product = next(p for p in read_catalog(mini_catalog).products if p.title.startswith("Wildcraft"))
+    hybrid = engine.search("Wildcraft", k=3, hybrid_weight=0.5)
+    assert hybrid[0].id == product.id
+    assert engine.search("Wildcraft", k=3, hybrid_weight=0.0)[0].score != hybrid[0].score

@@ -119,8 +119,11 @@ class SearchEngine:
         image: str | Path | Image.Image | None = None,
         k: int = 10,
         where: dict[str, Any] | None = None,
+        hybrid_weight: float = 0.0,
     ) -> list[Hit]:
-        return self.index.search(self.query_vector(text, image), k=k, where=where)[0]
+        """``hybrid_weight`` > 0 blends BM25 keyword matches on titles into the vector score (an exact SKU or brand word counts)."""
+        keywords = text if hybrid_weight and text else None
+        return self.index.search(self.query_vector(text, image), k=k, where=where, text=keywords, hybrid_weight=hybrid_weight)[0]
 
     def similar(self, product_id: str, k: int = 10, where: dict[str, Any] | None = None) -> list[Hit]:
         """"More like this": the product's own photo as the query, the product itself left out."""

@@ -146,3 +146,10 @@ def test_writes_refused_when_no_key_is_configured(mini_catalog, tmp_path, client
     with TestClient(create_app(settings, client.app.state.service.model)) as c:
         assert c.get("/health").json()["products"] == 0
         assert c.delete("/api/products/x", headers={"X-API-Key": "anything"}).status_code == 403
+
+
+def test_hybrid_search_over_the_api(client, products):
+    target = next(p for p in products if p.title.startswith("Wildcraft"))
+    results = client.post("/api/search", json={"q": "Wildcraft", "k": 3, "hybrid": 0.5}).json()["results"]
+    assert results[0]["id"] == target.id
+    assert client.post("/api/search", json={"q": "Wildcraft", "hybrid": 2}).status_code == 422

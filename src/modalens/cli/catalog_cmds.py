@@ -42,6 +42,7 @@ def search(
     image: Optional[Path] = typer.Option(None, "--image", help="Search by a photo (with words too: both count)."),
     k: int = typer.Option(10, "-k", "--top", help="How many results."),
     filters: list[str] = typer.Option([], "--filter", "-f", help="field=value, e.g. gender=Men or colour=Blue|Navy Blue."),
+    hybrid: float = typer.Option(0.0, min=0.0, max=1.0, help="Blend in BM25 keyword matching on titles with this weight."),
     index_dir: Optional[Path] = INDEX_OPTION,
     model: str = MODEL_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
@@ -50,7 +51,7 @@ def search(
     from ..search import SearchEngine
 
     engine = SearchEngine(index_dir, model, progress=False)
-    print_hits(engine.search(query, image, k=k, where=parse_filters(filters)), as_json)
+    print_hits(engine.search(query, image, k=k, where=parse_filters(filters), hybrid_weight=hybrid), as_json)
 
 
 @user_errors

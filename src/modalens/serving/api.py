@@ -35,6 +35,7 @@ class SearchRequest(BaseModel):
     filters: dict[str, list[str] | str] = Field(default_factory=dict, description="field → value(s), e.g. {\"gender\": \"Women\"}.")
     price_min: Optional[float] = Field(None, ge=0)
     price_max: Optional[float] = Field(None, ge=0)
+    hybrid: float = Field(0.0, ge=0, le=1, description="Weight of BM25 keyword matching on titles, blended with the vector score.")
 
 
 class IngestRequest(BaseModel):
@@ -99,7 +100,7 @@ async def search_text(body: SearchRequest, svc: Service = Depends(service)) -> d
         raise HTTPException(422, "q must contain words; to search by photo use /api/search/image")
     started = time.perf_counter()
     where = where_clause(body.filters, body.price_min, body.price_max)
-    hits = await svc.run(svc.engine.search, body.q, None, body.offset + body.k, where)
+    hits = await svc.run(svc.engine.search, body.q, None, body.offset + body.k, where, body.hybrid)
     return page(hits, body.offset, body.k, started)
 
 
