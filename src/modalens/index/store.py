@@ -520,15 +520,16 @@ class CatalogIndex:
         Returns the back-end (``exact`` or ``faiss-ivf``). An exact index is
         left alone (its matrix loads on the first search); an ANN one is caught
         up or built now, so the first search after a build does not pay for it.
+        The cache file is rewritten only when enough changed (``_save_due``): a
+        one-product write must not cost a rewrite of a 100k-vector file, and a
+        cache that is behind is caught up from SQLite on the next open anyway.
         """
         conn = self._conn
         conn.execute("BEGIN")
         try:
             if not self._use_ann(self._vector_count()):
                 return "exact"
-            searcher = self._refresh()
-            if isinstance(searcher, FaissIVFSearch) and searcher.unsaved:
-                self._ann_dirty = True
+            searcher = self._refresh()  # marks the cache file due only when enough changed (_save_due)
         finally:
             conn.execute("COMMIT")
         self._persist_ann()
@@ -643,7 +644,7 @@ class CatalogIndex:
             searcher = self._build_ann(generation, n_vectors)
             self._columns = {}
             self._ann_dirty = True
-        elif searcher.unsaved > max(1000, ANN_SAVE_FRACTION * len(searcher)):
+        elif _save_due(searcher):
             self._ann_dirty = True
         return searcher
 
@@ -928,6 +929,11 @@ def _validate_backend(backend: Any) -> str:
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
     return str(backend)
+
+
+def _save_due(searcher: FaissIVFSearch) -> bool:
+    """Rewrite the ANN cache file once the rows changed since the last save are many (1,000 or a share of the index)."""
+    return searcher.unsaved > max(1000, ANN_SAVE_FRACTION * len(searcher))
 
 
 def _filter_values(key: str, value: Any) -> list[str]:
