@@ -85,7 +85,7 @@ def build_index(
     started = time.perf_counter()
     keys = _content_keys(products, content_key)
     pruned = _prune(index, keys) if prune else 0
-    existing = index.content_keys()
+    existing = index.content_keys(None if len(products) > 10_000 else list(keys))
     todo = [p for p in products if existing.get(p.id) != keys[p.id]]
     added = failed = 0
     with tqdm(total=len(todo), disable=not progress, unit="product", desc="indexing") as bar:

@@ -437,9 +437,18 @@ class CatalogIndex:
             raise KeyError(f"product {product_id!r} is not in the index at {self.path} ({len(self)} products)")
         return Product.from_dict(json.loads(row[0]))
 
-    def content_keys(self) -> dict[str, str]:
-        """id -> content key of every indexed product, so a builder can skip unchanged ones."""
-        return dict(self._conn.execute("SELECT id, content_key FROM products"))
+    def content_keys(self, ids: Sequence[str] | None = None) -> dict[str, str]:
+        """id -> content key of the indexed products (all, or just ``ids``), so a builder can skip unchanged ones.
+
+        Asking for ``ids`` keeps a one-product write from reading every key of a large index.
+        """
+        if ids is None:
+            return dict(self._conn.execute("SELECT id, content_key FROM products"))
+        keys: dict[str, str] = {}
+        for chunk in _chunks(list(ids)):
+            marks = ",".join("?" * len(chunk))
+            keys.update(self._conn.execute(f"SELECT id, content_key FROM products WHERE id IN ({marks})", list(chunk)))
+        return keys
 
     def failures(self) -> list[tuple[str, str]]:
         """(product id, reason) of products that could not be embedded, by id."""
