@@ -5,6 +5,7 @@
     eval_cmd.py       eval, leaderboard
     serve_cmd.py      serve (API + web page)
     export_cmd.py     export (ONNX files for the towers and heads)
+    match_cmd.py      match (run, train, eval, review, retrain): product matching with people in the loop
 
 A command is a thin shell over the library; errors a user can fix are printed
 as one clear line (exit code 2), never as a traceback (``common.user_errors``).
@@ -17,7 +18,7 @@ import sys
 import typer
 
 from .. import __version__
-from . import catalog_cmds, eval_cmd, export_cmd, serve_cmd, train_cmd
+from . import catalog_cmds, eval_cmd, export_cmd, match_cmd, serve_cmd, train_cmd
 
 app = typer.Typer(
     add_completion=False,
@@ -34,6 +35,7 @@ app.command("eval")(eval_cmd.evaluate)
 app.command()(eval_cmd.leaderboard)
 app.command()(serve_cmd.serve)
 app.command()(export_cmd.export)
+app.add_typer(match_cmd.app, name="match")
 
 
 @app.command()

@@ -38,6 +38,10 @@ def create_app(settings: ServeSettings, model: DualEncoder | None = None) -> Fas
         lifespan=lifespan,
     )
     app.include_router(router)
+    if settings.review_db:
+        from ..matching.review_api import include_review
+
+        include_review(app, settings.review_db)
     _add_metrics(app)
     _add_error_handlers(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

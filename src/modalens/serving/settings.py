@@ -20,13 +20,15 @@ class ServeSettings:
     max_k: int = 100
     max_offset: int = 1000
     max_labels: int = 200
+    #: A matching review queue (SQLite file) to serve at /review/ beside the search page.
+    review_db: str | None = None
 
     @classmethod
     def from_env(cls, index_dir: Path, model: str = "modalens-lite", **overrides) -> "ServeSettings":
         """``MODALENS_API_KEYS`` (comma-separated) and ``MODALENS_READ_REQUIRES_KEY=1`` configure access."""
         keys = frozenset(k.strip() for k in os.environ.get("MODALENS_API_KEYS", "").split(",") if k.strip())
         read_key = os.environ.get("MODALENS_READ_REQUIRES_KEY", "") in ("1", "true", "yes")
-        settings = cls(Path(index_dir), model, api_keys=keys, read_requires_key=read_key)
+        settings = cls(Path(index_dir), model, api_keys=keys, read_requires_key=read_key, review_db=os.environ.get("MODALENS_REVIEW_DB"))
         for name, value in overrides.items():
             if value is not None:
                 setattr(settings, name, value)

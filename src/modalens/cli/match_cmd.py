@@ -1,0 +1,215 @@
+"""`modalens match`: match new offers against a catalogue, review doubtful pairs, retrain, measure.
+
+    modalens match NEW_OFFERS --against CATALOGUE [--review-db reviews.sqlite]
+    modalens match train --data kagl --out runs/matcher
+    modalens match eval --data kagl --out docs/matching
+    modalens match review reviews.sqlite --port 8010
+    modalens match retrain --reviews reviews.sqlite --out runs/matcher-2
+
+``modalens match FILE ...`` (a first argument that is no sub-command name) runs ``match run``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+from typer.core import TyperGroup
+
+from .common import user_errors
+
+
+class _DefaultRun(TyperGroup):
+    """``match NEW --against CAT`` means ``match run NEW --against CAT``."""
+
+    def parse_args(self, ctx, args):  # type: ignore[override]
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+app = typer.Typer(
+    cls=_DefaultRun,
+    no_args_is_help=True,
+    add_completion=False,
+    help="Product matching with people in the loop: match offers, review doubtful pairs, retrain.",
+)
+
+MODEL_DIR = typer.Option(None, "--model", "-m", help="Matcher folder (default: the shipped one, trained on KAGL train).")
+ONNX = typer.Option(True, "--onnx/--no-onnx", help="Run the image tower in ONNX Runtime when available (same features, faster).")
+
+
+def _featurizer(onnx: bool, progress: bool = True):
+    from ..matching.features import OfferFeaturizer, fast_image_tower
+
+    return OfferFeaturizer(fast_image_tower() if onnx else None, progress=progress)
+
+
+def _split(source: str, name: str):
+    from ..catalog import read_catalog
+
+    catalog = read_catalog(source)
+    products = [p for p in catalog.products if p.split == name and p.image]
+    if not products:
+        raise ValueError(f"{source} has no products with photos in split {name!r}")
+    return products
+
+
+@app.command("run")
+@user_errors
+def run(
+    new_offers: str = typer.Argument(..., help="New offers: a catalogue file/folder (kagl:test, .csv, .jsonl) or offers JSONL."),
+    against: str = typer.Option(..., "--against", "-a", help="The catalogue to match against (same formats)."),
+    model: Path | None = MODEL_DIR,
+    k: int = typer.Option(5, "-k", min=1, max=100, help="Candidates per new offer."),
+    out: Path = typer.Option(Path("match-out"), "--out", "-o", help="Folder for pairs.jsonl, groups.json, summary.json."),
+    review_db: str | None = typer.Option(None, "--review-db", help="Queue the doubtful pairs here (SQLite path or postgresql:// URL)."),
+    new_new: bool = typer.Option(True, "--new-new/--no-new-new", help="Also match new offers among themselves."),
+    onnx: bool = ONNX,
+) -> None:
+    """Match NEW_OFFERS against a catalogue: candidates, scores, groups, and accept / reject / review per pair."""
+    from ..matching.offers import read_offers
+    from ..matching.pipeline import Matcher, write_result
+
+    new = read_offers(new_offers)
+    catalogue = read_offers(against)
+    if not new:
+        raise ValueError(f"{new_offers} holds no offers")
+    matcher = Matcher.load(model, featurizer=_featurizer(onnx))
+    result = matcher.match(new, catalogue, k=k, new_new=new_new)
+    paths = write_result(result, out)
+    counts = result.counts()
+    total = max(len(result.pairs), 1)
+    typer.echo(
+        f"{len(new)} new offers against {len(catalogue)}: {len(result.pairs)} candidate pairs — "
+        f"accept {counts['accept']}, reject {counts['reject']}, review {counts['review']} "
+        f"({(counts['accept'] + counts['reject']) / total:.0%} decided automatically); {len(result.groups)} match groups"
+    )
+    typer.echo(f"thresholds: accept ≥ {matcher.thresholds.accept:.3f}, reject < {matcher.thresholds.reject:.3f} "
+               f"(target precision {matcher.thresholds.target_precision:.0%}); results in {paths['pairs'].parent}")
+    for offer_id, reason in list(result.failures.items())[:10]:
+        typer.echo(f"warning: {offer_id}: {reason}", err=True)
+    if review_db:
+        from ..matching.review import ReviewQueue
+
+        by_id = {o.id: o for o in [*new, *catalogue]}
+        items = [(by_id[p.left], by_id[p.right], p.score, p.probability, p.reason) for p in result.pairs if p.decision == "review"]
+        with ReviewQueue(review_db) as queue:
+            added = queue.add_pairs(items, source=str(new_offers))
+        typer.echo(f"queued {added} new pairs for review in {review_db} (serve them with `modalens match review {review_db}`)")
+
+
+@app.command("train")
+@user_errors
+def train(
+    data: str = typer.Option("kagl", "--data", "-d", help="Catalogue with train/val splits; offers are generated from it."),
+    out: Path = typer.Option(Path("runs/matcher"), "--out", "-o", help="Folder for the trained matcher."),
+    parts: str = typer.Option("images,title", help="Offer parts: images, frozen_images, title, description, numbers (numbers need real prices)."),
+    epochs: int = typer.Option(30, min=1),
+    batch_size: int = typer.Option(256, min=2),
+    target_precision: float = typer.Option(0.99, min=0.5, max=1.0),
+    target_npv: float = typer.Option(0.99, min=0.5, max=1.0),
+    calibration: str = typer.Option("isotonic", help="isotonic or platt"),
+    seed: int = typer.Option(0),
+    onnx: bool = ONNX,
+) -> None:
+    """Train an offer model on generated pairs of the train split, calibrate it on the val split."""
+    from ..matching.evaluate import Scenario, calibrate
+    from ..matching.offer_model import OfferModelConfig
+    from ..matching.pipeline import Matcher
+    from ..matching.train import TrainConfig, train_offer_model, training_data
+
+    featurizer = _featurizer(onnx)
+    config = TrainConfig(epochs=epochs, batch_size=batch_size, seed=seed)
+    model, history = train_offer_model(
+        training_data(_split(data, "train"), seed=seed, copies=config.copies), featurizer,
+        model_config=OfferModelConfig(parts=tuple(p.strip() for p in parts.split(",") if p.strip())), config=config,
+    )
+    matcher = Matcher(model, featurizer=featurizer, info={"trained_on": f"{data} train (generated pairs)", "train_source": data, "seed": seed})
+    calibrate(matcher, Scenario(_split(data, "val"), featurizer, seed=f"val{seed}"), target_precision=target_precision,
+              target_npv=target_npv, method=calibration)
+    matcher.info["calibrated_on"] = f"{data} val (generated scenario)"
+    matcher.save(out)
+    th = matcher.thresholds
+    typer.echo(f"loss {history[0]:.3f} → {history[-1]:.3f}; on val: accept ≥ {th.accept:.3f} (precision {th.fit_precision:.3f}), "
+               f"reject < {th.reject:.3f} (NPV {th.fit_npv:.3f}), {th.fit_share_auto:.1%} of {th.fit_pairs} pairs decided automatically")
+    typer.echo(f"saved to {out}")
+
+
+@app.command("eval")
+@user_errors
+def evaluate(
+    data: str = typer.Option("kagl", "--data", "-d", help="Catalogue with train/val/test splits."),
+    out: Path = typer.Option(Path("docs/matching"), "--out", "-o", help="Folder for results.json, table.md, precision-recall.png."),
+    epochs: int = typer.Option(30, min=1),
+    target_precision: float = typer.Option(0.99, min=0.5, max=1.0),
+    target_npv: float = typer.Option(0.99, min=0.5, max=1.0),
+    k: int = typer.Option(5, "-k", min=1, max=100),
+    seed: int = typer.Option(0),
+    ablations: bool = typer.Option(True, "--ablations/--no-ablations", help="Also train single-part and two-part models."),
+    save_model: Path | None = typer.Option(None, "--save-model", help="Also save the full matcher here."),
+    onnx: bool = ONNX,
+) -> None:
+    """Train on train, calibrate on val, measure on test (offers generated from products never trained on); baseline included."""
+    import logging
+
+    from ..catalog import read_catalog
+    from ..matching import evaluate as ev
+    from ..matching.train import TrainConfig
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    variants = ev.VARIANTS if ablations else (ev.VARIANTS[0], ev.VARIANTS[3])
+    summary = ev.run(
+        read_catalog(data).products, out_dir=out, variants=variants, train_config=TrainConfig(epochs=epochs, seed=seed),
+        featurizer=_featurizer(onnx), k=k, target_precision=target_precision,
+        target_npv=target_npv, seed=seed, save_best=save_model,
+    )
+    typer.echo(ev.markdown_table(summary["rows"]))
+    typer.echo(f"results in {out}")
+
+
+@app.command("review")
+@user_errors
+def review(
+    db: str = typer.Argument(..., help="Review queue: SQLite path or postgresql:// URL."),
+    host: str = typer.Option("127.0.0.1"),
+    port: int = typer.Option(8010),
+    lease_seconds: float = typer.Option(300.0, help="How long a pair stays with a reviewer who does not answer."),
+) -> None:
+    """Serve the reviewer page: two offers side by side, a = same, r = different, s = skip, u = undo."""
+    import uvicorn
+
+    from ..matching.review_api import create_review_app
+
+    typer.echo(f"review page at http://{host}:{port}/review/ (queue {db})")
+    uvicorn.run(create_review_app(db, lease_seconds=lease_seconds), host=host, port=port, log_level="warning")
+
+
+@app.command("retrain")
+@user_errors
+def retrain_cmd(
+    reviews: str = typer.Option(..., "--reviews", "-r", help="Review queue with decisions (SQLite path or postgresql:// URL)."),
+    model: Path | None = MODEL_DIR,
+    out: Path = typer.Option(Path("runs/matcher-retrained"), "--out", "-o"),
+    data: str | None = typer.Option(None, "--data", "-d", help="Also train on generated pairs of this catalogue's train split and calibrate with its val split (default: none)."),
+    epochs: int = typer.Option(5, min=1),
+    lr: float = typer.Option(2e-4, help="Fine-tuning learning rate (a tenth of training's)."),
+    seed: int = typer.Option(0),
+    onnx: bool = ONNX,
+) -> None:
+    """Use reviewed decisions as labels: continue training, re-calibrate the thresholds, save a new matcher."""
+    from ..matching.retrain import retrain
+    from ..matching.train import TrainConfig
+
+    train_products = _split(data, "train") if data else ()
+    val_products = _split(data, "val") if data else ()
+    _, report = retrain(model, reviews, out, train_products=train_products, val_products=val_products,
+                        config=TrainConfig(epochs=epochs, lr=lr, seed=seed), featurizer=_featurizer(onnx, progress=False))
+    typer.echo(json.dumps(report, indent=2, default=float))
+    typer.echo(f"saved to {out}")
+
+
+if __name__ == "__main__":  # pragma: no cover  (python -m modalens.cli.match_cmd ...)
+    sys.exit(app())

@@ -1,0 +1,262 @@
+"""Matching many offers: candidates, a score per pair, groups, and a decision for every pair.
+
+1. Every offer (new ones and the catalogue) is embedded by the offer model
+   (or, for the baseline, by its pooled frozen image features).
+2. Candidates: each new offer's ``k`` nearest catalogue offers and ``k`` nearest
+   other new offers (exact cosine search, ``index.search.ExactSearch``).
+3. Score: the cosine; the calibrated match probability is reported with it.
+4. Decision per pair from the calibrated thresholds: accept, reject, or review.
+5. Groups: accepted pairs are merged, best first, into match groups. A merge
+   is allowed only when a strict majority of all pairs across the two groups
+   score at or above the accept threshold, so A~B and B~C never pull an
+   unrelated C in with A; such a pair goes to review instead.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..index.search import ExactSearch
+from .calibration import Calibrator, Thresholds, load_calibration, save_calibration
+from .features import OfferFeatures, OfferFeaturizer
+from .offer_model import CONFIG_FILE, OfferModel, frozen_image_embeddings
+from .offers import Offer
+
+PRETRAINED_DIR = Path(__file__).parent / "pretrained"
+CALIBRATION_FILE = "calibration.json"
+
+
+@dataclass
+class PairDecision:
+    left: str
+    right: str
+    kind: str  # "new-catalogue" or "new-new"
+    score: float
+    probability: float
+    decision: str  # accept / reject / review
+    reason: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class MatchResult:
+    pairs: list[PairDecision]
+    groups: list[list[str]]
+    failures: dict[str, str] = field(default_factory=dict)
+
+    def counts(self) -> dict[str, int]:
+        out = {"accept": 0, "reject": 0, "review": 0}
+        for p in self.pairs:
+            out[p.decision] += 1
+        return out
+
+
+class Matcher:
+    """An embedder (offer model or frozen-image baseline) plus its calibration and thresholds."""
+
+    def __init__(
+        self,
+        model: OfferModel | None,
+        calibrator: Calibrator | None = None,
+        thresholds: Thresholds | None = None,
+        *,
+        featurizer: OfferFeaturizer | None = None,
+        info: dict | None = None,
+    ) -> None:
+        """``model`` None means the baseline: cosine of average-pooled frozen image features."""
+        self.model = model
+        self.calibrator = calibrator
+        self.thresholds = thresholds
+        self.featurizer = featurizer or OfferFeaturizer()
+        self.info = info or {}
+
+    @property
+    def name(self) -> str:
+        return "offer-model[" + "+".join(self.model.config.parts) + "]" if self.model else "frozen-image"
+
+    def embed_features(self, feats: OfferFeatures) -> np.ndarray:
+        return self.model.embed(feats) if self.model is not None else frozen_image_embeddings(feats)
+
+    def embed(self, offers: Sequence[Offer]) -> tuple[np.ndarray, OfferFeatures]:
+        feats = self.featurizer(offers)
+        return self.embed_features(feats), feats
+
+    def probability(self, scores: np.ndarray) -> np.ndarray:
+        return self.calibrator(scores) if self.calibrator is not None else np.clip((np.asarray(scores) + 1) / 2, 0, 1)
+
+    # ------------------------------------------------------------ save / load
+
+    def save(self, folder: str | Path) -> Path:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        if self.model is not None:
+            self.model.save(folder)
+        if self.calibrator is None or self.thresholds is None:
+            raise ValueError("calibrate the matcher before saving it")
+        save_calibration(folder / CALIBRATION_FILE, self.calibrator, self.thresholds, {"embedder": self.name, **self.info})
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path | None = None, *, featurizer: OfferFeaturizer | None = None) -> Matcher:
+        folder = Path(folder) if folder else PRETRAINED_DIR
+        if not (folder / CALIBRATION_FILE).is_file():
+            raise FileNotFoundError(f"no matcher in {folder} (expected {CALIBRATION_FILE}); make one with `modalens match train`")
+        calibrator, thresholds, info = load_calibration(folder / CALIBRATION_FILE)
+        model = OfferModel.load(folder) if (folder / CONFIG_FILE).is_file() else None
+        return cls(model, calibrator, thresholds, featurizer=featurizer, info=info)
+
+    # ------------------------------------------------------------ matching
+
+    def candidate_pairs(self, new_emb: np.ndarray, cat_emb: np.ndarray, k: int = 5, *, new_new: bool = True) -> list[tuple[str, int, int, float]]:
+        """(kind, new row, other row, cosine) for each new offer's k nearest catalogue and new offers."""
+        out: list[tuple[str, int, int, float]] = []
+        if len(cat_emb) and len(new_emb):
+            search = ExactSearch([str(i) for i in range(len(cat_emb))], cat_emb)
+            for i, hits in enumerate(search.search(new_emb, min(k, len(cat_emb)))):
+                out.extend(("new-catalogue", i, j, s) for j, s in hits)
+        if new_new and len(new_emb) > 1:
+            search = ExactSearch([str(i) for i in range(len(new_emb))], new_emb)
+            seen: set[tuple[int, int]] = set()
+            for i, hits in enumerate(search.search(new_emb, min(k + 1, len(new_emb)))):
+                for j, s in hits:
+                    key = (min(i, j), max(i, j))
+                    if i != j and key not in seen:
+                        seen.add(key)
+                        out.append(("new-new", key[0], key[1], s))
+        return out
+
+    def match(self, new_offers: Sequence[Offer], catalogue: Sequence[Offer], *, k: int = 5, new_new: bool = True) -> MatchResult:
+        if self.thresholds is None:
+            raise ValueError("the matcher has no thresholds; calibrate it first")
+        new_emb, new_feats = self.embed(new_offers)
+        cat_emb, cat_feats = self.embed(catalogue) if catalogue else (np.zeros((0, new_emb.shape[1]), np.float32), None)
+        failures = {new_offers[i].id: r for i, r in new_feats.failures.items()}
+        if cat_feats is not None:
+            failures.update({catalogue[i].id: r for i, r in cat_feats.failures.items()})
+        return decide_pairs(
+            self, new_offers, catalogue, new_emb, cat_emb, self.candidate_pairs(new_emb, cat_emb, k, new_new=new_new), failures
+        )
+
+
+def decide_pairs(
+    matcher: Matcher,
+    new_offers: Sequence[Offer],
+    catalogue: Sequence[Offer],
+    new_emb: np.ndarray,
+    cat_emb: np.ndarray,
+    candidates: list[tuple[str, int, int, float]],
+    failures: dict[str, str] | None = None,
+) -> MatchResult:
+    th = matcher.thresholds
+    failures = failures or {}
+    # one node space: new offers first, then catalogue offers
+    ids = [o.id for o in new_offers] + [o.id for o in catalogue]
+    emb = np.concatenate([new_emb, cat_emb]) if len(cat_emb) else new_emb
+    n_new = len(new_offers)
+    scores = np.array([c[3] for c in candidates], np.float64)
+    probs = matcher.probability(scores) if len(scores) else scores
+    pairs: list[PairDecision] = []
+    nodes: list[tuple[int, int]] = []
+    for (kind, i, j, s), p in zip(candidates, probs):
+        a, b = i, (n_new + j if kind == "new-catalogue" else j)
+        nodes.append((a, b))
+        decision = th.decide(s)
+        if decision == "accept":
+            reason = f"score {s:.3f} ≥ accept threshold {th.accept:.3f} (target precision {th.target_precision:.0%})"
+        elif decision == "reject":
+            reason = f"score {s:.3f} < reject threshold {th.reject:.3f} (target NPV {th.target_npv:.0%})"
+        else:
+            reason = f"doubtful: score {s:.3f} between {th.reject:.3f} and {th.accept:.3f} (p={p:.2f})"
+        missing = [ids[x] for x in (a, b) if ids[x] in failures]
+        if missing and decision == "accept":
+            decision, reason = "review", f"no readable photo for {', '.join(missing)}; {reason}"
+        pairs.append(PairDecision(ids[a], ids[b], kind, float(s), float(p), decision, reason))
+    groups = _group(pairs, nodes, emb, th.accept)
+    return MatchResult(pairs, [[ids[x] for x in g] for g in groups], dict(failures))
+
+
+def _group(pairs: list[PairDecision], nodes: list[tuple[int, int]], emb: np.ndarray, accept: float) -> list[list[int]]:
+    """Merge accepted pairs best first, each merge guarded by a strict majority of cross pairs matching."""
+    parent: dict[int, int] = {}
+    members: dict[int, list[int]] = {}
+
+    def find(x: int) -> int:
+        parent.setdefault(x, x)
+        members.setdefault(x, [x])
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    order = sorted((k for k, p in enumerate(pairs) if p.decision == "accept"), key=lambda k: -pairs[k].score)
+    for k in order:
+        a, b = nodes[k]
+        ra, rb = find(a), find(b)
+        if ra == rb:
+            continue
+        ga, gb = members[ra], members[rb]
+        cross = emb[ga] @ emb[gb].T
+        agree = int((cross >= accept).sum())
+        if agree * 2 <= cross.size:
+            pair = pairs[k]
+            pair.decision = "review"
+            pair.reason = (
+                f"chain guard: accepting would join groups of {len(ga)} and {len(gb)} offers, "
+                f"but only {agree} of {cross.size} pairs across them match; {pair.reason}"
+            )
+            continue
+        if len(ga) < len(gb):
+            ra, rb, ga, gb = rb, ra, gb, ga
+        parent[rb] = ra
+        members[ra] = ga + gb
+        del members[rb]
+    return sorted((sorted(m) for r, m in members.items() if len(m) > 1 and parent.get(r, r) == r), key=lambda g: g[0])
+
+
+def write_result(result: MatchResult, folder: str | Path) -> dict[str, Path]:
+    """pairs.jsonl (every pair with its decision and reason), groups.json, summary.json."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "pairs.jsonl", "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(p.to_dict(), ensure_ascii=False) + "\n" for p in result.pairs)
+    (folder / "groups.json").write_text(json.dumps(result.groups, indent=1))
+    summary = {"pairs": len(result.pairs), **result.counts(), "groups": len(result.groups), "failures": result.failures}
+    (folder / "summary.json").write_text(json.dumps(summary, indent=2))
+    return {"pairs": folder / "pairs.jsonl", "groups": folder / "groups.json", "summary": folder / "summary.json"}
+
+
+def labelled_candidates(
+    matcher: Matcher, new_offers: Sequence[Offer], catalogue: Sequence[Offer], *, k: int = 5, new_new: bool = True,
+    truth: Callable[[Offer, Offer], bool] | None = None,
+    features: tuple[OfferFeatures, OfferFeatures] | None = None,
+) -> tuple[np.ndarray, np.ndarray, int, list[tuple[str, int, int, float]], np.ndarray, np.ndarray]:
+    """Candidate pairs of a generated scenario with their truth: (scores, labels, total true pairs, candidates, new_emb, cat_emb).
+
+    The total counts every true pair among (new, catalogue) and (new, new), found or not, so recall is honest.
+    """
+    truth = truth or (lambda a, b: a.product_id is not None and a.product_id == b.product_id)
+    if features is not None:
+        new_emb, cat_emb = matcher.embed_features(features[0]), matcher.embed_features(features[1])
+    else:
+        new_emb, _ = matcher.embed(new_offers)
+        cat_emb, _ = matcher.embed(catalogue)
+    cands = matcher.candidate_pairs(new_emb, cat_emb, k, new_new=new_new)
+    labels = np.array([truth(new_offers[i], catalogue[j] if kind == "new-catalogue" else new_offers[j]) for kind, i, j, _ in cands], bool)
+    scores = np.array([c[3] for c in cands], np.float64)
+    cat_ids: dict[str, int] = {}
+    for o in catalogue:
+        cat_ids[o.product_id] = cat_ids.get(o.product_id, 0) + 1
+    new_ids: dict[str, int] = {}
+    for o in new_offers:
+        new_ids[o.product_id] = new_ids.get(o.product_id, 0) + 1
+    total = sum(cat_ids.get(o.product_id, 0) for o in new_offers if o.product_id)
+    if new_new:
+        total += sum(c * (c - 1) // 2 for pid, c in new_ids.items() if pid)
+    return scores, labels, total, cands, new_emb, cat_emb

@@ -1,0 +1,119 @@
+"use strict";
+// Match review: lease a pair, show both offers, record a decision with a / r / s, undo with u.
+const $ = (id) => document.getElementById(id);
+let current = null;
+let busy = false;
+
+function reviewer() { return $("reviewer").value.trim(); }
+function setStatus(text) { $("status").textContent = text; }
+
+function showStats(s) {
+  if (s) $("stats").textContent = `waiting ${s.pending} · decided ${s.decided} (${s.match} same, ${s["no-match"]} different)`;
+}
+
+function money(v) { return v === null || v === undefined ? "no price" : v.toLocaleString(undefined, {maximumFractionDigits: 2}); }
+
+function renderOffer(el, offer) {
+  el.replaceChildren();
+  const photos = document.createElement("div");
+  photos.className = "photos";
+  for (const src of offer.images) {
+    const img = document.createElement("img");
+    img.src = src; img.alt = offer.title; img.loading = "eager";
+    photos.append(img);
+  }
+  if (!offer.images.length) photos.textContent = "no photo";
+  const title = document.createElement("h2");
+  title.textContent = offer.title || "(no title)";
+  const price = document.createElement("div");
+  price.className = "price"; price.dataset.testid = "price";
+  price.textContent = money(offer.price);
+  const meta = document.createElement("div");
+  meta.className = "meta";
+  const attrs = offer.attributes || {};
+  meta.textContent = [offer.seller && `seller ${offer.seller}`, offer.n_sizes && `${offer.n_sizes} sizes`,
+                      attrs.colour, attrs.article_type, `id ${offer.id}`].filter(Boolean).join(" · ");
+  el.append(photos, title, price, meta);
+  if (offer.description) {
+    const d = document.createElement("p"); d.textContent = offer.description; el.append(d);
+  }
+}
+
+function show(pair) {
+  current = pair;
+  if (!pair) {
+    $("pair").hidden = true; $("empty").hidden = false;
+    return;
+  }
+  $("empty").hidden = true; $("pair").hidden = false;
+  $("pair").dataset.pairId = pair.id;
+  $("score").textContent = pair.score.toFixed(3);
+  $("probability").textContent = pair.probability === null ? "–" : pair.probability.toFixed(2);
+  $("reason").textContent = pair.reason;
+  renderOffer($("left"), pair.left);
+  renderOffer($("right"), pair.right);
+}
+
+async function call(method, url, body) {
+  const res = await fetch(url, {method, headers: {"Content-Type": "application/json"}, body: body ? JSON.stringify(body) : undefined});
+  const data = await res.json().catch(() => ({}));
+  if (!res.ok) throw new Error(data.detail || `${res.status} ${res.statusText}`);
+  return data;
+}
+
+async function next() {
+  if (!reviewer()) { setStatus("Enter your name to start."); return; }
+  const data = await call("GET", `/review/api/next?reviewer=${encodeURIComponent(reviewer())}`);
+  show(data.pair); showStats(data.stats);
+}
+
+async function act(decision) {
+  if (busy || !current) return;
+  busy = true;
+  const label = {match: "same product", "no-match": "different", skip: "skipped"}[decision];
+  try {
+    const data = await call("POST", "/review/api/decide", {pair_id: current.id, reviewer: reviewer(), decision});
+    showStats(data.stats);
+    setStatus(`Saved: ${label}.`);
+    await next();
+  } catch (e) {
+    setStatus(`Not saved: ${e.message}`);
+    await next().catch(() => {});
+  } finally { busy = false; }
+}
+
+async function undo() {
+  if (busy || !reviewer()) return;
+  busy = true;
+  try {
+    const data = await call("POST", "/review/api/undo", {reviewer: reviewer()});
+    showStats(data.stats);
+    if (data.pair) { show(data.pair); setStatus("Undone: the last decision is back for review."); }
+    else setStatus("Nothing to undo.");
+  } catch (e) { setStatus(`Undo failed: ${e.message}`); }
+  finally { busy = false; }
+}
+
+document.addEventListener("keydown", (e) => {
+  if (e.target === $("reviewer") || e.ctrlKey || e.metaKey || e.altKey) return;
+  const key = e.key.toLowerCase();
+  if (key === "a") act("match");
+  else if (key === "r") act("no-match");
+  else if (key === "s") act("skip");
+  else if (key === "u") undo();
+  else return;
+  e.preventDefault();
+});
+$("accept").addEventListener("click", () => act("match"));
+$("reject").addEventListener("click", () => act("no-match"));
+$("skip").addEventListener("click", () => act("skip"));
+$("undo").addEventListener("click", undo);
+$("reviewer").addEventListener("change", () => {
+  localStorage.setItem("modalens-reviewer", reviewer());
+  next().then(() => setStatus(current ? "Same product? a = yes, r = no, s = skip, u = undo." : "")).catch((e) => setStatus(e.message));
+  $("reviewer").blur();
+});
+
+const fromUrl = new URLSearchParams(location.search).get("reviewer");
+$("reviewer").value = fromUrl || localStorage.getItem("modalens-reviewer") || "";
+if (reviewer()) next().then(() => setStatus(current ? "Same product? a = yes, r = no, s = skip, u = undo." : "")).catch((e) => setStatus(e.message));

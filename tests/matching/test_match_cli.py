@@ -1,0 +1,63 @@
+"""`modalens match` end to end on the mini catalogue: match → queue → review decisions → retrain."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from modalens.cli.match_cmd import app
+from modalens.matching.offers import read_offers, write_offers
+from modalens.matching.pairs import seller_offer
+from modalens.matching.review import ReviewQueue
+
+VIEWS = ("seller-1", "seller-2")
+runner = CliRunner()
+
+
+def test_match_queue_review_retrain(tmp_path, mini_catalog, mini_products, matcher_dir):
+    held_out = [p for p in mini_products if p.split == "val"]
+    new = [seller_offer(p, "cli", c, views=VIEWS)[0] for p in held_out for c in (0, 1)]
+    new_file = write_offers(new, tmp_path / "new.jsonl")
+    assert read_offers(new_file) == new
+    db = tmp_path / "reviews.sqlite"
+    out = tmp_path / "out"
+    result = runner.invoke(app, [str(new_file), "--against", str(mini_catalog), "--model", str(matcher_dir), "-k", "3",
+                                 "--out", str(out), "--review-db", str(db), "--no-onnx"])
+    assert result.exit_code == 0, result.output
+    assert "candidate pairs" in result.output and "decided automatically" in result.output
+    pairs = [json.loads(line) for line in (out / "pairs.jsonl").read_text().splitlines()]
+    assert pairs and {p["decision"] for p in pairs} <= {"accept", "reject", "review"}
+    assert all(p["reason"] for p in pairs)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["pairs"] == len(pairs)
+    truth = {o.id: o.product_id for o in new} | {p.id: p.id for p in mini_products}
+    accepted = [p for p in pairs if p["decision"] == "accept"]
+    assert sum(truth[p["left"]] == truth[p["right"]] for p in accepted) >= 0.8 * len(accepted)
+
+    with ReviewQueue(db) as q:  # a person answers every queued pair (truthfully)
+        queued = q.stats()["pending"]
+        assert queued == sum(p["decision"] == "review" for p in pairs)
+        while (pair := q.lease("ann")) is not None:
+            q.decide(pair.id, "ann", "match" if truth[pair.left.id] == truth[pair.right.id] else "no-match")
+        labelled = q.labelled_pairs()
+    if {y for _, _, y in labelled} != {True, False}:  # retraining needs both kinds; add one of each by hand
+        with ReviewQueue(db) as q:
+            a, b = new[0], new[1]
+            c = next(o for o in new if o.product_id != a.product_id)
+            q.add_pairs([(a, b, 0.8, 0.5, "by hand"), (a, c, 0.8, 0.5, "by hand")])
+            while (pair := q.lease("ann")) is not None:
+                q.decide(pair.id, "ann", "match" if truth[pair.left.id] == truth[pair.right.id] else "no-match")
+
+    retrained = tmp_path / "retrained"
+    result = runner.invoke(app, ["retrain", "--reviews", str(db), "--model", str(matcher_dir), "--out", str(retrained), "--epochs", "3", "--no-onnx"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output[: result.output.rindex("}") + 1])
+    assert report["reviewed_pairs"] >= 2 and report["new_thresholds"]["fit_pairs"] == report["reviewed_pairs"]
+    result = runner.invoke(app, [str(new_file), "--against", str(mini_catalog), "--model", str(retrained), "--out", str(tmp_path / "out2"), "--no-onnx"])
+    assert result.exit_code == 0, result.output
+
+
+def test_user_errors_are_one_line(tmp_path):
+    result = runner.invoke(app, [str(tmp_path / "missing.csv"), "--against", str(tmp_path / "missing.csv")])
+    assert result.exit_code == 2 and "error:" in result.output

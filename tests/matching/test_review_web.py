@@ -1,0 +1,128 @@
+"""The review page in real headless Chromium: a reviewer decides with the keyboard; a restart loses nothing."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from modalens.matching.offers import Offer
+from modalens.matching.pairs import seller_offer
+from modalens.matching.review import ReviewQueue
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+if not Path(CHROMIUM).exists():
+    pytest.skip("Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """`python -m modalens.cli.match_cmd review DB` as a real process that can be stopped and started again."""
+
+    def __init__(self, db: Path) -> None:
+        self.db = db
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        cmd = [sys.executable, "-m", "modalens.cli.match_cmd", "review", str(self.db), "--port", str(self.port)]
+        self.proc = subprocess.Popen(cmd, env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(self.url + "/health", timeout=1)
+                return
+            except OSError:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(self.proc.stdout.read().decode())
+                time.sleep(0.1)
+        raise RuntimeError("review server did not start")
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()  # no clean shutdown: as if the machine stopped mid-review
+            self.proc.wait(10)
+            self.proc = None
+
+
+@pytest.fixture()
+def queue_db(tmp_path, mini_products):
+    db = tmp_path / "reviews.sqlite"
+    items = []
+    for p in mini_products[:4]:
+        new, _ = seller_offer(p, "web", 0, views=("seller-1",))
+        listed = Offer.from_product(p)
+        listed.price = 1999.0
+        items.append((new, listed, 0.83, 0.6, "doubtful: score between thresholds"))
+    with ReviewQueue(db) as q:
+        q.add_pairs(items)
+    return db
+
+
+def test_reviewer_decides_with_the_keyboard_and_a_restart_loses_nothing(queue_db, tmp_path):
+    server = Server(queue_db)
+    server.start()
+    try:
+        with playwright_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(server.url + "/review/")
+            page.fill("[data-testid=reviewer]", "ann")
+            page.press("[data-testid=reviewer]", "Enter")
+            page.wait_for_selector("[data-testid=pair]:not([hidden])")
+            page.wait_for_function("[...document.querySelectorAll('#left img, #right img')].every(i => i.complete && i.naturalWidth > 0)")
+            first = page.get_attribute("[data-testid=pair]", "data-pair-id")
+            assert "1,999" in page.inner_text("[data-testid=right]") and page.inner_text("[data-testid=score]") == "0.830"
+            shot = tmp_path / "review.png"
+            page.screenshot(path=str(shot))
+            shutil.copy(shot, Path(os.environ.get("MODALENS_SCREENSHOTS", tmp_path)) / "review-page.png")
+
+            def press(key: str, before: str) -> str:
+                page.keyboard.press(key)
+                page.wait_for_function(f"document.querySelector('[data-testid=pair]').dataset.pairId !== {before!r}")
+                return page.get_attribute("[data-testid=pair]", "data-pair-id")
+
+            second = press("a", first)
+            assert "Saved: same product" in page.inner_text("[data-testid=status]")
+            third = press("r", second)
+            fourth = press("r", third)
+            assert press("u", fourth) == third  # undo brings the last one back...
+            press("a", third)  # ...and she corrects it
+            assert "decided 3" in page.inner_text("[data-testid=stats]")
+            assert not errors
+            browser.close()
+    finally:
+        server.kill()
+
+    with ReviewQueue(queue_db) as q:  # the server is gone: everything answered is in the database
+        decisions = [(r["pair_id"], r["decision"], r["undone"]) for r in q.decisions()]
+        assert decisions == [(first, "match", 0), (second, "no-match", 0), (third, "no-match", 1), (third, "match", 0)]
+        assert {r["reviewer"] for r in q.decisions()} == {"ann"}
+        assert q.stats()["decided"] == 3 and q.get(fourth).leased_by == "ann"
+
+    server.start()  # and a restarted server carries on from there
+    try:
+        with urllib.request.urlopen(server.url + "/review/api/next?reviewer=ann") as r:
+            import json
+
+            data = json.loads(r.read())
+        assert data["pair"]["id"] == fourth and data["stats"]["decided"] == 3
+    finally:
+        server.kill()
