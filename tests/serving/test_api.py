@@ -153,3 +153,25 @@ def test_hybrid_search_over_the_api(client, products):
     results = client.post("/api/search", json={"q": "Wildcraft", "k": 3, "hybrid": 0.5}).json()["results"]
     assert results[0]["id"] == target.id
     assert client.post("/api/search", json={"q": "Wildcraft", "hybrid": 2}).status_code == 422
+
+
+def test_serves_fashion_mnist_too(tmp_path, client):
+    """The same service on Debian's Fashion-MNIST: 28-px greyscale thumbnails index, serve and search."""
+    from pathlib import Path
+
+    if not Path("/usr/share/datasets/fashion-mnist").is_dir():
+        pytest.skip("Debian's dataset-fashion-mnist is not installed")
+    catalog = read_catalog("fashion-mnist:test", limit=60)
+    engine = SearchEngine(tmp_path / "fmnist", progress=False, shared_model=client.app.state.service.model)
+    assert engine.build(catalog).added == 60
+    engine.close()
+    settings = ServeSettings(tmp_path / "fmnist")
+    with TestClient(create_app(settings, client.app.state.service.model)) as c:
+        assert c.get("/health").json()["products"] == 60
+        probe = catalog.products[11]
+        found = c.post("/api/search/image", files={"image": ("f.png", Path(probe.image).read_bytes(), "image/png")}).json()
+        assert found["results"][0]["id"] == probe.id
+        text = c.post("/api/search", json={"q": "ankle boot", "k": 5}).json()["results"]
+        assert len(text) == 5 and all(r["attributes"]["article_type"] in {p.get("article_type") for p in catalog} for r in text)
+        facets = c.get("/api/facets").json()
+        assert sum(f["count"] for f in facets["article_type"]) == 60
