@@ -49,6 +49,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from machine import cpu_model  # noqa: E402  (benchmarks/machine.py)
 
 K = 10
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -58,14 +59,6 @@ FILTERS = {"10%": ("colour", "White"), "1%": ("article_type", "Jackets")}
 # ----------------------------------------------------------------- machine
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def rss_bytes() -> int:

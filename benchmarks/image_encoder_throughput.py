@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -25,16 +24,9 @@ from modalens.catalog import read_catalog
 from modalens.encoders import create_image_tower
 from modalens.encoders.features import image_features
 from modalens.paths import shared_data_dir
+from machine import cpu_model  # noqa: E402  (benchmarks/machine.py)
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def images_per_second(tower, pixels: torch.Tensor, repeats: int) -> float:

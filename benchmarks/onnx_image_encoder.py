@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -38,18 +37,11 @@ from modalens.catalog.images import load_image
 from modalens.encoders import create_image_tower
 from modalens.encoders.features import image_features
 from modalens.paths import shared_data_dir
+from machine import cpu_model  # noqa: E402  (benchmarks/machine.py)
 
 PHOTOS = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "mini-catalog" / "images"
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def load_average() -> str:

@@ -36,7 +36,7 @@ from modalens.index.build import product_content_key
 from modalens.search import SearchEngine, model_identity
 
 sys.path.insert(0, str(Path(__file__).parent))
-from image_encoder_throughput import cpu_model  # noqa: E402
+from machine import cpu_model  # noqa: E402
 
 API_KEY = "bench-key"
 

@@ -31,19 +31,12 @@ import torch
 from modalens.backends.onnx import OnnxTextTower, cached_export, quantize
 from modalens.backends.runtime import default_threads
 from modalens.encoders import create_text_tower
+from machine import cpu_model  # noqa: E402  (benchmarks/machine.py)
 
 HERE = Path(__file__).resolve().parent
 CATALOG = HERE.parent / "tests" / "fixtures" / "mini-catalog" / "products.csv"
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 def texts_for(n: int) -> list[str]:
