@@ -135,7 +135,7 @@ def test_eval_user_errors_are_one_line(mini_catalog, tmp_path):
         (["eval", "--data", str(mini_catalog), "--tasks", "nonsense"], "unknown tasks"),
         (["eval", "--data", str(mini_catalog), "other-model"], "--compare"),
         (["eval", "--data", str(mini_catalog), "--compare", "modalens-lite"], "two or more"),
-        (["eval", "--data", "kagl:nosuchsplit"], "nosuchsplit"),
+        (["eval", "--data", f"{mini_catalog}:nosuchsplit"], "nosuchsplit"),
         (["leaderboard", str(tmp_path / "missing.json")], "missing.json"),
     ]:
         result = runner.invoke(app, args)
