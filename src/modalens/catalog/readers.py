@@ -124,7 +124,15 @@ def _csv_records(text: str, source: Path, delimiter: str) -> Iterator[tuple[int,
         header = next(reader, None)
     if header is None:
         raise CatalogError(f"{source}: no header row")
-    names = _header_names(header, source)
+    yield from csv_rows(reader, _header_names(header, source))
+
+
+def csv_rows(reader: Any, names: list[str]) -> Iterator[tuple[int, dict[str, str] | str]]:
+    """After the header: (line, row dict) per data row, or (line, reason) for a row that cannot be used.
+
+    Line numbers are the file's (a quoted field spanning lines is reported at its first line);
+    blank rows are skipped silently. Shared by every CSV-based reader.
+    """
     start = reader.line_num + 1
     while True:
         line = start

@@ -22,6 +22,7 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 from PIL import Image
 
+from ..readers import csv_rows as split_csv_rows
 from ..schema import Catalog, CatalogError, Product, RowError
 
 T = TypeVar("T")
@@ -126,25 +127,7 @@ def _csv_records(reader: Any, path: Path) -> Iterator[tuple[int, dict[str, str] 
     header = next(reader, None)
     if not header:
         raise CatalogError(f"{path}: no header row")
-    names = [h.strip() for h in header]
-    start = reader.line_num + 1
-    while True:
-        line = start
-        try:
-            fields = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            start = reader.line_num + 1
-            yield line, f"unreadable CSV row ({exc})"
-            continue
-        start = reader.line_num + 1
-        if not any(cell.strip() for cell in fields):
-            continue
-        if len(fields) != len(names):
-            yield line, f"expected {len(names)} columns, got {len(fields)}"
-            continue
-        yield line, dict(zip(names, fields))
+    yield from split_csv_rows(reader, [h.strip() for h in header])
 
 
 def find_image(folders: Sequence[Path], stem: str, extensions: Sequence[str] = IMAGE_EXTENSIONS) -> str | None:
