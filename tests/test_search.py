@@ -82,3 +82,18 @@ def test_hybrid_ranking_lifts_an_exact_title_word(engine, mini_catalog):
     hybrid = engine.search("Wildcraft", k=3, hybrid_weight=0.5)
     assert hybrid[0].id == product.id
     assert engine.search("Wildcraft", k=3, hybrid_weight=0.0)[0].score != hybrid[0].score
+
+
+def test_repeated_text_queries_reuse_the_embedding(engine):
+    calls = []
+    original = engine.model.encode_text
+    engine.model.encode_text = lambda texts: calls.append(list(texts)) or original(texts)
+    try:
+        first = engine.search("red  casual shoes", k=3)
+        again = engine.search("red casual shoes ", k=3)  # same words, other spacing
+        other = engine.search("blue jeans", k=3)
+    finally:
+        engine.model.encode_text = original
+    assert [h.id for h in first] == [h.id for h in again]
+    assert calls == [["red casual shoes"], ["blue jeans"]]
+    assert [h.id for h in other] != [h.id for h in first]

@@ -8,6 +8,7 @@ refuses another one.
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -21,6 +22,9 @@ from .index import BuildReport, CatalogIndex, Hit, build_index
 from .index.build import EmbedResult, product_content_key
 from .models import DualEncoder, create_model, model_metadata
 from .paths import cache_dir
+
+
+QUERY_CACHE_SIZE = 4096
 
 
 def default_index_dir() -> Path:
@@ -53,6 +57,8 @@ class SearchEngine:
         self._model: DualEncoder | None = shared_model
         self._index: CatalogIndex | None = None
         self._encoder: CachedEncoder | None = None
+        # Shoppers repeat queries ("black dress"): the text tower runs once per distinct text.
+        self._text_vector = lru_cache(maxsize=QUERY_CACHE_SIZE)(self._encode_text_query)
 
     @property
     def model(self) -> DualEncoder:
@@ -104,7 +110,7 @@ class SearchEngine:
         """One query embedding; text and image together are averaged (then normalised)."""
         parts = []
         if text and text.strip():
-            parts.append(self.model.encode_text([text.strip()])[0])
+            parts.append(self._text_vector(" ".join(text.split())))
         if image is not None:
             pil = image if isinstance(image, Image.Image) else load_image(image)
             parts.append(self.model.encode_image([pil])[0])
@@ -112,6 +118,11 @@ class SearchEngine:
             raise ValueError("give a text query, an image, or both")
         vector = np.mean(parts, axis=0)
         return vector / np.linalg.norm(vector)
+
+    def _encode_text_query(self, text: str) -> np.ndarray:
+        vector = self.model.encode_text([text])[0]
+        vector.setflags(write=False)  # shared by every caller of the cache
+        return vector
 
     def search(
         self,
