@@ -328,3 +328,17 @@ def test_filter_on_attribute_names_with_dots_and_spaces(index):
     index.add(products, np.ones((2, DIM)), ["k", "k"])
     assert [h.id for h in index.search(np.ones(DIM), where={"a.b": "x"})[0]] == [pid(0)]
     assert [h.id for h in index.search(np.ones(DIM), where={"article type": ["Shirts"]})[0]] == [pid(0)]
+
+
+def test_attribute_counts_group_values_by_field(tmp_path):
+    from modalens.catalog.schema import Product
+    from modalens.index import CatalogIndex
+
+    products = [
+        Product(id=str(i), attributes={"gender": g, "colour": c})
+        for i, (g, c) in enumerate([("Men", "Blue"), ("Women", "Blue"), ("Men", "Red"), ("Men", "")])
+    ]
+    with CatalogIndex.create(tmp_path / "idx", model="m", dim=2) as index:
+        index.add(products, np.eye(2, dtype=np.float32)[[0, 1, 0, 1]], ["k"] * 4)
+        counts = index.attribute_counts(["gender", "colour", "season"])
+    assert counts == {"gender": {"Men": 3, "Women": 1}, "colour": {"Blue": 2, "Red": 1}, "season": {}}

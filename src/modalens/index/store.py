@@ -450,6 +450,19 @@ class CatalogIndex:
             keys.update(self._conn.execute(f"SELECT id, content_key FROM products WHERE id IN ({marks})", list(chunk)))
         return keys
 
+    def attribute_counts(self, fields: Sequence[str]) -> dict[str, dict[str, int]]:
+        """For each attribute field, how many indexed products have each value (for filter menus), in one query per field."""
+        counts: dict[str, dict[str, int]] = {}
+        for name in fields:
+            if not isinstance(name, str) or not name or '"' in name:
+                raise ValueError(f"attribute field {name!r} must be a non-empty string without quotes")
+            rows = self._conn.execute(
+                "SELECT json_extract(json, ?) AS v, COUNT(*) FROM products WHERE v IS NOT NULL GROUP BY v ORDER BY v",
+                (f'$.attributes."{name}"',),
+            )
+            counts[name] = {str(value): int(n) for value, n in rows}
+        return counts
+
     def failures(self) -> list[tuple[str, str]]:
         """(product id, reason) of products that could not be embedded, by id."""
         return [(r[0], r[1]) for r in self._conn.execute("SELECT id, reason FROM failures ORDER BY id")]

@@ -13,7 +13,6 @@ import asyncio
 import threading
 import time
 import uuid
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
@@ -61,7 +60,6 @@ class Service:
         self.engine = SearchEngine(settings.index_dir, settings.model, progress=False, shared_model=self.model)
         self.jobs: dict[str, Job] = {}
         self._jobs_lock = threading.Lock()
-        self._facets: tuple[Any, dict] | None = None
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run ``fn`` on the query thread without blocking the event loop."""
@@ -99,19 +97,9 @@ class Service:
             engine.close()
 
     def facets(self) -> dict[str, list[dict[str, Any]]]:
-        """Counts of each value of the menu fields; recomputed only after the index changed."""
-        index = self.engine.index
-        generation = index.meta.get("generation")
-        if self._facets is None or self._facets[0] != generation:
-            counts: dict[str, Counter] = {name: Counter() for name in FACET_FIELDS}
-            for product_id in index.ids():
-                product = index.get(product_id)
-                for name in FACET_FIELDS:
-                    if product.get(name):
-                        counts[name][product.get(name)] += 1
-            table = {name: [{"value": v, "count": n} for v, n in sorted(c.items())] for name, c in counts.items()}
-            self._facets = (generation, table)
-        return self._facets[1]
+        """Counts of each value of the menu fields (one grouped SQL query per field)."""
+        counts = self.engine.index.attribute_counts(FACET_FIELDS)
+        return {name: [{"value": v, "count": n} for v, n in values.items()] for name, values in counts.items()}
 
     def close(self) -> None:
         self._job_thread.shutdown(wait=False, cancel_futures=True)
