@@ -175,3 +175,11 @@ def test_serves_fashion_mnist_too(tmp_path, client):
         assert len(text) == 5 and all(r["attributes"]["article_type"] in {p.get("article_type") for p in catalog} for r in text)
         facets = c.get("/api/facets").json()
         assert sum(f["count"] for f in facets["article_type"]) == 60
+
+
+def test_review_page_mounts_beside_search_when_configured(tmp_path, client):
+    settings = ServeSettings(tmp_path / "index", review_db=str(tmp_path / "reviews.sqlite"))
+    with TestClient(create_app(settings, client.app.state.service.model)) as c:
+        assert c.get("/review/").status_code == 200
+        assert "/review/api/decide" in c.get("/openapi.json").json()["paths"]
+    assert client.get("/review/").status_code == 404  # not mounted without a review database
