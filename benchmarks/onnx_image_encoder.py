@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -37,7 +36,7 @@ from modalens.catalog.images import load_image
 from modalens.encoders import create_image_tower
 from modalens.encoders.features import image_features
 from modalens.paths import shared_data_dir
-from machine import cpu_model  # noqa: E402  (benchmarks/machine.py)
+from machine import cpu_model, timed_round_robin  # noqa: E402  (benchmarks/machine.py)
 
 PHOTOS = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "mini-catalog" / "images"
 
@@ -49,20 +48,6 @@ def load_average() -> str:
         return " ".join(f"{v:.2f}" for v in os.getloadavg())
     except OSError:
         return "?"
-
-
-def timed_round_robin(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median seconds per call of each function, the calls interleaved (one of each per round) so
-    that load from other processes on a shared machine falls on every candidate alike."""
-    for fn in fns.values():
-        fn()  # warm-up
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def main() -> None:

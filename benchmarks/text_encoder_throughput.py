@@ -19,7 +19,6 @@ import argparse
 import csv
 import json
 import os
-import statistics
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -31,7 +30,7 @@ import torch
 from modalens.backends.onnx import OnnxTextTower, cached_export, quantize
 from modalens.backends.runtime import default_threads
 from modalens.encoders import create_text_tower
-from machine import cpu_model  # noqa: E402  (benchmarks/machine.py)
+from machine import cpu_model, timed_round_robin  # noqa: E402  (benchmarks/machine.py)
 
 HERE = Path(__file__).resolve().parent
 CATALOG = HERE.parent / "tests" / "fixtures" / "mini-catalog" / "products.csv"
@@ -59,20 +58,6 @@ def encode_all(fn: Callable[[list[str]], object], texts: Sequence[str], batch: i
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # as modalens.encoders.features does
     for j in range(0, len(order), batch):
         fn([texts[i] for i in order[j : j + batch]])
-
-
-def timed_round_robin(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median seconds per call of each function, the calls interleaved (one of each per round) so
-    that load from other processes on a shared machine falls on every candidate alike."""
-    for fn in fns.values():
-        fn()  # warm-up
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def main() -> None:
