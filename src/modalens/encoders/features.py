@@ -143,7 +143,11 @@ def image_features(
         else:
             todo.append(i)
 
-    def load(batch: list[int]) -> tuple[list[int], list[torch.Tensor]]:
+    # Only torch's convolutions gain from channels-last; ONNX Runtime wants plain NCHW.
+    channels_last = getattr(tower, "backend", "torch") == "torch"
+
+    def load(batch: list[int]) -> tuple[list[int], torch.Tensor | None]:
+        """Decode, preprocess and stack one batch (in the prefetch thread, overlapping the encoder)."""
         ok, tensors = [], []
         for i in batch:
             try:
@@ -152,15 +156,17 @@ def image_features(
                 ok.append(i)
             except Exception as e:  # any decode problem is the image's, not the run's
                 failures[i] = str(e)
-        return ok, tensors
+        if not tensors:
+            return ok, None
+        pixels = torch.stack(tensors)
+        return ok, pixels.contiguous(memory_format=torch.channels_last) if channels_last else pixels
 
     batches = [todo[j : j + batch_size] for j in range(0, len(todo), batch_size)]
     bar = tqdm(total=len(todo), desc=f"{tower.name} images", unit="img", disable=not progress or not todo)
     tower.eval()
     with torch.inference_mode(), _flushing(store):
-        for ok, tensors in _prefetched(batches, load):
+        for ok, pixels in _prefetched(batches, load):
             if ok:
-                pixels = torch.stack(tensors).contiguous(memory_format=torch.channels_last)
                 feats = tower(pixels).float().numpy()
                 out[ok] = feats
                 if store is not None:
