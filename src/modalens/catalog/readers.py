@@ -97,6 +97,14 @@ def read_table(path: str | Path, images_root: str | Path | None = None, *, limit
 
 def _read_text(path: Path) -> str:
     """The whole file as text, with clear errors for missing, empty and non-UTF-8 files."""
+    text = read_utf8(path)
+    if not text.strip():
+        raise CatalogError(f"{path}: file is empty")
+    return text
+
+
+def read_utf8(path: Path) -> str:
+    """A whole text file (UTF-8, BOM allowed); missing, unreadable or undecodable files are CatalogErrors."""
     try:
         data = path.read_bytes()
     except FileNotFoundError as exc:
@@ -104,16 +112,13 @@ def _read_text(path: Path) -> str:
     except OSError as exc:
         raise CatalogError(f"{path}: cannot read ({exc.strerror or exc})") from exc
     try:
-        text = data.decode("utf-8-sig")
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         hint = " (it looks like UTF-16)" if data[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
         raise CatalogError(
             f"{path}: not UTF-8 text{hint}: invalid byte 0x{data[exc.start]:02x} on line {line}; re-save the file as UTF-8"
         ) from exc
-    if not text.strip():
-        raise CatalogError(f"{path}: file is empty")
-    return text
 
 
 def _csv_records(text: str, source: Path, delimiter: str) -> Iterator[tuple[int, dict[str, str] | str]]:

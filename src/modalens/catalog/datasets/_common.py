@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from ..readers import csv_rows as split_csv_rows
+from ..readers import read_utf8 as read_text  # one UTF-8 file reader for all catalogues
 from ..schema import Catalog, CatalogError, Product, RowError
 
 T = TypeVar("T")
@@ -70,21 +71,6 @@ def require_dir(root: str | Path, dataset: str) -> Path:
 
 def first_existing(candidates: Iterable[Path]) -> Path | None:
     return next((c for c in candidates if c.exists()), None)
-
-
-def read_text(path: Path) -> str:
-    """A whole text file (UTF-8, BOM allowed); missing or undecodable files are CatalogErrors."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError as exc:
-        raise CatalogError(f"{path}: no such file") from exc
-    except OSError as exc:
-        raise CatalogError(f"{path}: cannot read ({exc.strerror or exc})") from exc
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise CatalogError(f"{path}: not UTF-8 text: invalid byte 0x{data[exc.start]:02x} on line {line}") from exc
 
 
 def read_lines(path: Path) -> Iterator[tuple[int, str]]:
