@@ -128,6 +128,10 @@ class EfficientNetLite(ImageTower):
                 blocks.append(MBConvBlock(kernel, stride if r == 0 else 1, expand, in_ch if r == 0 else out_ch, out_ch))
         return blocks
 
+    def tuning_blocks(self) -> list[nn.Module]:
+        """Input to output, the units that fine-tuning unfreezes from the top (the 1×1 head conv is the last)."""
+        return [nn.ModuleList([self._conv_stem, self._bn0]), *self._blocks, nn.ModuleList([self._conv_head, self._bn1])]
+
     def forward_features(self, pixels: torch.Tensor) -> torch.Tensor:
         x = F.relu6(self._bn0(self._conv_stem(pixels)))
         for block in self._blocks:

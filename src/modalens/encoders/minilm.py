@@ -40,6 +40,14 @@ class HFTextTower(TextTower):
         self.normalize = normalize
         self.eval()
 
+    def tuning_blocks(self) -> list[torch.nn.Module]:
+        """Input to output, the units that fine-tuning unfreezes from the top: embeddings, then each layer."""
+        encoder = getattr(self.transformer, "encoder", None)
+        layers = getattr(encoder, "layer", None)
+        if layers is None:
+            raise ValueError(f"text tower {self.name!r}: no encoder.layer list to unfreeze block by block; use 'all'")
+        return [self.transformer.embeddings, *layers]
+
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         texts = [str(t) for t in texts]
         return self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")

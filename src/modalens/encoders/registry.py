@@ -8,6 +8,8 @@ modalens changes.
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 T = TypeVar("T", bound=Callable[..., Any])
@@ -45,7 +47,32 @@ def _create(table: dict[str, Callable[..., Any]], kind: str, name: str, **kwargs
         factory = table[name]
     except KeyError:
         raise UnknownTowerError(f"unknown {kind} tower {name!r}; known: {', '.join(sorted(table))}") from None
-    return factory(**kwargs)
+    tuned_weights = kwargs.pop("tuned_weights", None)
+    tower = factory(**kwargs)
+    return load_tuned_weights(tower, tuned_weights) if tuned_weights else tower
+
+
+def load_tuned_weights(tower: Any, path: str | Path) -> Any:
+    """Replace a tower's weights by a fine-tuned copy (a safetensors state dict written by ``modalens train``).
+
+    The tower's name gains the file's digest: cached features and ONNX exports
+    are keyed by the name, so a tuned tower never reuses the frozen one's.
+    """
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"tuned tower weights {path} do not exist")
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    try:
+        tower.load_state_dict(load_file(str(path)), strict=True)
+    except RuntimeError as e:
+        raise ValueError(f"{path} does not fit tower {tower.name!r}: {str(e).splitlines()[0]}") from None
+    tower.name = f"{tower.name}+tuned-{digest.hexdigest()[:12]}"
+    return tower.eval()
 
 
 def create_image_tower(name: str, **kwargs: Any):

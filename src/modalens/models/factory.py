@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
 from safetensors.torch import load_file, save_file
 
 from ..paths import MODEL_CONFIG_DIR, PRETRAINED_DIR
@@ -35,12 +36,20 @@ def _resolve(name_or_path: str | Path) -> tuple[ModelConfig, Path | None]:
         if not (path / "config.json").exists():
             raise ModelNotFoundError(f"{path} has no config.json: not a saved modalens model")
         weights = path / HEADS_FILE
-        return ModelConfig.load(path / "config.json"), weights if weights.exists() else None
+        return _with_local_towers(ModelConfig.load(path / "config.json"), path), weights if weights.exists() else None
     config_file = MODEL_CONFIG_DIR / f"{name_or_path}.json"
     if not config_file.exists():
         raise ModelNotFoundError(f"unknown model {str(name_or_path)!r}: not a folder, and not one of {', '.join(list_models())}")
     weights = PRETRAINED_DIR / f"{name_or_path}.safetensors"
     return ModelConfig.load(config_file), weights if weights.exists() else None
+
+
+def _with_local_towers(config: ModelConfig, folder: Path) -> ModelConfig:
+    """Fine-tuned tower weights are saved beside the heads and named relative to the folder: resolve them."""
+    for spec in (config.image_tower, config.text_tower):
+        if spec.get("tuned_weights") and not Path(spec["tuned_weights"]).is_absolute():
+            spec["tuned_weights"] = str((folder / spec["tuned_weights"]).resolve())
+    return config
 
 
 def create_model(name_or_path: str | Path = DEFAULT_MODEL, *, pretrained: bool = True) -> DualEncoder:
@@ -54,17 +63,33 @@ def create_model(name_or_path: str | Path = DEFAULT_MODEL, *, pretrained: bool =
     return model.eval()
 
 
-def save_model(model: DualEncoder, folder: str | Path, metadata: dict[str, str] | None = None) -> Path:
-    """Write ``config.json`` + ``heads.safetensors`` (heads and temperature only: the towers are named, not copied)."""
+def save_model(
+    model: DualEncoder, folder: str | Path, metadata: dict[str, str] | None = None, tuned_towers: dict[str, torch.nn.Module] | None = None
+) -> Path:
+    """Write ``config.json`` + ``heads.safetensors`` (heads and temperature: frozen towers are named, not copied).
+
+    ``tuned_towers`` (``{"image": tower, "text": tower}``) were fine-tuned: their
+    weights go to ``image_tower.safetensors``/``text_tower.safetensors`` beside
+    the heads, and the saved config points at them.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    model.config.save(folder / "config.json")
+    config = ModelConfig.from_dict(model.config.to_dict())
+    for kind, tower in (tuned_towers or {}).items():
+        file = f"{kind}_tower.safetensors"
+        _atomic_save({k: v.detach().contiguous().cpu() for k, v in tower.state_dict().items()}, folder / file)
+        getattr(config, f"{kind}_tower")["tuned_weights"] = file
+    config.save(folder / "config.json")
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    tmp = folder / f".{HEADS_FILE}.tmp"
-    save_file(state, str(tmp), metadata={k: json.dumps(v) if not isinstance(v, str) else v for k, v in (metadata or {}).items()})
-    tmp.chmod(0o644)
-    tmp.replace(folder / HEADS_FILE)
+    _atomic_save(state, folder / HEADS_FILE, {k: json.dumps(v) if not isinstance(v, str) else v for k, v in (metadata or {}).items()})
     return folder
+
+
+def _atomic_save(state: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file(state, str(tmp), metadata=metadata)
+    tmp.chmod(0o644)
+    tmp.replace(path)
 
 
 def model_metadata(name_or_path: str | Path) -> dict[str, str]:

@@ -2,7 +2,9 @@
 
 from .config import ConfigError, TrainConfig, load_train_config
 
-RECIPES = {"contrastive-heads": "modalens.recipes.contrastive_heads"}
+#: Recipe name → module with ``train(config, progress, resume)``. ``contrastive-heads`` is the name the
+#: shipped default's config uses (frozen towers); the same loop tunes towers when ``tune`` asks.
+RECIPES = {"contrastive": "modalens.recipes.contrastive", "contrastive-heads": "modalens.recipes.contrastive"}
 
 
 def run_recipe(config: TrainConfig, progress: bool = True, resume: bool = False):

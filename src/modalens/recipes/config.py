@@ -20,11 +20,35 @@ class ConfigError(ValueError):
 
 
 @dataclass
+class SourceConfig:
+    """One training source: a catalogue spec (``modalens.catalog.read_catalog``), its split and its share."""
+
+    catalog: str
+    split: str | None = "train"
+    #: Relative share of each epoch drawn from this source (up- or down-sampled to match).
+    weight: float = 1.0
+    limit: int | None = None
+
+
+@dataclass
 class DataConfig:
+    """Where training and validation products come from.
+
+    With no ``sources`` the run trains on ``catalog``'s ``train_split``; with
+    several, each epoch mixes them by ``weight``. Validation is always
+    ``catalog``'s ``val_split``, so runs with different mixtures stay comparable.
+    """
+
     catalog: str = "kagl"
     train_split: str = "train"
     val_split: str = "val"
     limit: int | None = None
+    sources: list[SourceConfig] = field(default_factory=list)
+    #: Worker processes decoding photos when the image tower trains (0: in the training process).
+    workers: int = 0
+
+    def train_sources(self) -> list[SourceConfig]:
+        return self.sources or [SourceConfig(self.catalog, self.train_split, 1.0, self.limit)]
 
 
 @dataclass
@@ -35,6 +59,36 @@ class OptimConfig:
     weight_decay: float = 0.05
     warmup_steps: int = 50
     seed: int = 0
+    #: Split each batch into this many micro-batches whose gradients add up to the whole batch's, exactly
+    #: (embeddings of the other micro-batches serve as negatives, open_clip's ``accum_freq``): big
+    #: contrastive batches on small memory.
+    accumulate_steps: int = 1
+    #: ``fp32``, ``bf16`` (autocast, CPU or GPU) or ``fp16`` (autocast + loss scaling, GPU only).
+    precision: str = "fp32"
+    #: ``cpu``, ``cuda``, or ``auto`` (a GPU when there is one).
+    device: str = "cpu"
+
+
+@dataclass
+class TuneConfig:
+    """What trains besides the heads: nothing (the default), some top blocks of a tower, or all of it.
+
+    ``image_tower``/``text_tower``: 0 keeps the tower frozen (its features come
+    from the cache); N trains its last N blocks (LiT-style locked image +
+    tuned text is ``image_tower: 0, text_tower: all``); ``all`` trains it whole.
+    ``init`` starts the heads from a trained model instead of random, and
+    ``wise_ft`` lists interpolations between that start and the fine-tuned
+    weights (WiSE-FT, 0 = start, 1 = fine-tuned) to score on val; the best is kept.
+    """
+
+    init: str | None = None
+    image_tower: int | str = 0
+    text_tower: int | str = 0
+    tower_lr: float = 1e-5
+    wise_ft: list[float] = field(default_factory=list)
+
+    def tunes(self, kind: str) -> bool:
+        return getattr(self, f"{kind}_tower") not in (0, None)
 
 
 @dataclass
@@ -58,6 +112,8 @@ class TrainConfig:
     checkpoint_every: int = 0
     #: Overrides of the model config (for example ``{"embed_dim": 256}``).
     model_overrides: dict[str, Any] = field(default_factory=dict)
+    #: Tower fine-tuning and WiSE-FT (default: frozen towers, heads only).
+    tune: TuneConfig = field(default_factory=TuneConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -72,9 +128,25 @@ def _build(cls: type[T], data: dict[str, Any], where: str) -> T:
         raise ConfigError(f"{where}: unknown keys {sorted(unknown)}; allowed: {sorted(fields)}")
     kwargs = {}
     for name, value in data.items():
-        nested = {"data": DataConfig, "optim": OptimConfig}.get(name) if cls is TrainConfig else None
-        kwargs[name] = _build(nested, value, f"{where}.{name}") if nested else value
+        nested = _NESTED.get((cls, name))
+        if nested is SourceConfig:
+            if not isinstance(value, list):
+                raise ConfigError(f"{where}.{name}: expected a list of sources")
+            kwargs[name] = [_build(SourceConfig, item, f"{where}.{name}[{i}]") for i, item in enumerate(value)]
+        else:
+            kwargs[name] = _build(nested, value, f"{where}.{name}") if nested else value
+    missing = [f.name for f in fields.values() if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in kwargs]
+    if missing:
+        raise ConfigError(f"{where}: missing keys {missing}")
     return cls(**kwargs)
+
+
+_NESTED: dict[tuple[type, str], type] = {
+    (TrainConfig, "data"): DataConfig,
+    (TrainConfig, "optim"): OptimConfig,
+    (TrainConfig, "tune"): TuneConfig,
+    (DataConfig, "sources"): SourceConfig,
+}
 
 
 def load_train_config(path: str | Path) -> TrainConfig:
@@ -105,4 +177,31 @@ def load_train_config(path: str | Path) -> TrainConfig:
         raise ConfigError(f"{path.name}: unknown image views {sorted(unknown)}; known: {sorted(VIEWS)}")
     if not 0 <= config.view_probability <= 1:
         raise ConfigError(f"{path.name}: view_probability must be within [0, 1]")
+    check_config(config, path.name)
     return config
+
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def check_config(config: TrainConfig, where: str = "config") -> None:
+    """Value checks that a dataclass cannot express, each naming the key at fault."""
+    for i, source in enumerate(config.data.train_sources()):
+        if not source.weight > 0:
+            raise ConfigError(f"{where}: data.sources[{i}].weight must be > 0, not {source.weight}")
+    for kind in ("image", "text"):
+        value = getattr(config.tune, f"{kind}_tower")
+        if not (value == "all" or (isinstance(value, int) and not isinstance(value, bool) and value >= 0)):
+            raise ConfigError(f"{where}: tune.{kind}_tower must be 0 (frozen), a number of top blocks, or 'all'; not {value!r}")
+    if any(not 0 <= a <= 1 for a in config.tune.wise_ft):
+        raise ConfigError(f"{where}: tune.wise_ft interpolations must lie within [0, 1]")
+    if config.tune.wise_ft and not (config.tune.init or config.tune.tunes("image") or config.tune.tunes("text")):
+        raise ConfigError(f"{where}: tune.wise_ft interpolates from a start worth keeping: set tune.init or tune a tower")
+    if config.optim.accumulate_steps < 1 or config.optim.batch_size % config.optim.accumulate_steps:
+        raise ConfigError(f"{where}: optim.accumulate_steps must be ≥ 1 and divide optim.batch_size")
+    if config.optim.precision not in PRECISIONS:
+        raise ConfigError(f"{where}: optim.precision must be one of {PRECISIONS}, not {config.optim.precision!r}")
+    if config.optim.device not in ("cpu", "cuda", "auto"):
+        raise ConfigError(f"{where}: optim.device must be cpu, cuda or auto, not {config.optim.device!r}")
+    if config.data.workers < 0:
+        raise ConfigError(f"{where}: data.workers must be ≥ 0")

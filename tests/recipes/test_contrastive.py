@@ -12,7 +12,7 @@ from modalens.embedding import CachedEncoder
 from modalens.evaluation import tasks
 from modalens.models import create_model
 from modalens.recipes import ConfigError, load_train_config, run_recipe
-from modalens.recipes.contrastive_heads import build_model, caption_table
+from modalens.recipes.contrastive import build_model, caption_table
 
 
 def write_config(tmp_path, mini_catalog, **optim):
@@ -83,7 +83,7 @@ def _weights(folder):
 
 def test_resume_after_a_stop_continues_exactly(tmp_path, mini_catalog):
     """Stopped mid-epoch and resumed, a run ends with the very same weights as an uninterrupted one."""
-    from modalens.recipes.contrastive_heads import train
+    from modalens.recipes.contrastive import train
 
     straight = load_train_config(write_config(tmp_path / "straight", mini_catalog, epochs=4))
     train(straight, progress=False)
@@ -98,7 +98,7 @@ def test_resume_after_a_stop_continues_exactly(tmp_path, mini_catalog):
 
 
 def test_resume_refuses_a_checkpoint_from_another_config(tmp_path, mini_catalog):
-    from modalens.recipes.contrastive_heads import train
+    from modalens.recipes.contrastive import train
 
     config = load_train_config(write_config(tmp_path, mini_catalog, epochs=2))
     train(config, progress=False, stop_after_steps=1)
