@@ -98,3 +98,4 @@ def list_text_towers() -> list[str]:
 def _import_builtin_towers() -> None:
     # Imported lazily so that `import modalens` stays cheap.
     from . import efficientnet_lite, minilm  # noqa: F401
+    from . import clip  # noqa: F401  (transformers is imported only when a CLIP tower is built)
