@@ -468,6 +468,16 @@ def test_dual_encoder_with_clip_towers(hf_clip, open_clip_file) -> None:
     np.testing.assert_allclose(np.linalg.norm(text_embeddings, axis=1), 1.0, atol=1e-5)
 
 
+def test_dual_encoder_reads_a_clip_towers_size_off_the_tower(hf_clip) -> None:
+    """Without a "dim" in the spec the heads are sized by the tower itself (a checkpoint fixes it, not a table)."""
+    from modalens.models.config import ModelConfig
+    from modalens.models.dual_encoder import DualEncoder
+
+    spec = {"name": "clip-image", "path": str(hf_clip[0])}
+    model = DualEncoder(ModelConfig(name="clip-tiny", image_tower=spec, embed_dim=16, backend="torch"))
+    assert model.image_head.linear.in_features == create_image_tower("clip-image", path=hf_clip[0]).output_dim
+
+
 def test_torch_backend_builds_the_same_tower(hf_clip) -> None:
     from modalens.backends import build_image_tower, build_text_tower, tower_backend
 

@@ -18,6 +18,18 @@ from .heads import ProjectionHead
 TOWER_DIMS = {"efficientnet-lite0": 1280, "efficientnet-lite1": 1280, "efficientnet-lite2": 1280, "minilm-l6": 384}
 
 
+def tower_dim(spec: dict, kind: str) -> int:
+    """A tower's output size: the spec's ``dim``, the table above, or (for a checkpoint-defined tower) the tower itself."""
+    if spec.get("dim"):
+        return int(spec["dim"])
+    if spec["name"] in TOWER_DIMS:
+        return TOWER_DIMS[spec["name"]]
+    from ..encoders import create_image_tower, create_text_tower
+
+    options = {k: v for k, v in spec.items() if k not in ("name", "dim", "backend")}
+    return int((create_image_tower if kind == "image" else create_text_tower)(spec["name"], **options).output_dim)
+
+
 class DualEncoder(nn.Module):
     """Image and text into one normalised space, compared by cosine similarity.
 
@@ -30,8 +42,8 @@ class DualEncoder(nn.Module):
     def __init__(self, config: ModelConfig, image_dim: int | None = None, text_dim: int | None = None) -> None:
         super().__init__()
         self.config = config
-        image_dim = image_dim or config.image_tower.get("dim") or TOWER_DIMS[config.image_tower["name"]]
-        text_dim = text_dim or config.text_tower.get("dim") or TOWER_DIMS[config.text_tower["name"]]
+        image_dim = image_dim or tower_dim(config.image_tower, "image")
+        text_dim = text_dim or tower_dim(config.text_tower, "text")
         head = config.head
         self.image_head = ProjectionHead(image_dim, config.embed_dim, head.kind, head.hidden_dim, head.dropout)
         self.text_head = ProjectionHead(text_dim, config.embed_dim, head.kind, head.hidden_dim, head.dropout)
