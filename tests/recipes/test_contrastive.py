@@ -119,3 +119,19 @@ def test_other_losses_train_and_beat_untrained(tmp_path, mini_catalog, extra):
     result = run_recipe(config, progress=False)
     after = tasks.retrieval(CachedEncoder(create_model(result.output), progress=False), train_products)["text_to_image"]["R@5"]
     assert after > before + 0.2
+
+
+def test_tensorboard_mirrors_the_metrics_log(tmp_path, mini_catalog):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    path = write_config(tmp_path, mini_catalog, epochs=3)
+    data = yaml.safe_load(path.read_text())
+    data["tensorboard"] = True
+    path.write_text(yaml.safe_dump(data))
+    result = run_recipe(load_train_config(path), progress=False)
+    events = EventAccumulator(str(result.output / "tensorboard"))
+    events.Reload()
+    losses = [(e.step, e.value) for e in events.Scalars("loss")]
+    logged = [json.loads(line) for line in (result.output / "metrics.jsonl").read_text().splitlines()]
+    assert losses == [(r["epoch"], pytest.approx(r["loss"], rel=1e-6)) for r in logged]
+    assert "val/zero_shot/ensemble/accuracy" in events.Tags()["scalars"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,6 +115,8 @@ class TrainConfig:
     model_overrides: dict[str, Any] = field(default_factory=dict)
     #: Tower fine-tuning and WiSE-FT (default: frozen towers, heads only).
     tune: TuneConfig = field(default_factory=TuneConfig)
+    #: Also write TensorBoard event files to ``output/tensorboard`` (needs ``pip install tensorboard``).
+    tensorboard: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -203,5 +206,7 @@ def check_config(config: TrainConfig, where: str = "config") -> None:
         raise ConfigError(f"{where}: optim.precision must be one of {PRECISIONS}, not {config.optim.precision!r}")
     if config.optim.device not in ("cpu", "cuda", "auto"):
         raise ConfigError(f"{where}: optim.device must be cpu, cuda or auto, not {config.optim.device!r}")
+    if config.tensorboard and importlib.util.find_spec("tensorboard") is None:
+        raise ConfigError(f"{where}: tensorboard: true needs the tensorboard package (pip install 'modalens[tensorboard]')")
     if config.data.workers < 0:
         raise ConfigError(f"{where}: data.workers must be ≥ 0")

@@ -187,6 +187,43 @@ def _photo_loader(data: TrainingData, config: TrainConfig, tower: nn.Module, pla
     return iter(loader)
 
 
+class MetricsLog:
+    """``metrics.jsonl`` (one JSON object per line), mirrored to TensorBoard scalars when asked."""
+
+    def __init__(self, output: Path, append: bool, tensorboard: bool) -> None:
+        self.file = open(output / "metrics.jsonl", "a" if append else "w")
+        self.writer = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(output / "tensorboard"))
+
+    def write(self, entry: dict[str, Any]) -> None:
+        self.file.write(json.dumps(entry) + "\n")
+        self.file.flush()
+        if self.writer is not None and "epoch" in entry:
+            for name, value in _scalars(entry).items():
+                self.writer.add_scalar(name, value, entry["epoch"])
+            self.writer.flush()
+
+    def close(self) -> None:
+        self.file.close()
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _scalars(entry: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    """Numbers of a (nested) metrics entry as ``a/b/c`` scalar names; lists and strings are skipped."""
+    out: dict[str, float] = {}
+    for key, value in entry.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_scalars(value, f"{name}/"))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and key != "epoch":
+            out[name] = float(value)
+    return out
+
+
 class Checkpoint:
     """Everything needed to continue a run exactly: weights, optimiser, schedule, RNGs, position, best so far."""
 
@@ -383,12 +420,11 @@ def train(config: TrainConfig, progress: bool = True, resume: bool = False, stop
     main = t.env.is_main
     if main:
         output.mkdir(parents=True, exist_ok=True)
-    log = open(output / "metrics.jsonl", "a" if saved else "w") if main else None
+    log = MetricsLog(output, append=saved is not None, tensorboard=config.tensorboard) if main else None
 
     def record(entry: dict[str, Any]) -> None:
         if log:
-            log.write(json.dumps(entry) + "\n")
-            log.flush()
+            log.write(entry)
 
     if saved is None and (config.tune.init or t.towers) and main:
         before = t.validate()  # zero-shot and retrieval before any training: what fine-tuning must not lose
