@@ -1,43 +1,48 @@
-"""Catalogue search: a model and an index together (the layer the CLI and, later, the server use).
+"""Catalogue search: a model and an index together (the layer the CLI and the server use).
 
 The index stores image embeddings from one model; queries must come from the
 same model, so the index remembers the model's name and identity and
 refuses another one.
+
+Queries go through a :class:`~modalens.query_encoder.QueryEncoder`: the
+PyTorch model by default, or an ONNX export with no torch at all (the
+server's fast path). Writing to the index (``build``, ``similar`` on the
+torch path) uses the PyTorch model and its feature cache, imported only then.
 """
 
 from __future__ import annotations
 
-import hashlib
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
 
-from .catalog.images import load_image
+from .catalog.images import ImageError, load_image
 from .catalog.schema import Catalog, Product
-from .embedding import CachedEncoder
 from .index import BuildReport, CatalogIndex, Hit, build_index
 from .index.build import EmbedResult, product_content_key
-from .models import DualEncoder, create_model, model_metadata
 from .paths import cache_dir
+from .query_encoder import (
+    ExportMismatchError,
+    QueryEncoder,
+    TorchQueryEncoder,
+    model_identity,
+)
 
+if TYPE_CHECKING:
+    from .embedding import CachedEncoder
+    from .models import DualEncoder
 
 QUERY_CACHE_SIZE = 4096
+
+__all__ = ["QUERY_CACHE_SIZE", "SearchEngine", "default_index_dir", "model_identity"]
 
 
 def default_index_dir() -> Path:
     return cache_dir() / "indexes" / "default"
-
-
-def model_identity(model_name: str) -> str:
-    """Name plus a digest of its trained heads, so re-trained heads never mix with old vectors."""
-    import json
-
-    meta = model_metadata(model_name)
-    digest = hashlib.sha1(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:10]
-    return f"{model_name}@{digest}"
 
 
 class SearchEngine:
@@ -49,34 +54,61 @@ class SearchEngine:
         model: str = "modalens-lite",
         progress: bool = True,
         shared_model: DualEncoder | None = None,
+        *,
+        query_encoder: QueryEncoder | None = None,
+        load_model: Callable[[], DualEncoder] | None = None,
     ) -> None:
-        """``shared_model`` lets several engines (a server's query and ingest threads) share one loaded model."""
+        """``shared_model`` / ``load_model`` let several engines (a server's query and ingest threads) share one
+        PyTorch model, given or loaded on first need; ``query_encoder`` answers queries instead of that model
+        (an :class:`~modalens.query_encoder.OnnxQueryEncoder` answers without importing torch)."""
         self.index_dir = Path(index_dir) if index_dir else default_index_dir()
         self.model_name = str(model)
         self.progress = progress
         self._model: DualEncoder | None = shared_model
+        self._load_model = load_model
         self._index: CatalogIndex | None = None
         self._encoder: CachedEncoder | None = None
+        self.query_encoder: QueryEncoder = query_encoder or TorchQueryEncoder(self.model_name, lambda: self.model)
         # Shoppers repeat queries ("black dress"): the text tower runs once per distinct text.
         self._text_vector = lru_cache(maxsize=QUERY_CACHE_SIZE)(self._encode_text_query)
 
     @property
     def model(self) -> DualEncoder:
+        """The PyTorch model (torch is imported here, on first use)."""
         if self._model is None:
-            self._model = create_model(self.model_name)
+            if self._load_model is not None:
+                self._model = self._load_model()
+            else:
+                from .models import create_model
+
+                self._model = create_model(self.model_name)
         return self._model
+
+    @property
+    def identity(self) -> str:
+        """The identity of the model queries come from; the index must have been built with it."""
+        return self.query_encoder.identity
 
     @property
     def encoder(self) -> CachedEncoder:
         """The model behind the feature cache: re-embedding an indexed photo costs a cache lookup."""
         if self._encoder is None:
+            from .embedding import CachedEncoder
+
             self._encoder = CachedEncoder(self.model, progress=False)
         return self._encoder
 
     @property
     def index(self) -> CatalogIndex:
         if self._index is None:
-            self._index = CatalogIndex.open(self.index_dir, model=model_identity(self.model_name))
+            self._index = CatalogIndex.open(self.index_dir, model=self.identity)
+        return self._index
+
+    def ensure_index(self) -> CatalogIndex:
+        """Open the index, creating an empty one for this model if there is none (no model weights loaded)."""
+        if self._index is None:
+            self.index_dir.mkdir(parents=True, exist_ok=True)
+            self._index = CatalogIndex.create(self.index_dir, model=self.identity, dim=self.query_encoder.embed_dim)
         return self._index
 
     def close(self) -> None:
@@ -86,10 +118,8 @@ class SearchEngine:
 
     def build(self, catalog: Catalog | Sequence[Product], batch_size: int = 64, prune: bool = False) -> BuildReport:
         """Embed and store every product not already indexed unchanged; resumable after a kill."""
-        identity = model_identity(self.model_name)
-        self.index_dir.mkdir(parents=True, exist_ok=True)
-        if self._index is None:
-            self._index = CatalogIndex.create(self.index_dir, model=identity, dim=self.model.config.embed_dim)
+        identity = self._writer_identity()
+        index = self.ensure_index()
         encoder = self.encoder
 
         def embed_batch(products: list[Product]) -> EmbedResult:
@@ -103,8 +133,20 @@ class SearchEngine:
 
         products = list(catalog.products if isinstance(catalog, Catalog) else catalog)
         return build_index(
-            self._index, products, embed_batch, batch_size=batch_size, content_key=content_key, progress=self.progress, prune=prune
+            index, products, embed_batch, batch_size=batch_size, content_key=content_key, progress=self.progress, prune=prune
         )
+
+    def _writer_identity(self) -> str:
+        """The PyTorch model's identity, which writes use; it must be the one queries come from."""
+        if isinstance(self.query_encoder, TorchQueryEncoder):
+            return self.query_encoder.identity
+        identity = model_identity(self.model_name)
+        if identity != self.identity:
+            raise ExportMismatchError(
+                f"the ONNX export answers queries as {self.identity!r} but {self.model_name!r} is now {identity!r}: "
+                "export the model again (`modalens export`) so queries and new products share one model"
+            )
+        return identity
 
     def query_vector(self, text: str | None = None, image: str | Path | Image.Image | None = None) -> np.ndarray:
         """One query embedding; text and image together are averaged (then normalised)."""
@@ -113,14 +155,14 @@ class SearchEngine:
             parts.append(self._text_vector(" ".join(text.split())))
         if image is not None:
             pil = image if isinstance(image, Image.Image) else load_image(image)
-            parts.append(self.model.encode_image([pil])[0])
+            parts.append(self.query_encoder.encode_image([pil])[0])
         if not parts:
             raise ValueError("give a text query, an image, or both")
         vector = np.mean(parts, axis=0)
         return vector / np.linalg.norm(vector)
 
     def _encode_text_query(self, text: str) -> np.ndarray:
-        vector = self.model.encode_text([text])[0]
+        vector = self.query_encoder.encode_text([text])[0]
         vector.setflags(write=False)  # shared by every caller of the cache
         return vector
 
@@ -139,11 +181,24 @@ class SearchEngine:
     def similar(self, product_id: str, k: int = 10, where: dict[str, Any] | None = None) -> list[Hit]:
         """"More like this": the product's own photo as the query, the product itself left out."""
         product = self.index.get(product_id)
-        vectors, failures = self.encoder.image_embeddings([product])
-        if failures:
-            raise ValueError(f"product {product_id!r} has no usable image: {failures[0]}")
-        hits = self.index.search(vectors[0], k=k + 1, where=where)[0]
+        vector = self._product_vector(product)
+        hits = self.index.search(vector, k=k + 1, where=where)[0]
         return [h for h in hits if h.id != product_id][:k]
+
+    def _product_vector(self, product: Product) -> np.ndarray:
+        """The embedding of a product's main photo: through the feature cache on the torch path, else the query encoder."""
+        if isinstance(self.query_encoder, TorchQueryEncoder):
+            vectors, failures = self.encoder.image_embeddings([product])
+            if failures:
+                raise ValueError(f"product {product.id!r} has no usable image: {failures[0]}")
+            return vectors[0]
+        if not product.image:
+            raise ValueError(f"product {product.id!r} has no usable image: product has no image")
+        try:
+            photo = load_image(product.image)
+        except (ImageError, OSError) as e:  # unreadable or missing: the caller reports it as bad input
+            raise ValueError(f"product {product.id!r} has no usable image: {e}") from None
+        return self.query_encoder.encode_image([photo])[0]
 
     def delete(self, ids: Sequence[str]) -> int:
         return self.index.delete(list(ids))

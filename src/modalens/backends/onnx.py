@@ -710,6 +710,7 @@ def export_model(
     """
     from ..encoders import create_image_tower, create_text_tower
     from ..models import create_model
+    from ..query_encoder import model_identity
 
     say = progress or (lambda message: None)
     start = time.perf_counter()
@@ -761,6 +762,8 @@ def export_model(
                 components[f"{kind}_tower"]["int8_embedding_cosine"] = cos
         manifest = {
             "model": dual.name,
+            # What the search index records; a server answering queries from this folder checks it (query_encoder).
+            "model_identity": model_identity(str(model)),
             "embed_dim": int(dual.config.embed_dim),
             "logit_scale": float(dual.logit_scale.detach()),
             "tokenizer": "tokenizer",

@@ -6,9 +6,12 @@ its inputs and outputs, the tower's ``preprocess_id``, the opset and exporter,
 and the sha256 of every file. A file whose digest does not match (a partial
 copy, a killed export, a disk error) is refused with :class:`CorruptExportError`.
 
-This module imports only numpy, the standard library and (when a session is
-opened) onnxruntime, so a future server can run exported models without
-PyTorch: :func:`load_export` gives embeddings from pixels and tokens.
+This module imports only numpy, PIL, the standard library and (when used)
+onnxruntime and ``tokenizers``, never torch or transformers: the search
+server answers queries from an export without PyTorch (see
+``modalens.query_encoder``). :func:`load_export` gives embeddings from
+pixels and tokens, :class:`ExportTokenizer` tokens from texts, and
+:func:`letterbox_pixels` pixels from photos.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -152,9 +155,94 @@ class OrtModel:
         return self.session.run(list(outputs) if outputs else None, dict(feeds))
 
 
+#: The letterbox recipe ``ImageTower.preprocess`` names ``pad-white`` in its ``preprocess_id``.
+LETTERBOX_RECIPE = "pad-white"
+
+
+def letterbox_pixels(image: Any, size: int, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """A PIL image → (3, size, size) float32: the whole photo fitted into a white square, then ``(x - mean) / std``.
+
+    The same steps, in the same order and with the same rounding, as
+    ``modalens.encoders.base.letterbox`` + ``to_tensor`` (the tests hold the
+    two to equal pixels), written again here because that module imports
+    torch and this one must not.
+    """
+    from PIL import Image
+
+    image = image.convert("RGB")
+    width, height = image.size
+    scale = size / max(width, height)
+    new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
+    if (new_w, new_h) != (width, height):
+        image = image.resize((new_w, new_h), Image.Resampling.BICUBIC)
+    if not new_w == new_h == size:
+        canvas = Image.new("RGB", (size, size), (255, 255, 255))
+        canvas.paste(image, ((size - new_w) // 2, (size - new_h) // 2))
+        image = canvas
+    array = np.asarray(image, dtype=np.float32)
+    array = (array - np.asarray(mean, dtype=np.float32)) / np.asarray(std, dtype=np.float32)
+    return np.ascontiguousarray(array.transpose(2, 0, 1))
+
+
+class ExportTokenizer:
+    """The export's ``tokenizer/tokenizer.json`` run by the ``tokenizers`` library, called as the towers call theirs.
+
+    Not ``transformers.AutoTokenizer``: importing transformers imports torch
+    whenever torch is installed (seconds and hundreds of MB), and the fast
+    tokenizer it wraps is this very file. Settings match the text towers'
+    call: special tokens added, truncation to ``max_length``, padding to the
+    longest text of the batch, on the sides ``tokenizer_config.json`` names.
+    """
+
+    def __init__(self, folder: str | Path, max_length: int) -> None:
+        from tokenizers import Tokenizer
+
+        folder = Path(folder)
+        config = _json_or_empty(folder / "tokenizer_config.json")
+        self.max_length = int(max_length)
+        self._tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        pad_token = _token_text(config.get("pad_token")) or "[PAD]"
+        pad_id = self._tokenizer.token_to_id(pad_token)
+        if pad_id is None:
+            raise CorruptExportError(f"{folder}: the pad token {pad_token!r} is not in tokenizer.json")
+        self._tokenizer.enable_truncation(self.max_length, direction=config.get("truncation_side", "right"))
+        self._tokenizer.enable_padding(
+            direction=config.get("padding_side", "right"),
+            pad_id=pad_id,
+            pad_type_id=int(config.get("pad_token_type_id", 0)),
+            pad_token=pad_token,
+        )
+
+    def __call__(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """``input_ids``, ``attention_mask``, ``token_type_ids``: int64 (batch, longest)."""
+        encodings = self._tokenizer.encode_batch([str(t) for t in texts])
+        if not encodings:
+            return {name: np.zeros((0, 0), np.int64) for name in ("input_ids", "attention_mask", "token_type_ids")}
+        return {
+            "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
+            "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
+            "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
+        }
+
+
+def _json_or_empty(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _token_text(token: Any) -> str | None:
+    """A special token as ``tokenizer_config.json`` writes it: a string, or ``{"content": ...}``."""
+    if isinstance(token, dict):
+        token = token.get("content")
+    return token if isinstance(token, str) and token else None
+
+
 @dataclass
 class ExportedModel:
-    """A whole exported model (towers + heads) on numpy: pixels or tokens → normalised embeddings.
+    """A whole exported model (towers + heads) on numpy: photos, pixels, texts or tokens → normalised embeddings.
 
     Preprocessing a photo is the manifest's ``image_tower`` recipe (letterbox to
     ``image_size`` on white, then ``(x - pixel_mean) / pixel_std`` per channel,
@@ -167,7 +255,11 @@ class ExportedModel:
     text_tower: OrtModel
     image_head: OrtModel
     text_head: OrtModel
-    _tokenizer: Any = field(default=None, repr=False)
+    _tokenizer: ExportTokenizer | None = field(default=None, repr=False)
+
+    @property
+    def embed_dim(self) -> int:
+        return int(self.manifest.get("embed_dim") or self.manifest["components"]["text_head"]["embed_dim"])
 
     def image_features(self, pixels: np.ndarray) -> np.ndarray:
         pixels = np.ascontiguousarray(pixels, dtype=np.float32)
@@ -184,28 +276,58 @@ class ExportedModel:
         return self.text_head.run({"features": self.text_features(tokens)})[0]
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
-        """Tokenise with the saved tokenizer (needs ``transformers``; not torch)."""
+        """Tokenise with the saved tokenizer (the ``tokenizers`` library: no torch, no transformers)."""
         if self._tokenizer is None:
-            from transformers import AutoTokenizer
+            max_length = int(self.manifest["components"]["text_tower"].get("max_length", 64))
+            self._tokenizer = ExportTokenizer(self.folder / str(self.manifest.get("tokenizer", "tokenizer")), max_length)
+        return self._tokenizer(texts)
 
-            self._tokenizer = AutoTokenizer.from_pretrained(str(self.folder / "tokenizer"), local_files_only=True)
-        max_length = int(self.manifest["components"]["text_tower"].get("max_length", 64))
-        out = self._tokenizer([str(t) for t in texts], padding=True, truncation=True, max_length=max_length, return_tensors="np")
-        return {k: np.asarray(v) for k, v in out.items()}
+    def preprocess(self, images: Sequence[Any]) -> np.ndarray:
+        """PIL images → (n, 3, S, S) float32 pixels, exactly as the torch image tower prepares them."""
+        component = self.manifest["components"]["image_tower"]
+        if f"|{LETTERBOX_RECIPE}|" not in str(component.get("preprocess_id", "")):
+            raise ValueError(f"{self.folder}: image preprocessing {component.get('preprocess_id')!r} is not the letterbox this runtime knows")
+        size, mean, std = int(component["image_size"]), component["pixel_mean"], component["pixel_std"]
+        if not images:
+            return np.zeros((0, 3, size, size), np.float32)
+        return np.stack([letterbox_pixels(image, size, mean, std) for image in images])
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Texts → (n, embed_dim) normalised embeddings: the numpy twin of ``DualEncoder.encode_text``."""
+        if not len(texts):
+            return np.zeros((0, self.embed_dim), np.float32)
+        return self.text_embeddings(self.tokenize(texts))
+
+    def encode_images(self, images: Sequence[Any]) -> np.ndarray:
+        """PIL images → (n, embed_dim) normalised embeddings: the numpy twin of ``DualEncoder.encode_image``."""
+        if not len(images):
+            return np.zeros((0, self.embed_dim), np.float32)
+        return self.image_embeddings(self.preprocess(images))
 
 
-def load_export(folder: str | Path, *, int8: bool = False, threads: int | None = None) -> ExportedModel:
-    """Open an export folder written by ``modalens export``; every file is checked against its sha256."""
+COMPONENTS = ("image_tower", "text_tower", "image_head", "text_head")
+
+
+def load_export(folder: str | Path, *, int8: bool | Collection[str] = False, threads: int | None = None) -> ExportedModel:
+    """Open an export folder written by ``modalens export``; every file is checked against its sha256.
+
+    ``int8``: True runs every component that has an int8 file in int8; a
+    collection of component names (e.g. ``{"text_tower"}``) only those.
+    """
     folder = Path(folder)
     manifest = read_manifest(folder)
     components = manifest["components"]
-    missing = {"image_tower", "text_tower", "image_head", "text_head"} - set(components)
+    missing = set(COMPONENTS) - set(components)
     if missing:
         raise CorruptExportError(f"{folder} lacks {sorted(missing)}: export a whole model with `modalens export`")
+    quantised = set(COMPONENTS) if int8 is True else set(int8 or ())
+    unknown = quantised - set(COMPONENTS)
+    if unknown:
+        raise ValueError(f"int8 names unknown components {sorted(unknown)}; known: {', '.join(COMPONENTS)}")
 
     def open_(name: str) -> OrtModel:
         component = components[name]
-        file = component.get("int8_file") if int8 and component.get("int8_file") else component["file"]
+        file = component.get("int8_file") if name in quantised and component.get("int8_file") else component["file"]
         return OrtModel.from_folder(folder, file, manifest, threads=threads)
 
-    return ExportedModel(folder, manifest, *(open_(n) for n in ("image_tower", "text_tower", "image_head", "text_head")))
+    return ExportedModel(folder, manifest, *(open_(n) for n in COMPONENTS))

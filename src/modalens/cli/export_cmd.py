@@ -47,3 +47,4 @@ def export(
     if int8 and "image" not in report.int8_cosine:
         typer.echo("int8 vs fp32 image embeddings: not measured (pass --check-images DIR)")
     typer.echo(f"wrote {report.folder} in {report.seconds:.0f}s")
+    typer.echo(f"serve queries from it without PyTorch: modalens serve --onnx {report.folder} (docs/onnx.md)")

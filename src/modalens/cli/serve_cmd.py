@@ -19,6 +19,9 @@ def serve(
     port: int = typer.Option(8000, help="Port to listen on."),
     api_key: list[str] = typer.Option([], "--api-key", help="Key accepted for writes (X-API-Key); also MODALENS_API_KEYS."),
     open_browser: bool = typer.Option(False, "--open", help="Open the page in a browser once serving."),
+    onnx: Optional[Path] = typer.Option(
+        None, "--onnx", help="An export folder (`modalens export`): answer queries from it without PyTorch; also MODALENS_ONNX_DIR."
+    ),
 ) -> None:
     """Serve search by words and photos, tagging and product management, with a web page at /."""
     import uvicorn
@@ -32,11 +35,12 @@ def serve(
         engine = SearchEngine(index_dir, model)
         typer.echo(f"indexing {catalogue}: {engine.build(read_catalog(catalogue))}")
         engine.close()
-    settings = ServeSettings.from_env(index_dir, model)
+    settings = ServeSettings.from_env(index_dir, model, onnx_dir=onnx)
     if api_key:
         settings.api_keys = settings.api_keys | frozenset(api_key)
     url = f"http://{host}:{port}/"
-    typer.echo(f"serving {index_dir} at {url} (API docs at {url}docs)")
+    queries = f"; queries from the ONNX export {settings.onnx_dir}" if settings.onnx_dir else ""
+    typer.echo(f"serving {index_dir} at {url} (API docs at {url}docs){queries}")
     if open_browser:
         import threading
         import webbrowser

@@ -20,7 +20,6 @@ from pydantic import BaseModel, Field
 
 from ..catalog.images import ImageError, load_image
 from ..catalog.schema import KNOWN_ATTRIBUTES, CatalogError, Product
-from ..zeroshot import build_classifier
 from .security import require_read, require_write
 from .service import Service
 
@@ -158,6 +157,8 @@ async def tag(
     photo = await read_upload(image, svc)
 
     def run() -> list:
+        from ..zeroshot import build_classifier  # imports torch: only tagging needs it
+
         classifier = build_classifier(svc.model, label_list)
         return classifier.top_k(svc.model.encode_image([photo]), k=min(top, len(label_list)))[0]
 

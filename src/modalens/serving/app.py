@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -13,10 +14,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 
 from .. import __version__
 from ..index.store import IndexStoreError
-from ..models import DualEncoder
 from .api import router
 from .service import Service
 from .settings import ServeSettings
+
+if TYPE_CHECKING:
+    from ..models import DualEncoder
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -54,7 +57,13 @@ def create_app(settings: ServeSettings, model: DualEncoder | None = None) -> Fas
     async def health(request: Request) -> dict:
         service: Service = request.app.state.service
         count = await service.run(lambda: len(service.engine.index))
-        return {"status": "ok", "products": count, "model": settings.model, "version": __version__}
+        return {
+            "status": "ok",
+            "products": count,
+            "model": settings.model,
+            "queries": service.query_encoder.backend,
+            "version": __version__,
+        }
 
     return app
 

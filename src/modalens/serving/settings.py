@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..query_encoder import onnx_dir_from_env
+
 
 @dataclass
 class ServeSettings:
@@ -22,13 +24,24 @@ class ServeSettings:
     max_labels: int = 200
     #: A matching review queue (SQLite file) to serve at /review/ beside the search page.
     review_db: str | None = None
+    #: An ONNX export folder (``modalens export``): search queries are answered from it without importing
+    #: torch; tagging and writes still load the PyTorch model, on first use. See docs/onnx.md.
+    onnx_dir: Path | None = None
 
     @classmethod
     def from_env(cls, index_dir: Path, model: str = "modalens-lite", **overrides) -> "ServeSettings":
-        """``MODALENS_API_KEYS`` (comma-separated) and ``MODALENS_READ_REQUIRES_KEY=1`` configure access."""
+        """``MODALENS_API_KEYS`` (comma-separated) and ``MODALENS_READ_REQUIRES_KEY=1`` configure access;
+        ``MODALENS_ONNX_DIR`` names an export to answer queries from."""
         keys = frozenset(k.strip() for k in os.environ.get("MODALENS_API_KEYS", "").split(",") if k.strip())
         read_key = os.environ.get("MODALENS_READ_REQUIRES_KEY", "") in ("1", "true", "yes")
-        settings = cls(Path(index_dir), model, api_keys=keys, read_requires_key=read_key, review_db=os.environ.get("MODALENS_REVIEW_DB"))
+        settings = cls(
+            Path(index_dir),
+            model,
+            api_keys=keys,
+            read_requires_key=read_key,
+            review_db=os.environ.get("MODALENS_REVIEW_DB"),
+            onnx_dir=onnx_dir_from_env(),
+        )
         for name, value in overrides.items():
             if value is not None:
                 setattr(settings, name, value)
