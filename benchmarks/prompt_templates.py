@@ -1,27 +1,25 @@
-"""Which zero-shot prompt templates help? Each template alone, against the full ensemble, in one run.
+"""Which zero-shot prompt templates help? A thin wrapper around the `templates` evaluation task.
 
     .venv/bin/python benchmarks/prompt_templates.py [--data kagl:val fashion-mnist:test] [--model modalens-lite]
+                                                    [--templates-file my_templates.txt]
 
-Baseline: the first template alone ("a photo of {label}"). Reports top-1 accuracy and weighted F1 per
-template and for the ensemble, with the ratio to the baseline. Choose templates on a validation split
-(kagl:val), not on the test split you report. Writes JSON to benchmarks/results/.
+The same numbers as `modalens eval --data kagl:val --tasks templates` (see docs/evaluation.md,
+"Which templates help"): each template alone, the full ensemble and the ensemble without each
+template, with 95% bootstrap intervals and paired differences from the ensemble. Choose templates on
+a validation split (kagl:val), not on the test split you report. Writes JSON to benchmarks/results/.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 
-from machine import cpu_model  # noqa: E402  (benchmarks/machine.py)
+from machine import cpu_model  # benchmarks/machine.py
 
-from modalens.catalog import read_catalog
-from modalens.embedding import CachedEncoder
-from modalens.evaluation.metrics import classification_metrics
-from modalens.models import create_model
-from modalens.prompts import ZERO_SHOT_TEMPLATES
-from modalens.zeroshot import build_classifier
+from modalens.evaluation import files
+from modalens.evaluation.runner import EvalSettings, evaluate
+from modalens.evaluation.templates import read_templates, summary_lines
 
 
 def main() -> None:
@@ -29,29 +27,18 @@ def main() -> None:
     parser.add_argument("--data", nargs="+", default=["kagl:val", "fashion-mnist:test"])
     parser.add_argument("--model", default="modalens-lite")
     parser.add_argument("--field", default="article_type")
+    parser.add_argument("--templates-file", help="one template per line, each with {label} (default: the built-in ensemble)")
+    parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results" / "prompt_templates.json")
     args = parser.parse_args()
-    encoder = CachedEncoder(create_model(args.model), progress=True)
+    templates = tuple(read_templates(args.templates_file)) if args.templates_file else None
+    settings = EvalSettings(field=args.field, templates=templates, templates_from=args.templates_file)
     print(f"machine: {os.cpu_count()} cores, {cpu_model()}; model {args.model}")
-    record: dict[str, dict] = {}
+    record = {}
     for data in args.data:
-        products = read_catalog(data).products
-        embeds, failures = encoder.image_embeddings(products)
-        keep = [i for i, p in enumerate(products) if i not in failures and p.get(args.field)]
-        truth = [products[i].get(args.field) for i in keep]
-        labels = sorted(set(truth))
-        rows = {t: list(ZERO_SHOT_TEMPLATES).index(t) for t in ZERO_SHOT_TEMPLATES}
-        scores = {}
-        for name, templates in [(t, [t]) for t in rows] + [("ensemble of all", list(ZERO_SHOT_TEMPLATES))]:
-            classifier = build_classifier(encoder.model, labels, templates, text_features=encoder.text_features)
-            scores[name] = classification_metrics(truth, classifier.predict(embeds[keep]))
-        baseline = scores[ZERO_SHOT_TEMPLATES[0]]["accuracy"]
-        print(f"\n{data}: {len(keep)} products, {len(labels)} labels (baseline: the first template alone)")
-        for name, m in sorted(scores.items(), key=lambda kv: -kv[1]["accuracy"]):
-            print(f"  {m['accuracy']:.3f} acc  {m['weighted_f1']:.3f} wF1  ×{m['accuracy'] / baseline:.3f}  {name}")
-        record[data] = scores
-    out = Path(__file__).parent / "results"
-    out.mkdir(exist_ok=True)
-    (out / "prompt_templates.json").write_text(json.dumps({"model": args.model, "cpu": cpu_model(), "results": record}, indent=2) + "\n")
+        record[data] = evaluate(args.model, data, ["templates"], settings).results["templates"]
+        print(f"\n{data}:\n" + "\n".join(summary_lines(record[data])))
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    files.write_text_atomic(args.output, files.dumps({"model": args.model, "cpu": cpu_model(), "results": record}) + "\n")
 
 
 if __name__ == "__main__":

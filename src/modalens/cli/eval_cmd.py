@@ -10,18 +10,21 @@ import typer
 
 from .common import MODEL_OPTION, user_errors
 
-TASKS_HELP = "Comma-separated, or 'all': retrieval, zero-shot, category-retrieval, image-retrieval, knn, linear-probe."
+TASKS_HELP = (
+    "Comma-separated, or 'all': retrieval, zero-shot, category-retrieval, image-retrieval, knn, linear-probe; "
+    "templates (which zero-shot prompt templates help) runs only when named."
+)
 
 
 def _task_list(tasks: str) -> list[str]:
-    from ..evaluation.runner import ALL_TASKS
+    from ..evaluation.runner import ALL_TASKS, TASKS
 
     chosen = [t.strip() for t in tasks.split(",") if t.strip()]
     if not chosen or chosen == ["all"]:
         return list(ALL_TASKS)
-    unknown = [t for t in chosen if t not in ALL_TASKS]
+    unknown = [t for t in chosen if t not in TASKS]
     if unknown:
-        raise ValueError(f"unknown tasks {unknown}; known: {', '.join(ALL_TASKS)} (or all)")
+        raise ValueError(f"unknown tasks {unknown}; known: {', '.join(TASKS)} (or all)")
     return chosen
 
 
@@ -38,6 +41,10 @@ def _summary_lines(results: dict) -> list[str]:
             sizes = f"n = {row['n']}"
         value = "–" if row["value"] is None else f"{row['value']:.3f}"
         lines.append(f"  {row['label']:<{width}}  {value}  {fmt_ci(row.get('ci')):<16}  {sizes}")
+    if "templates" in results:
+        from ..evaluation.templates import summary_lines
+
+        lines += summary_lines(results["templates"], indent="  ")
     return lines
 
 
@@ -86,6 +93,11 @@ def evaluate(
     resamples: int = typer.Option(1000, help="Bootstrap resamples for the 95% intervals (0: no intervals)."),
     seed: int = typer.Option(0, help="Seed of the bootstrap resamples and the example choice."),
     examples: int = typer.Option(6, help="Successes and failures shown per task in the report."),
+    templates_file: Optional[Path] = typer.Option(
+        None,
+        "--templates-file",
+        help="Zero-shot prompt templates, one per line with {label} (# comments): used by zero-shot and templates.",
+    ),
     output: Optional[Path] = typer.Option(
         None,
         "--output",
@@ -103,6 +115,7 @@ def evaluate(
     from ..evaluation.runner import EvalSettings
     from ..evaluation.runner import compare as compare_models
     from ..evaluation.runner import evaluate as evaluate_model
+    from ..evaluation.templates import read_templates
 
     task_list = _task_list(tasks)
     if models and not compare:
@@ -110,6 +123,7 @@ def evaluate(
     if compare and len(models or []) < 2:
         raise ValueError("--compare needs two or more models, e.g. modalens eval --compare modalens-lite runs/my-model")
     catalog = read_catalog(data)  # a wrong catalogue or split fails here, in one line, before any model loads
+    templates = read_templates(templates_file) if templates_file else None  # so does a bad templates file
     settings = EvalSettings(
         field=field,
         labels_from=labels_from,
@@ -123,6 +137,8 @@ def evaluate(
         resamples=resamples,
         seed=seed,
         examples=examples,
+        templates=tuple(templates) if templates else None,
+        templates_from=str(templates_file) if templates_file else None,
     )
     if compare:
         results = compare_models(models, data, task_list, settings, progress=progress)

@@ -164,3 +164,55 @@ def intervals(rows: Sequence[dict[str, Any]], title: str = "", zero_line: bool =
     ax.set_xlabel(xlabel)
     ax.set_title(title)
     return _encode(fig)
+
+
+
+def _interval(row: dict[str, Any], metric: str) -> tuple[float, float]:
+    """A row's interval for ``metric``, or the point itself when there is none (no resamples)."""
+    ci = (row.get("ci") or {}).get(metric)
+    return (ci[0], ci[1]) if ci else (row[metric], row[metric])
+
+
+def _bars_with_whiskers(ax, positions: Sequence[float], rows: Sequence[dict[str, Any]], metric: str, **bar) -> None:
+    values = np.array([row[metric] for row in rows])
+    cis = np.array([_interval(row, metric) for row in rows]).reshape(-1, 2)
+    whiskers = np.clip(np.stack([values - cis[:, 0], cis[:, 1] - values]), 0, None)
+    ax.barh(positions, values, xerr=whiskers, error_kw={"ecolor": "#374151", "capsize": 2.5, "lw": 1}, **bar)
+
+
+def template_bars(
+    singles: Sequence[dict[str, Any]],
+    leave_one_out: Sequence[dict[str, Any]],
+    ensemble: dict[str, Any],
+    metric: str = "accuracy",
+    title: str = "",
+) -> str | None:
+    """Per template, its ``metric`` alone (and the ensemble's without it), with 95% whiskers; the full ensemble as a line.
+
+    Rows pair up by their ``template`` text; the best template alone is at the top.
+    """
+    if not available() or not singles:
+        return None
+    plt = _pyplot()
+    rows = sorted(singles, key=lambda row: row[metric])  # barh draws bottom-up: best on top
+    without = {row["template"]: row for row in leave_one_out}
+    paired = [without[row["template"]] for row in rows] if without and all(r["template"] in without for r in rows) else []
+    height = 0.38 if paired else 0.7
+    ys = np.arange(len(rows), dtype=float)
+    fig, ax = plt.subplots(figsize=(7.2, (0.5 if paired else 0.3) * len(rows) + 1.4))
+    alone_at = ys + height / 2 if paired else ys
+    _bars_with_whiskers(ax, alone_at, rows, metric, height=height, color=BLUE, label="this template alone")
+    if paired:
+        _bars_with_whiskers(ax, ys - height / 2, paired, metric, height=height, color=LIGHT, label="ensemble without it")
+    lo, hi = _interval(ensemble, metric)
+    ax.axvspan(lo, hi, color=GREY, alpha=0.15, lw=0)
+    ax.axvline(ensemble[metric], color=GREY, ls="--", lw=1.2, label=f"full ensemble {ensemble[metric]:.3f} (shaded: 95% CI)")
+    ax.set_yticks(ys, [_short(row["template"], 64) for row in rows], fontsize=8)
+    bounds = [lo, hi] + [bound for row in [*rows, *paired] for bound in _interval(row, metric)]
+    start = max(0.0, float(np.floor((min(bounds) - 0.05) * 20) / 20))  # zoom in: the differences are a few points
+    ax.set_xlim(start, min(1.0, float(np.ceil((max(bounds) + 0.02) * 20) / 20)))
+    ax.set_xlabel(metric.replace("_", " ") + (f" (axis starts at {start:.2f})" if start else ""))
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, frameon=False, fontsize=7)  # above the bars, clear of them
+    ax.set_title(title or f"zero-shot {metric.replace('_', ' ')} by prompt template", pad=22)
+    return _encode(fig)

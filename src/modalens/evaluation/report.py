@@ -23,6 +23,7 @@ TASK_TITLES = {
     "image-retrieval": "Image → image retrieval",
     "knn": "k-NN classification",
     "linear-probe": "Linear probe",
+    "templates": "Which prompt templates help",
 }
 
 CSS = """
@@ -262,6 +263,8 @@ def _takeaways(results: dict[str, Any]) -> list[str]:
             )
             text += f" (ensemble − single accuracy {100 * d['difference']:+.1f} points, paired 95% CI {100 * d['ci'][0]:+.1f} to {100 * d['ci'][1]:+.1f}: {verdict})"
         out.append(text + ".")
+    if results.get("templates"):
+        out.append(_templates_takeaway(results["templates"]))
     c = results.get("category-retrieval")
     if c:
         for field_name, g in c.items():
@@ -334,6 +337,94 @@ def _zero_shot_section(results: dict[str, Any], thumbs: Thumbnails) -> str:
         out.append('<p class="note">Under each photo: the top 3 labels with their probabilities at the model\'s temperature.</p>')
     out.append("</section>")
     return "".join(out)
+
+
+def _templates_takeaway(ablation: dict[str, Any]) -> str:
+    """One sentence: the best template alone against the ensemble, and which templates the ensemble is better without."""
+    from .templates import rows_of
+
+    ensemble, singles = rows_of(ablation, "ensemble")[0], rows_of(ablation, "single")
+    best = max(singles, key=lambda row: row["accuracy"])
+    text = (
+        f"Prompt templates: the {ensemble['templates']}-template ensemble gets top-1 <b>{_pct(ensemble['accuracy'])}</b>; "
+        f"the best template alone, <code>{esc(best['template'])}</code>, {_pct(best['accuracy'])}"
+    )
+    better_without = [f"<code>{esc(row['template'])}</code>" for row in rows_of(ablation, "leave-one-out")
+                      if _direction(row, "accuracy") > 0]  # fmt: skip
+    if better_without:
+        text += "; the ensemble is detectably better without " + ", ".join(better_without)
+    return text + "."
+
+
+def _direction(row: dict[str, Any], metric: str) -> int:
+    """+1 / −1 when the paired difference from the ensemble is detectably above / below zero, else 0."""
+    d = (row.get("minus_ensemble") or {}).get(metric)
+    if not d or not d.get("significant"):
+        return 0
+    return 1 if d["difference"] > 0 else -1
+
+
+def _difference_cells(row: dict[str, Any], metric: str) -> str:
+    """The paired difference from the ensemble, its interval, and a better / worse / within-noise badge."""
+    d = (row.get("minus_ensemble") or {}).get(metric)
+    if not d:
+        return '<td class="num">–</td><td></td>'
+    badge = {1: '<span class="sig up">better</span>', -1: '<span class="sig down">worse</span>'}.get(
+        _direction(row, metric), '<span class="sig same">within noise</span>'
+    )
+    value = f'<span class="v">{d["difference"]:+.3f}</span><div class="ci">{fmt_ci(d.get("ci"))}</div>'
+    return f'<td class="num">{value}</td><td>{badge}</td>'
+
+
+_TEMPLATE_VARIANTS = {"ensemble": "full ensemble", "single": "alone", "leave-one-out": "ensemble without"}
+
+
+def _template_rows(ablation: dict[str, Any]) -> list[list[str]]:
+    """Table cells per variant: what it is, its metrics with intervals, its paired differences from the ensemble."""
+    rows = []
+    for row in ablation["rows"]:
+        template = row["template"] if row["template"] is not None else f"all {row['templates']}"
+        rows.append(
+            [f"<td>{_TEMPLATE_VARIANTS[row['kind']]}</td>", f"<td><code>{esc(template)}</code></td>"]
+            + [metric_cells(row, m) for m in ("accuracy", "weighted_f1", "macro_f1")]
+            + [_difference_cells(row, "accuracy"), _difference_cells(row, "weighted_f1")]
+        )
+    return rows
+
+
+def _template_figures(ablation: dict[str, Any]) -> str:
+    """Accuracy bars per template (alone, and the ensemble without it) and the paired differences from the ensemble."""
+    from .templates import rows_of
+
+    ensemble, singles, dropped = rows_of(ablation, "ensemble")[0], rows_of(ablation, "single"), rows_of(ablation, "leave-one-out")
+    differences = []
+    for row in singles + dropped:
+        d = (row.get("minus_ensemble") or {}).get("accuracy")
+        if d:
+            name = f"{'alone' if row['kind'] == 'single' else 'without'}: {row['template']}"
+            differences.append({"label": name, "value": d["difference"], "ci": d.get("ci")})
+    figs = [figure(plots.template_bars(singles, dropped, ensemble, "accuracy"), "top-1 accuracy by template")]
+    if differences:
+        title = "top-1 − full ensemble (paired 95% CI)"
+        figs.append(figure(plots.intervals(differences, title, zero_line=True, xlabel="difference"), "differences"))
+    return '<div class="figs">' + "".join(figs) + "</div>"
+
+
+def _templates_section(results: dict[str, Any], thumbs: Thumbnails) -> str:
+    """The templates task: every variant with its paired difference from the ensemble, and two charts."""
+    t = results["templates"]
+    source = results.get("settings", {}).get("templates_from") or "the built-in ZERO_SHOT_TEMPLATES"
+    header = ["variant", "template", "top-1", "weighted F1", "macro F1", "− ensemble, top-1", "", "− ensemble, weighted F1", ""]
+    return (
+        f'<section id="templates"><h2>{TASK_TITLES["templates"]}: <code>{esc(t.get("field", ""))}</code></h2>'
+        f'<p class="note">Zero-shot classification over {t["labels"]} labels ({t["n"]} photos) with each template alone, '
+        f"the full ensemble, and the ensemble without each template (templates from {esc(source)}). Differences are each "
+        "variant − the full ensemble, paired on the same photos; a positive difference for “ensemble without” means the "
+        "ensemble is better without that template. Choose templates on a validation split, not on the test split you report.</p>"
+        + table(header, _template_rows(t), "nums")
+        + _template_figures(t)
+        + "</section>"
+    )
 
 
 def _confused_pairs(confusion: dict[str, Any], top: int = 8) -> str:
@@ -548,6 +639,7 @@ def _model_body(results: dict[str, Any], thumbs: Thumbnails) -> str:
     parts = [_summary_section(results)]
     for task, render in (
         ("zero-shot", _zero_shot_section),
+        ("templates", _templates_section),
         ("retrieval", _retrieval_section),
         ("category-retrieval", _category_section),
         ("image-retrieval", _image_section),
@@ -564,7 +656,7 @@ def _model_body(results: dict[str, Any], thumbs: Thumbnails) -> str:
 def _nav(results: dict[str, Any]) -> str:
     links = [("summary", "At a glance")] + [
         (t, TASK_TITLES[t])
-        for t in ("zero-shot", "retrieval", "category-retrieval", "image-retrieval", "knn", "linear-probe")
+        for t in ("zero-shot", "templates", "retrieval", "category-retrieval", "image-retrieval", "knn", "linear-probe")
         if t in results
     ]
     links.append(("method", "Method"))

@@ -53,7 +53,7 @@ from .metrics import (
 )
 
 #: Every task by its command-line name (``modalens eval --tasks``), in report order.
-TASK_NAMES = ("retrieval", "zero-shot", "category-retrieval", "image-retrieval", "knn", "linear-probe")
+TASK_NAMES = ("retrieval", "zero-shot", "templates", "category-retrieval", "image-retrieval", "knn", "linear-probe")
 
 
 @dataclass
