@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -13,6 +14,8 @@ from modalens.evaluation import tasks
 from modalens.models import create_model
 from modalens.recipes import ConfigError, load_train_config, run_recipe
 from modalens.recipes.contrastive import build_model, caption_table
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def write_config(tmp_path, mini_catalog, **optim):
@@ -135,3 +138,9 @@ def test_tensorboard_mirrors_the_metrics_log(tmp_path, mini_catalog):
     logged = [json.loads(line) for line in (result.output / "metrics.jsonl").read_text().splitlines()]
     assert losses == [(r["epoch"], pytest.approx(r["loss"], rel=1e-6)) for r in logged]
     assert "val/zero_shot/ensemble/accuracy" in events.Tags()["scalars"]
+
+
+@pytest.mark.parametrize("path", sorted(str(p.relative_to(REPO)) for p in (REPO / "configs").rglob("*.yaml")))
+def test_every_shipped_config_loads(path):
+    config = load_train_config(REPO / path)
+    assert config.recipe in ("contrastive", "contrastive-heads")
