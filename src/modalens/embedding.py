@@ -26,9 +26,15 @@ class CachedEncoder:
         batch_size: int = 32,
         use_cache: bool = True,
         image_view: str | None = None,
+        workers: int | None = None,
     ) -> None:
-        """``image_view`` (an ``encoders.views`` name) is applied to every image unless a call names its own."""
+        """``image_view`` (an ``encoders.views`` name) is applied to every image unless a call names its own.
+
+        ``workers``: processes decoding photos ahead of the image tower (None:
+        ``encoders.pipeline.default_workers``, which keeps small jobs in-process).
+        """
         self.model = model
+        self.workers = workers
         self.image_view = image_view
         self.progress = progress
         self.batch_size = batch_size
@@ -59,6 +65,7 @@ class CachedEncoder:
             batch_size=self.batch_size,
             progress=self.progress,
             view=view if view is not None else self.image_view,
+            workers=self.workers,
         )
         out = np.zeros((len(products), feats.shape[1]), np.float32)
         out[positions] = feats

@@ -205,3 +205,28 @@ def test_image_sha1_hashes_file_bytes(tmp_path: Path) -> None:
     assert image_sha1(a) != image_sha1(b)
     with pytest.raises(ImageError, match="nope"):
         image_sha1(tmp_path / "nope.jpg")
+
+
+def test_draft_fit_decodes_no_more_than_the_letterbox_needs(tmp_path: Path) -> None:
+    path = noisy_jpeg(tmp_path / "tall.jpg", size=(600, 1800))
+    image = load_image(path, draft_fit=224)
+    # The letterbox box is 75 x 224, so 1/8 scale (75 x 225) is enough; a square (224, 224) draft would stop at 1/2.
+    assert image.size == (75, 225)
+    assert load_image(path, draft_size=(224, 224)).size == (300, 900)
+    assert load_image(path, draft_fit=2000).size == (600, 1800)  # never upscaled, never reduced below the target
+
+
+def test_draft_limit_applies_to_the_reduced_size_of_a_baseline_jpeg(tmp_path: Path) -> None:
+    path = noisy_jpeg(tmp_path / "big.jpg", size=(1600, 1200))
+    with pytest.raises(ImageError, match="decompression bomb"):
+        load_image(path, max_pixels=1_000_000)
+    assert load_image(path, max_pixels=1_000_000, draft_fit=224).size == (400, 300)
+
+
+def test_draft_does_not_lift_the_limit_for_a_progressive_jpeg(tmp_path: Path) -> None:
+    """A progressive decoder holds the whole image's coefficients whatever the output scale."""
+    path = tmp_path / "progressive.jpg"
+    Image.fromarray(np.full((1200, 1600, 3), 128, np.uint8)).save(path, "JPEG", progressive=True)
+    with pytest.raises(ImageError, match="1600x1200"):
+        load_image(path, max_pixels=1_000_000, draft_fit=224)
+    assert load_image(path, draft_fit=224).size == (400, 300)

@@ -13,16 +13,20 @@ import io
 import os
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .schema import CatalogError
 
-__all__ = ["ImageError", "load_image", "image_sha1"]
+__all__ = ["ImageError", "fitted_size", "image_sha1", "letterbox", "load_image", "load_letterboxed", "load_letterboxed_many"]
 
 #: Background for transparent pixels: product photos are shot on white.
 WHITE = (255, 255, 255)
+
+#: A deterministic transform of the decoded image (see ``encoders.views``).
+ImageView = Callable[[Image.Image], Image.Image]
 
 _ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
 _HIGH_DEPTH_PREFIXES = ("I", "F")  # I, I;16, I;16B, I;16L, I;16N, F
@@ -38,28 +42,85 @@ def load_image(
     max_pixels: int = 40_000_000,
     max_bytes: int = 50 * 2**20,
     draft_size: tuple[int, int] | None = None,
+    draft_fit: int | None = None,
 ) -> Image.Image:
     """Decode ``source`` (a path or the encoded bytes) into an upright RGB image.
 
     Limits are checked before any pixel is decoded: the file size against
     ``max_bytes`` and width*height from the header (after a JPEG draft, i.e.
-    the size that will really be decoded) against ``max_pixels``.  Truncated
+    the size that will really be decoded; for a progressive JPEG, whose decoder
+    holds the full image's coefficients anyway, before it) against ``max_pixels``.  Truncated
     files raise instead of coming back half grey.  ``draft_size`` lets the
     JPEG decoder produce a reduced image (1/2, 1/4, 1/8 scale) at least that
     big, which is much faster for thumbnails and encoder inputs.
+    ``draft_fit`` asks for the same with the box that :func:`letterbox` to a
+    ``draft_fit`` square will resize to, so no detail the letterbox keeps is lost.
     """
     name, data = _read_bytes(source, max_bytes)
     image = _open(name, data)
-    if draft_size is not None and image.format == "JPEG":
+    if draft_fit is not None:
+        draft_size = fitted_size(image.size, draft_fit)
+    drafted = draft_size is not None and image.format == "JPEG"
+    if not drafted or image.info.get("progressive"):
+        # A progressive JPEG keeps every DCT coefficient of the full image even when drafted.
+        _check_pixels(name, image.size, max_pixels)
+    if drafted:
         image.draft("RGB", tuple(draft_size))
-    width, height = image.size
-    if width * height > max_pixels:
-        raise ImageError(
-            f"{name}: image is {width}x{height} = {width * height} pixels, "
-            f"over the limit of {max_pixels} (possible decompression bomb)"
-        )
+        _check_pixels(name, image.size, max_pixels)
     _decode(name, image)
     return to_rgb(_upright(image), name=name)
+
+
+def load_letterboxed(source: str | Path | bytes, size: int, *, draft: bool = True, view: ImageView | None = None) -> np.ndarray:
+    """Decode ``source`` and fit it into a ``size`` square on white: the uint8 (size, size, 3) pixels an image tower normalises.
+
+    ``draft`` lets a JPEG much larger than ``size`` decode at 1/2, 1/4 or 1/8
+    scale in the DCT (several times faster; pixels differ slightly from a
+    full decode, so callers that cache features must key on it).
+    ``view`` transforms the upright RGB image before the letterbox.
+    """
+    image = load_image(source, draft_fit=size if draft else None)
+    if view is not None:
+        image = view(image)
+    return np.asarray(letterbox(image, size))
+
+
+def load_letterboxed_many(
+    sources: list[str], size: int, draft: bool = True, view: ImageView | None = None
+) -> list[tuple[np.ndarray | None, str | None]]:
+    """:func:`load_letterboxed` for several files: ``(pixels, None)`` or ``(None, reason)`` each, never an exception.
+
+    This is what decoding worker processes run, which is why it lives in this
+    torch-free module (a worker imports only PIL and numpy) and returns plain
+    arrays and strings, cheap to send back.
+    """
+    results: list[tuple[np.ndarray | None, str | None]] = []
+    for source in sources:
+        try:
+            results.append((load_letterboxed(source, size, draft=draft, view=view), None))
+        except Exception as exc:  # any decode problem is the image's, not the run's
+            results.append((None, str(exc)))
+    return results
+
+
+def fitted_size(size: tuple[int, int], side: int) -> tuple[int, int]:
+    """The (width, height) that :func:`letterbox` resizes an image of ``size`` to: longer side ``side``, aspect kept."""
+    width, height = size
+    scale = side / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def letterbox(image: Image.Image, size: int, fill: tuple[int, int, int] = WHITE) -> Image.Image:
+    """Resize the longer side to ``size`` and pad to a square (no crop: a cut-off sleeve is a different product)."""
+    image = image.convert("RGB")
+    new_w, new_h = fitted_size(image.size, size)
+    if (new_w, new_h) != image.size:
+        image = image.resize((new_w, new_h), Image.Resampling.BICUBIC)
+    if new_w == new_h == size:
+        return image
+    canvas = Image.new("RGB", (size, size), fill)
+    canvas.paste(image, ((size - new_w) // 2, (size - new_h) // 2))
+    return canvas
 
 
 def image_sha1(path: str | Path) -> str:
@@ -133,6 +194,16 @@ def _open(name: str, data: bytes) -> Image.Image:
         raise ImageError(f"{name}: not a recognised image file") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageError(f"{name}: corrupt image header ({exc})") from exc
+
+
+def _check_pixels(name: str, size: tuple[int, int], max_pixels: int) -> None:
+    """Refuse an image whose decode would hold more than ``max_pixels`` pixels."""
+    width, height = size
+    if width * height > max_pixels:
+        raise ImageError(
+            f"{name}: image is {width}x{height} = {width * height} pixels, "
+            f"over the limit of {max_pixels} (possible decompression bomb)"
+        )
 
 
 def _decode(name: str, image: Image.Image) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -22,7 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..paths import cache_dir
-from .base import ImageTower, TextTower
+from .base import ImageTower, TextTower, normalise_pixels
 from .views import get_view
 
 
@@ -94,15 +94,35 @@ def text_key(text: str) -> str:
     return hashlib.sha1(text.encode("utf-8")).hexdigest()
 
 
-def _prefetched(batches: list[list[int]], load: Callable[[list[int]], object]) -> Iterator[object]:
-    """Decode the next batch in a background thread while the current one is encoded."""
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        future = pool.submit(load, batches[0]) if batches else None
-        for i in range(len(batches)):
-            result = future.result()
-            if i + 1 < len(batches):
-                future = pool.submit(load, batches[i + 1])
-            yield result
+#: Marks features computed from JPEG draft (DCT-scaled) decoding; part of the cache key and store namespace.
+DRAFT_DECODE_ID = "decode=jpeg-draft"
+
+
+def uses_standard_decode(tower: ImageTower) -> bool:
+    """Whether image_features decodes for ``tower`` itself (letterbox, JPEG draft, worker processes).
+
+    True for every tower with the shared letterbox preprocessing; a tower with
+    its own ``preprocess`` (a crop, say) gets full-size decodes and its own code.
+    """
+    return type(tower).preprocess is ImageTower.preprocess
+
+
+def image_feature_salt(tower: ImageTower, *, draft: bool, view: str | None = None) -> str:
+    """What, besides the file's bytes, decides a cached image feature.
+
+    JPEG draft decoding is always on where image_features decodes (see
+    :func:`uses_standard_decode`): it makes big photos several times cheaper
+    and changes a big JPEG's pixels slightly, so it is named here and in the
+    store's namespace, and features from full decodes are never reused for it.
+    It is not folded into ``tower.preprocess_id`` on purpose: the tower's own
+    preprocessing (PIL image → tensor) has not changed, and that id is also
+    the identity of the tower's ONNX export, which would otherwise be redone.
+    Keying only the photos that draft really shrinks would keep more of an old
+    cache, but would tie the key to predicting the decoder's scale choice from
+    the header; one recompute of an old cache is the cheaper price.
+    """
+    salt = f"{tower.preprocess_id}|{DRAFT_DECODE_ID}" if draft else tower.preprocess_id
+    return f"{salt}|view={view}" if view else salt
 
 
 def image_features(
@@ -114,21 +134,56 @@ def image_features(
     progress: bool = True,
     load_image: Callable[[str], object] | None = None,
     view: str | None = None,
+    workers: int | None = None,
 ) -> tuple[np.ndarray, dict[int, str]]:
     """Pooled features for each image path; unreadable images are reported by position, never fatal.
 
     Returns ``(features, failures)``: rows of failed images are zeros and
     ``failures[i]`` says why image ``i`` could not be used. ``view`` names a
     deterministic transform from ``encoders.views`` applied after decoding.
+    Decoding runs ahead of the encoder in ``workers`` processes (default:
+    :func:`~modalens.encoders.pipeline.default_workers`; 0 = one thread),
+    JPEGs decoded at the smallest DCT scale the letterbox needs; a custom
+    ``load_image`` or a tower with its own ``preprocess`` decodes in a thread
+    at full size, as given.
     """
-    if load_image is None:
-        from ..catalog.images import load_image as _load
+    from ..catalog.images import load_image as safe_load_image
 
-        load_image = _load
-    transform = get_view(view) if view else None
-    salt = f"{tower.preprocess_id}|view={view}" if view else tower.preprocess_id
+    standard = load_image in (None, safe_load_image) and uses_standard_decode(tower)
+    salt = image_feature_salt(tower, draft=standard, view=view)
     out = np.zeros((len(sources), tower.output_dim), dtype=np.float32)
     failures: dict[int, str] = {}
+    keys, todo = _cached_image_rows(sources, salt, store, out, failures)
+    bar = tqdm(total=len(todo), desc=f"{tower.name} images", unit="img", disable=not progress or not todo)
+    if standard:
+        batches = _standard_batches(tower, [sources[i] for i in todo], batch_size, view, workers)
+    else:
+        batches = _custom_batches(tower, [sources[i] for i in todo], batch_size, view, load_image or safe_load_image)
+    tower.eval()
+    with torch.inference_mode(), _flushing(store), closing(batches):
+        for ok, bad, pixels in batches:
+            for j, reason in bad:
+                failures[todo[j]] = reason
+            rows = [todo[j] for j in ok]
+            if rows:
+                feats = tower(pixels).float().numpy()
+                out[rows] = feats
+                if store is not None:
+                    store.put_many([keys[i] for i in rows], feats)
+            bar.update(len(ok) + len(bad))
+            bar.set_postfix(failed=len(failures))
+    bar.close()
+    return out, failures
+
+
+#: One step of image_features: positions (into the todo list) encoded, failed ``(position, reason)``, and their pixels.
+_Batch = tuple[list[int], list[tuple[int, str]], torch.Tensor | None]
+
+
+def _cached_image_rows(
+    sources: Sequence[str], salt: str, store: FeatureStore | None, out: np.ndarray, failures: dict[int, str]
+) -> tuple[dict[int, str], list[int]]:
+    """Fill ``out`` from the cache; return every readable image's key and the positions still to compute."""
     keys: dict[int, str] = {}
     todo: list[int] = []
     for i, src in enumerate(sources):
@@ -142,39 +197,65 @@ def image_features(
             out[i] = cached
         else:
             todo.append(i)
+    return keys, todo
 
+
+def _standard_batches(tower: ImageTower, sources: list[str], batch_size: int, view: str | None, workers: int | None) -> Iterator[_Batch]:
+    """Letterboxed uint8 photos from the decode pipeline, stacked and normalised here (the only per-batch work left to this process)."""
+    from .pipeline import batches_of, decode_in_order, default_workers
+
+    if workers is None:
+        workers = default_workers(len(sources))
+    if view and workers:
+        # Views live in a torch-importing module; a spawned worker would pay for torch to run one.
+        workers = 0
     # Only torch's convolutions gain from channels-last; ONNX Runtime wants plain NCHW.
     channels_last = getattr(tower, "backend", "torch") == "torch"
+    failed: list[tuple[int, str]] = []
+    decoded = decode_in_order(sources, tower.image_size, workers=workers, draft=True, view=get_view(view) if view else None, ahead=4 * batch_size)
+    for batch in batches_of(decoded, batch_size, lambda item: failed.append((item.position, str(item.error)))):
+        pixels = normalise_pixels(np.stack([item.pixels for item in batch]), tower.pixel_mean, tower.pixel_std, channels_last=channels_last)
+        bad = failed.copy()
+        failed.clear()
+        yield [item.position for item in batch], bad, torch.from_numpy(pixels)
+    if failed:
+        yield [], failed, None
 
-    def load(batch: list[int]) -> tuple[list[int], torch.Tensor | None]:
-        """Decode, preprocess and stack one batch (in the prefetch thread, overlapping the encoder)."""
-        ok, tensors = [], []
-        for i in batch:
+
+def _custom_batches(
+    tower: ImageTower, sources: list[str], batch_size: int, view: str | None, load_image: Callable[[str], object]
+) -> Iterator[_Batch]:
+    """The tower's own ``preprocess`` on each full-size decode, one batch prepared in a thread while the last is encoded."""
+    transform = get_view(view) if view else None
+    channels_last = getattr(tower, "backend", "torch") == "torch"
+
+    def load(batch: list[int]) -> _Batch:
+        ok, bad, tensors = [], [], []
+        for j in batch:
             try:
-                image = load_image(sources[i])
+                image = load_image(sources[j])
                 tensors.append(tower.preprocess(transform(image) if transform else image))
-                ok.append(i)
+                ok.append(j)
             except Exception as e:  # any decode problem is the image's, not the run's
-                failures[i] = str(e)
+                bad.append((j, str(e)))
         if not tensors:
-            return ok, None
+            return ok, bad, None
         pixels = torch.stack(tensors)
-        return ok, pixels.contiguous(memory_format=torch.channels_last) if channels_last else pixels
+        return ok, bad, pixels.contiguous(memory_format=torch.channels_last) if channels_last else pixels
 
-    batches = [todo[j : j + batch_size] for j in range(0, len(todo), batch_size)]
-    bar = tqdm(total=len(todo), desc=f"{tower.name} images", unit="img", disable=not progress or not todo)
-    tower.eval()
-    with torch.inference_mode(), _flushing(store):
-        for ok, pixels in _prefetched(batches, load):
-            if ok:
-                feats = tower(pixels).float().numpy()
-                out[ok] = feats
-                if store is not None:
-                    store.put_many([keys[i] for i in ok], feats)
-            bar.update(len(ok))
-            bar.set_postfix(failed=len(failures))
-    bar.close()
-    return out, failures
+    positions = list(range(len(sources)))
+    yield from _prefetched([positions[j : j + batch_size] for j in range(0, len(positions), batch_size)], load)
+
+
+def _prefetched(batches: list[list[int]], load: Callable[[list[int]], _Batch]) -> Iterator[_Batch]:
+    """Prepare the next batch in a background thread while the current one is encoded."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        future = pool.submit(load, batches[0]) if batches else None
+        for i in range(len(batches)):
+            result = future.result()
+            if i + 1 < len(batches):
+                future = pool.submit(load, batches[i + 1])
+            yield result
 
 
 def text_features(
@@ -184,8 +265,16 @@ def text_features(
     store: FeatureStore | None = None,
     batch_size: int = 128,
     progress: bool = True,
+    by_length: bool = True,
 ) -> np.ndarray:
-    """Features for each text; texts are batched by length so padding wastes little work."""
+    """Features for each text, in input order.
+
+    The tokenizer pads a batch to its longest text, so with ``by_length``
+    (the default) texts are encoded shortest first: each batch holds texts of
+    similar length and padding wastes little work (titles of 5 and 60 words
+    no longer share a batch). Padding is masked, so the features equal
+    unsorted batching to float rounding; rows go back to their input positions.
+    """
     out = np.zeros((len(texts), tower.output_dim), dtype=np.float32)
     keys = [text_key(t) for t in texts]
     todo = []
@@ -195,7 +284,8 @@ def text_features(
             out[i] = cached
         else:
             todo.append(i)
-    todo.sort(key=lambda i: len(texts[i]))
+    if by_length:
+        todo.sort(key=lambda i: len(texts[i]))  # characters: a free, close proxy for the token count
     bar = tqdm(total=len(todo), desc=f"{tower.name} texts", unit="txt", disable=not progress or len(todo) < 512)
     tower.eval()
     with torch.inference_mode(), _flushing(store):
@@ -211,5 +301,9 @@ def text_features(
 
 
 def default_store(tower: ImageTower | TextTower, kind: str) -> FeatureStore:
-    namespace = getattr(tower, "preprocess_id", None) if kind == "image" else f"{tower.name}|len{tower.max_length}"
+    """The on-disk cache for ``tower``'s features under ``cache_dir()``; image features decoded with JPEG draft get their own."""
+    if kind == "image":
+        namespace = image_feature_salt(tower, draft=uses_standard_decode(tower)) if isinstance(tower, ImageTower) else None
+    else:
+        namespace = f"{tower.name}|len{tower.max_length}"
     return FeatureStore(cache_dir(), f"{kind}|{namespace or tower.name}")
