@@ -162,24 +162,12 @@ LETTERBOX_RECIPE = "pad-white"
 def letterbox_pixels(image: Any, size: int, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
     """A PIL image → (3, size, size) float32: the whole photo fitted into a white square, then ``(x - mean) / std``.
 
-    The same steps, in the same order and with the same rounding, as
-    ``modalens.encoders.base.letterbox`` + ``to_tensor`` (the tests hold the
-    two to equal pixels), written again here because that module imports
-    torch and this one must not.
+    The letterbox is the towers' own (``catalog.images``, torch-free); the
+    normalisation is ``encoders.base.to_tensor``'s arithmetic on numpy.
     """
-    from PIL import Image
+    from ..catalog.images import letterbox
 
-    image = image.convert("RGB")
-    width, height = image.size
-    scale = size / max(width, height)
-    new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
-    if (new_w, new_h) != (width, height):
-        image = image.resize((new_w, new_h), Image.Resampling.BICUBIC)
-    if not new_w == new_h == size:
-        canvas = Image.new("RGB", (size, size), (255, 255, 255))
-        canvas.paste(image, ((size - new_w) // 2, (size - new_h) // 2))
-        image = canvas
-    array = np.asarray(image, dtype=np.float32)
+    array = np.asarray(letterbox(image, size), dtype=np.float32)
     array = (array - np.asarray(mean, dtype=np.float32)) / np.asarray(std, dtype=np.float32)
     return np.ascontiguousarray(array.transpose(2, 0, 1))
 
