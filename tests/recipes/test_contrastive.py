@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from modalens.catalog import read_catalog
@@ -110,7 +111,10 @@ def test_resume_refuses_a_checkpoint_from_another_config(tmp_path, mini_catalog)
         train(config, progress=False, resume=True)
 
 
-@pytest.mark.parametrize("extra", [{"loss": "siglip"}, {"field_weights": {"title": 1.0, "colour": 0.5, "category": 0.5}}])
+@pytest.mark.parametrize(
+    "extra",
+    [{"loss": "siglip"}, {"field_weights": {"title": 1.0, "colour": 0.5, "category": 0.5}}, {"field_weights": {"caption": 1.0, "colour": 0.5}}],
+)
 def test_other_losses_train_and_beat_untrained(tmp_path, mini_catalog, extra):
     path = write_config(tmp_path, mini_catalog, epochs=20)
     data = yaml.safe_load(path.read_text())
@@ -144,3 +148,15 @@ def test_tensorboard_mirrors_the_metrics_log(tmp_path, mini_catalog):
 def test_every_shipped_config_loads(path):
     config = load_train_config(REPO / path)
     assert config.recipe in ("contrastive", "contrastive-heads")
+
+
+def test_multi_field_caption_term_is_the_plain_loss(tmp_path, mini_catalog):
+    """A multi-field loss with the ``caption`` term alone trains exactly as the plain caption loss does."""
+    plain = run_recipe(load_train_config(write_config(tmp_path / "plain", mini_catalog, epochs=2)), progress=False)
+    path = write_config(tmp_path / "fields", mini_catalog, epochs=2)
+    data = yaml.safe_load(path.read_text())
+    data["field_weights"] = {"caption": 1.0}
+    path.write_text(yaml.safe_dump(data))
+    fields = run_recipe(load_train_config(path), progress=False)
+    a, b = _weights(plain.output), _weights(fields.output)
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -20,6 +20,10 @@ class ConfigError(ValueError):
     pass
 
 
+#: The multi-field loss's name for the plain loss's term: one random ``captions`` template per product and step.
+CAPTION_FIELD = "caption"
+
+
 @dataclass
 class SourceConfig:
     """One training source: a catalogue spec (``modalens.catalog.read_catalog``), its split and its share."""
@@ -107,7 +111,8 @@ class TrainConfig:
     view_probability: float = 0.25
     #: ``clip`` (InfoNCE) or ``siglip`` (pairwise sigmoid).
     loss: str = "clip"
-    #: Multi-field loss: weight per field of ``prompts.FIELD_TEMPLATES`` (empty: one caption per product).
+    #: Multi-field loss: weight per field of ``prompts.FIELD_TEMPLATES``, plus ``caption`` for the term on a
+    #: random templated caption (the plain loss's); empty: that caption term alone.
     field_weights: dict[str, float] = field(default_factory=dict)
     #: Also checkpoint every N optimiser steps (0: at each epoch's end only).
     checkpoint_every: int = 0
@@ -171,7 +176,7 @@ def load_train_config(path: str | Path) -> TrainConfig:
 
     if config.loss not in LOSSES:
         raise ConfigError(f"{path.name}: unknown loss {config.loss!r}; known: {sorted(LOSSES)}")
-    unknown_fields = set(config.field_weights) - set(FIELD_TEMPLATES)
+    unknown_fields = set(config.field_weights) - set(FIELD_TEMPLATES) - {CAPTION_FIELD}
     if unknown_fields:
         raise ConfigError(f"{path.name}: unknown fields {sorted(unknown_fields)}; known: {sorted(FIELD_TEMPLATES)}")
 

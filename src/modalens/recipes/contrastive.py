@@ -37,7 +37,7 @@ from ..evaluation import tasks
 from ..losses import MultiFieldLoss, create_loss
 from ..models import DualEncoder, ModelConfig, create_model, save_model
 from ..paths import MODEL_CONFIG_DIR
-from .config import TrainConfig
+from .config import CAPTION_FIELD, TrainConfig
 from .data import PhotoDataset, TrainingData, caption_table, epoch_order, prepare
 from .distributed import DistEnv, gather, init_distributed
 from .tuning import describe, interpolate, load_trained_state, parameter_groups, train_mode, trainable_tower, trained_state
@@ -150,11 +150,13 @@ def _loss(loss_fn: nn.Module, image_embeds: torch.Tensor, text_embeds: dict[str,
     return loss_fn(image_embeds, text_embeds["caption"], logit_scale, text_ids["caption"])
 
 
-def _pick_texts(data: TrainingData, batch: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per text key, each item's text index: one random caption each, or each multi-field text (-1: none)."""
-    if data.fields:
-        return {name: ids[batch] for name, ids in data.fields.items()}
-    return {"caption": torch.tensor([random.choice(data.choices[i]) for i in batch.tolist()])}
+def _pick_texts(data: TrainingData, batch: torch.Tensor, fields: dict[str, float]) -> dict[str, torch.Tensor]:
+    """Per text key, each item's text index (-1: none): each multi-field text, and one random templated caption
+    unless the multi-field loss leaves the ``caption`` term out."""
+    picked = {name: ids[batch] for name, ids in data.fields.items()}
+    if not fields or CAPTION_FIELD in fields:
+        picked["caption"] = torch.tensor([random.choice(data.choices[i]) for i in batch.tolist()])
+    return picked
 
 
 class Batches:
@@ -336,7 +338,7 @@ class Trainer:
 
     def step(self, batch: torch.Tensor, views: torch.Tensor, pixels: torch.Tensor | None) -> float:
         """One optimiser step on a global batch; this rank encodes its slice, in ``accumulate_steps`` pieces."""
-        text_ids = _pick_texts(self.data, batch)  # drawn for the whole batch on every rank: the same RNG stream
+        text_ids = _pick_texts(self.data, batch, self.config.field_weights)  # drawn for the whole batch on every rank: the same RNG stream
         local = self.env.local_slice(torch.arange(len(batch)))
         local_ids = {k: v[local] for k, v in text_ids.items()}
         images = self.batches.images(batch[local], views[local], pixels)

@@ -20,7 +20,7 @@ from ..catalog.schema import Product
 from ..embedding import CachedEncoder
 from ..encoders.views import get_view
 from ..prompts import CAPTION_TEMPLATES, FIELD_TEMPLATES, caption, captions
-from .config import ConfigError, SourceConfig, TrainConfig
+from .config import CAPTION_FIELD, ConfigError, SourceConfig, TrainConfig
 
 
 @dataclass
@@ -111,6 +111,8 @@ def _field_texts(config: TrainConfig, products: list[Product], texts: list[str])
     fields = {}
     index = {t: i for i, t in enumerate(texts)}
     for name in config.field_weights:
+        if name == CAPTION_FIELD:  # drawn afresh each step from the caption templates, like the plain loss
+            continue
         field_texts = [caption(p, FIELD_TEMPLATES[name]) for p in products]
         for t in field_texts:
             if t and t not in index:
