@@ -147,6 +147,10 @@ def test_small_jobs_decode_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
     assert pipeline.default_workers(1) == 0
     monkeypatch.setattr(pipeline, "usable_cores", lambda: 1)
     assert pipeline.default_workers(10_000) == 0
+    monkeypatch.setattr(pipeline, "usable_cores", lambda: 2)  # a decode process would only compete with the encoder
+    assert pipeline.default_workers(10_000) == 0
+    monkeypatch.setattr(pipeline, "usable_cores", lambda: 8)
+    assert pipeline.default_workers(10_000) == 4
     monkeypatch.setenv(pipeline.WORKERS_ENV, "2")
     assert pipeline.default_workers(1) == 2
 

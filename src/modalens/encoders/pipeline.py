@@ -52,6 +52,10 @@ WORKERS_ENV = "MODALENS_DECODE_WORKERS"
 MIN_IMAGES_FOR_WORKERS = 64
 #: Decoding is a small share of the work next to the tower; more workers than this only steal the encoder's cores.
 MAX_WORKERS = 4
+#: Below this many cores, decoding runs in one background thread: measured on the 2-core dev box
+#: (benchmarks/ingest.py, quiet), a decode process only competed with the encoder's threads
+#: (KAGL 224 px: thread 147 products/s, process 133; 1500 px JPEGs: 86.7 vs 86.5).
+MIN_CORES_FOR_WORKERS = 4
 #: Seconds a new pool may take to answer its first (empty) task before decoding falls back to a thread.
 START_TIMEOUT = 60.0
 #: Images per task sent to a worker: large enough to amortise the round trip, small enough to keep the order tight.
@@ -72,7 +76,7 @@ class DecodedImage(NamedTuple):
 def default_workers(n_images: int) -> int:
     """Worker processes for decoding ``n_images``: one core is left to the encoder, and small jobs decode in-process.
 
-    0 on a one-core machine, inside a worker process (no pools of pools),
+    0 (one background decode thread) below :data:`MIN_CORES_FOR_WORKERS` cores, inside a worker process (no pools of pools),
     and for fewer than :data:`MIN_IMAGES_FOR_WORKERS` images when no pool is
     running yet (a running pool is free to use). ``$MODALENS_DECODE_WORKERS``
     overrides the choice (0: always in-process).
@@ -81,7 +85,7 @@ def default_workers(n_images: int) -> int:
     if os.environ.get(WORKERS_ENV, "").strip():
         return max(0, int(os.environ[WORKERS_ENV]))
     cores = usable_cores()
-    if cores < 2 or multiprocessing.parent_process() is not None:
+    if cores < MIN_CORES_FOR_WORKERS or multiprocessing.parent_process() is not None:
         return 0
     workers = min(cores - 1, MAX_WORKERS)
     if n_images < MIN_IMAGES_FOR_WORKERS and workers not in _pools:
