@@ -160,3 +160,38 @@ def test_multi_field_caption_term_is_the_plain_loss(tmp_path, mini_catalog):
     fields = run_recipe(load_train_config(path), progress=False)
     a, b = _weights(plain.output), _weights(fields.output)
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_killed_training_resumes_from_the_command_line(tmp_path, mini_catalog):
+    """SIGKILL mid-run (after a checkpoint), then `modalens train --resume`: the very weights of a run never killed."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    def config_for(name):
+        path = write_config(tmp_path / name, mini_catalog, epochs=60)
+        data = yaml.safe_load(path.read_text())
+        data["data"]["val_split"] = "none"  # no validation: every step is training, the kill lands mid-run
+        data["checkpoint_every"] = 1
+        path.write_text(yaml.safe_dump(data))
+        return path
+
+    command = [sys.executable, "-m", "modalens", "train"]
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    straight = config_for("straight")
+    subprocess.run([*command, str(straight)], check=True, env=env, capture_output=True, timeout=300)
+
+    killed = config_for("killed")
+    run = subprocess.Popen([*command, str(killed)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = tmp_path / "killed" / "run" / "checkpoint.pt"
+    deadline = time.time() + 120
+    while not checkpoint.exists() and time.time() < deadline and run.poll() is None:
+        time.sleep(0.05)
+    run.send_signal(signal.SIGKILL)
+    assert run.wait() == -signal.SIGKILL, "the run ended before it could be killed"
+    assert not (tmp_path / "killed" / "run" / "heads.safetensors").exists()
+    subprocess.run([*command, str(killed), "--resume"], check=True, env=env, capture_output=True, timeout=300)
+    a, b = _weights(tmp_path / "straight" / "run"), _weights(tmp_path / "killed" / "run")
+    assert all(torch.equal(a[k], b[k]) for k in a)
