@@ -4,13 +4,16 @@
 
 Rows: eager PyTorch NCHW (the baseline), PyTorch channels-last (the torch
 back-end as modalens runs it), ONNX Runtime fp32 (the default back-end when
-onnxruntime is installed) and ONNX Runtime int8 (dynamic quantisation: the
-convolutions become ConvInteger). Each gives images/s at batch ``--batch``
+onnxruntime is installed), ONNX Runtime int8 dynamic (the convolutions
+become ConvInteger) and ONNX Runtime int8 static (QDQ, calibrated on
+``--calibration-photos`` photos of ``--calibration``, default 128 of
+kagl:train, as ``modalens export --int8`` makes it; the mini-catalogue photos
+when that cannot be read). Each gives images/s at batch ``--batch``
 and the latency of one image; the ratio is against the baseline. When the
 KAGL photos are present, also JPEG files → features end to end (decoding
 included) for the torch and the ONNX back-ends. Accuracy:
 the largest difference of ORT fp32 from torch, and the cosine of int8 to
-fp32 pooled features, on the mini-catalogue photos (tests/fixtures). Calls
+fp32 pooled features (each int8 row), on the mini-catalogue photos (tests/fixtures). Calls
 are interleaved round-robin, so a busy machine slows every row alike. The ONNX
 export comes from modalens' cache (made there once if missing). Prints the
 machine and writes JSON to benchmarks/results/onnx_image_encoder.json.
@@ -29,7 +32,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from modalens.backends.onnx import OnnxImageTower, cached_export, quantize
+from modalens.backends.onnx import (
+    IMAGE_CALIBRATION_METHOD,
+    IMAGE_CALIBRATION_PHOTOS,
+    IMAGE_CALIBRATION_SOURCE,
+    OnnxImageTower,
+    cached_export,
+    calibration_photos,
+    calibration_pixels,
+    quantize,
+    quantize_image_static,
+)
 from modalens.backends.runtime import OrtModel, default_threads
 from modalens.catalog import read_catalog
 from modalens.catalog.images import load_image
@@ -60,6 +73,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="ORT intra-op threads (default: usable cores)")
     parser.add_argument("--spinning", action="store_true", help="let ORT worker threads busy-wait (off by default)")
     parser.add_argument("--no-int8", action="store_true")
+    parser.add_argument("--calibration", default=IMAGE_CALIBRATION_SOURCE, help="catalogue whose photos calibrate static int8")
+    parser.add_argument("--calibration-photos", type=int, default=IMAGE_CALIBRATION_PHOTOS)
+    parser.add_argument("--calibration-method", default=IMAGE_CALIBRATION_METHOD, help="minmax, entropy or percentile")
     parser.add_argument("--files", type=int, default=256, help="KAGL JPEGs for the end-to-end rows (0: skip)")
     args = parser.parse_args()
     if args.torch_threads:
@@ -90,15 +106,29 @@ def main() -> None:
     candidates["ORT fp32 (onnx backend)"] = lambda x: ort_tower.run(x.numpy())
 
     int8_note = None
-    int8_model = None
+    int8_models: dict[str, OrtModel] = {}
+    calibration = None
     if not args.no_int8:
         tmp = Path(tempfile.mkdtemp(prefix="modalens-int8-"))
         try:
             quantize(folder / component["file"], tmp / "image_tower.int8.onnx", "image_tower")
-            int8_model = OrtModel(tmp / "image_tower.int8.onnx", threads=threads, spinning=args.spinning)
-            candidates["ORT int8 dynamic (ConvInteger)"] = lambda x: int8_model.run({"pixels": x.numpy()}, ["pooled"])
+            int8_models["ORT int8 dynamic (ConvInteger)"] = OrtModel(tmp / "image_tower.int8.onnx", threads=threads, spinning=args.spinning)
         except Exception as e:  # the quantiser or the CPU kernels may not support it
-            int8_note = f"{type(e).__name__}: {e}"[:200]
+            int8_note = f"dynamic: {type(e).__name__}: {e}"[:200]
+        try:
+            try:
+                photos, calibration = calibration_photos(args.calibration, args.calibration_photos), args.calibration
+            except Exception:  # no KAGL here
+                photos, calibration = [str(p) for p in sorted(PHOTOS.glob("*.jpg"))], "mini-catalogue photos"
+            start = time.perf_counter()
+            quantize_image_static(folder / component["file"], tmp / "image_tower.static.onnx", calibration_pixels(tower, photos),
+                                  method=args.calibration_method)
+            calibration = f"{len(photos)} photos of {calibration}, {args.calibration_method}, {time.perf_counter() - start:.0f}s"
+            int8_models["ORT int8 static (QDQ)"] = OrtModel(tmp / "image_tower.static.onnx", threads=threads, spinning=args.spinning)
+        except Exception as e:
+            int8_note = f"static: {type(e).__name__}: {e}"[:200]
+        for name, model in int8_models.items():
+            candidates[name] = lambda x, m=model: m.run({"pixels": x.numpy()}, ["pooled"])
 
     batch_times = timed_round_robin({n: (lambda fn=fn: fn(pixels)) for n, fn in candidates.items()}, args.repeats)
     one_times = timed_round_robin({n: (lambda fn=fn: fn(one)) for n, fn in candidates.items()}, args.latency_repeats)
@@ -125,11 +155,12 @@ def main() -> None:
         ort_pooled, ort_map = ort_tower.run(real.numpy(), ["pooled", "features"])
         accuracy["ort_fp32_max_abs_diff_pooled"] = float(np.abs(ort_pooled - ref_pooled).max())
         accuracy["ort_fp32_max_abs_diff_feature_map"] = float(np.abs(ort_map - ref_map).max())
-        if int8_model is not None:
-            q = int8_model.run({"pixels": real.numpy()}, ["pooled"])[0]
+        for name, model in int8_models.items():
+            key = "int8_static" if "static" in name else "int8"
+            q = model.run({"pixels": real.numpy()}, ["pooled"])[0]
             cos = (q * ref_pooled).sum(1) / (np.linalg.norm(q, axis=1) * np.linalg.norm(ref_pooled, axis=1))
-            accuracy["int8_pooled_cosine_mean"] = float(cos.mean())
-            accuracy["int8_pooled_cosine_min"] = float(cos.min())
+            accuracy[f"{key}_pooled_cosine_mean"] = float(cos.mean())
+            accuracy[f"{key}_pooled_cosine_min"] = float(cos.min())
 
     baseline = throughput["torch eager NCHW (baseline)"]
     base_latency = latency["torch eager NCHW (baseline)"]
@@ -147,6 +178,8 @@ def main() -> None:
         )
     if int8_note:
         print(f"  int8: not measured ({int8_note})")
+    if calibration:
+        print(f"  int8 static calibration: {calibration}")
     for name, value in end_to_end.items():
         print(f"  {name:<70} {value:8.1f} img/s")
     for key, value in accuracy.items():
@@ -176,6 +209,7 @@ def main() -> None:
         "end_to_end_images_per_second": end_to_end,
         "accuracy": accuracy,
         "int8_note": int8_note,
+        "int8_static_calibration": calibration,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     (out / "onnx_image_encoder.json").write_text(json.dumps(record, indent=2) + "\n")
