@@ -133,6 +133,11 @@ def test_export_writes_a_static_int8_image_tower_when_given_calibration_photos(t
     from modalens.backends.onnx import calibration_photos
 
     assert calibration_photos(photos, 16) == calibration_photos(photos, 16) and len(set(calibration_photos(photos, 16))) == 16
+    # The feature cache is keyed by name and preprocessing id: an int8 tower must not share the fp32 one's.
+    from modalens.backends.onnx import OnnxImageTower
+
+    fp32_tower, int8_tower = OnnxImageTower.from_folder(out), OnnxImageTower.from_folder(out, int8=True)
+    assert int8_tower.preprocess_id != fp32_tower.preprocess_id and int8_tower.name.endswith("+int8")
 
 
 def test_unreadable_calibration_photos_leave_the_image_tower_fp32(tmp_path, onnx_image_tower, onnx_text_tower) -> None:

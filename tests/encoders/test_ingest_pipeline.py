@@ -141,6 +141,60 @@ def test_a_dying_worker_costs_only_its_own_image(photos) -> None:
     assert decoded[0].pixels.shape == decoded[2].pixels.shape == (32, 32, 3)
 
 
+def test_a_worker_dying_while_earlier_chunks_wait_loses_nothing(photos) -> None:
+    """Chunks decode ahead of the consumer: when a later one kills the pool, the next submit must not abort the job."""
+    import time
+
+    deadly = 2
+
+    def task(chunk: list[int]):
+        if deadly in chunk:
+            return os._exit, (3,)
+        return pipeline.load_letterboxed_many, ([photos[i] for i in chunk], 32, True, None)
+
+    pipeline.shutdown_pools()
+    executor = pipeline._process_pool(1)
+    decoded = []
+    for item in pipeline._ordered(executor, [[i] for i in range(5)], task, in_flight=3, workers=1, describe=photos.__getitem__):
+        decoded.append(item)
+        if len(decoded) == 1:
+            time.sleep(1.0)  # the consumer is busy encoding; meanwhile chunk 2 kills the pool
+    assert [d.position for d in decoded] == [0, 1, 2, 3, 4]
+    assert [d.error is None for d in decoded] == [True, True, False, True, True]
+    assert "decoder process died" in decoded[2].error
+
+
+def test_workers_exit_when_their_parent_is_killed(tmp_path: Path) -> None:
+    """A SIGKILLed ingest (the OOM killer's usual pick: the process holding the model) leaves no decoder behind."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import os, sys\n"
+        "from modalens.encoders import pipeline\n"
+        "if __name__ == '__main__':\n"
+        "    pool = pipeline._process_pool(1)\n"
+        "    print(*[p.pid for p in pool._processes.values()], flush=True)\n"
+        "    sys.stdin.read()\n"
+    )
+    parent = subprocess.Popen([sys.executable, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    worker = int(parent.stdout.readline().split()[0])
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            os.kill(worker, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.kill(worker, signal.SIGKILL)
+    pytest.fail("the decoder process outlived its killed parent")
+
+
 def test_small_jobs_decode_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(pipeline.WORKERS_ENV, raising=False)
     pipeline.shutdown_pools()

@@ -507,6 +507,15 @@ def _as_numpy(x: torch.Tensor | np.ndarray, dtype: Any) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=dtype)
 
 
+def _mark_int8(tower: Any) -> Any:
+    """An int8 tower's features differ from fp32's (cosine ≈ 0.99): its name and preprocessing id say so, because
+    the feature cache is keyed by them and must never serve one for the other."""
+    tower.name = f"{tower.name}+int8"
+    if hasattr(tower, "_preprocess_id"):
+        tower._preprocess_id = f"{tower._preprocess_id}|int8"
+    return tower
+
+
 class OnnxImageTower(ImageTower):
     """An image tower running in ONNX Runtime, interchangeable with the torch tower it was exported from."""
 
@@ -545,7 +554,8 @@ class OnnxImageTower(ImageTower):
         manifest = read_manifest(folder)
         component = manifest["components"]["image_tower"]
         file = (int8 and component.get("int8_file")) or component["file"]  # int8 where there is one
-        return cls(read_verified(folder, file, manifest), component, **kwargs)
+        tower = cls(read_verified(folder, file, manifest), component, **kwargs)
+        return _mark_int8(tower) if file != component["file"] else tower
 
     def run(self, pixels: np.ndarray, outputs: Sequence[str] = ("pooled",)) -> list[np.ndarray]:
         """The numpy path: (B, 3, S, S) float32 → the named outputs (``pooled``, ``features``)."""
@@ -611,7 +621,8 @@ class OnnxTextTower(TextTower):
         component = manifest["components"]["text_tower"]
         tokenizer = AutoTokenizer.from_pretrained(str(Path(folder) / "tokenizer"), local_files_only=True)
         file = (int8 and component.get("int8_file")) or component["file"]
-        return cls(read_verified(folder, file, manifest), component, tokenizer, max_length=max_length, **kwargs)
+        tower = cls(read_verified(folder, file, manifest), component, tokenizer, max_length=max_length, **kwargs)
+        return _mark_int8(tower) if file != component["file"] else tower
 
     def _tokenize(self, texts: Sequence[str], tensors: str) -> Any:
         texts = [str(t) for t in texts]

@@ -29,6 +29,7 @@ decoding falls back to a thread with a warning. No batch is ever lost.
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import threading
@@ -82,10 +83,15 @@ def default_workers(n_images: int) -> int:
     overrides the choice (0: always in-process).
     """
     _refuse_while_bootstrapping()
-    if os.environ.get(WORKERS_ENV, "").strip():
-        return max(0, int(os.environ[WORKERS_ENV]))
+    if multiprocessing.parent_process() is not None:
+        return 0
+    requested = os.environ.get(WORKERS_ENV, "").strip()
+    if requested:
+        if not requested.isdigit():
+            raise ValueError(f"${WORKERS_ENV} must be a whole number of decoding processes (0: in-process), not {requested!r}")
+        return int(requested)
     cores = usable_cores()
-    if cores < MIN_CORES_FOR_WORKERS or multiprocessing.parent_process() is not None:
+    if cores < MIN_CORES_FOR_WORKERS:
         return 0
     workers = min(cores - 1, MAX_WORKERS)
     if n_images < MIN_IMAGES_FOR_WORKERS and workers not in _pools:
@@ -153,23 +159,44 @@ def _process_pool(workers: int) -> ProcessPoolExecutor:
     with _pools_lock:
         pool = _pools.get(workers)
         if pool is None:
-            context = multiprocessing.get_context(START_METHOD)
-            # Ctrl-C is the parent's to handle: workers ignore it instead of each printing a traceback.
-            pool = ProcessPoolExecutor(workers, mp_context=context, initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN))
-            try:
-                pool.submit(load_letterboxed_many, [], 1).result(timeout=START_TIMEOUT)
-            except BaseException:
-                pool.shutdown(wait=False, cancel_futures=True)
-                raise
-            _pools[workers] = pool
+            pool = _pools[workers] = _start_pool(workers)
         return pool
 
 
-def _discard_pool(workers: int) -> None:
-    with _pools_lock:
-        pool = _pools.pop(workers, None)
-    if pool is not None:
+def _start_pool(workers: int) -> ProcessPoolExecutor:
+    """A new pool of ``workers`` spawned processes that has answered an empty task (else it raises)."""
+    context = multiprocessing.get_context(START_METHOD)
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init)
+    try:
+        pool.submit(load_letterboxed_many, [], 1).result(timeout=START_TIMEOUT)
+    except BaseException:
         pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    return pool
+
+
+def _worker_init() -> None:
+    """In each worker: leave Ctrl-C to the parent, and exit when the parent dies (even by SIGKILL), never orphaned."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_exit_with, args=(parent.sentinel,), daemon=True, name="modalens-parent-watch").start()
+
+
+def _exit_with(sentinel: int) -> None:
+    multiprocessing.connection.wait([sentinel])
+    os._exit(0)
+
+
+def _discard_pool(workers: int, pool: Executor | None = None) -> None:
+    """Forget and stop the shared pool for ``workers``; with ``pool``, only if that is still the shared one
+    (another thread may already have replaced a broken pool with a healthy one)."""
+    with _pools_lock:
+        current = _pools.get(workers)
+        if current is None or (pool is not None and current is not pool):
+            return
+        del _pools[workers]
+    current.shutdown(wait=False, cancel_futures=True)
 
 
 def shutdown_pools() -> None:
@@ -202,7 +229,12 @@ def _ordered(
         chunk = next(waiting, None)
         if chunk is not None:
             fn, args = task(chunk)
-            pending.append((chunk, executor.submit(fn, *args)))
+            try:
+                future = executor.submit(fn, *args)
+            except RuntimeError as exc:  # the pool broke while earlier chunks were still being consumed
+                future = Future()
+                future.set_exception(BrokenProcessPool(str(exc)))
+            pending.append((chunk, future))
 
     try:
         for _ in range(in_flight):
@@ -218,10 +250,10 @@ def _ordered(
                     raise
                 lost = [chunk] + [c for c, _ in pending]
                 pending.clear()
-                _discard_pool(workers)
+                _discard_pool(workers, executor)
                 for redo in lost:
-                    yield from _isolated(redo, task, workers, describe)
-                executor = _process_pool(workers)
+                    yield from _isolated(redo, task, describe)
+                executor = _restarted(workers)
                 for _ in range(in_flight):
                     submit_next()
                 continue
@@ -233,18 +265,41 @@ def _ordered(
             future.cancel()
 
 
-def _isolated(
-    chunk: list[int], task: Callable[[list[int]], tuple[Callable[..., list], tuple]], workers: int, describe: Callable[[int], str]
-) -> Iterator[DecodedImage]:
-    """Decode each image of ``chunk`` alone in a fresh pool, so a file that kills its worker fails alone."""
-    for i in chunk:
-        fn, args = task([i])
-        try:
-            (pixels, error), = _process_pool(workers).submit(fn, *args).result()
-        except BrokenProcessPool as exc:
-            _discard_pool(workers)
-            pixels, error = None, f"{describe(i)}: the image decoder process died on this file ({exc})"
-        yield DecodedImage(i, pixels, error)
+def _restarted(workers: int) -> Executor:
+    """The shared pool again after a crash, or (when no process can start now, e.g. right after an OOM kill)
+    one decoding thread for the rest of the job."""
+    try:
+        return _process_pool(workers)
+    except (OSError, RuntimeError, FutureTimeout) as exc:  # BrokenProcessPool is a RuntimeError
+        _warn_fallback(exc)
+        return ThreadPoolExecutor(max_workers=1, thread_name_prefix="modalens-decode")
+
+
+def _isolated(chunk: list[int], task: Callable[[list[int]], tuple[Callable[..., list], tuple]], describe: Callable[[int], str]) -> Iterator[DecodedImage]:
+    """Decode each image of ``chunk`` alone in a private one-process pool, so a file that kills its worker fails alone.
+
+    Private, not the shared pool: another thread's images in flight there must
+    not be blamed for (or cancelled by) this chunk's culprit.
+    """
+    pool: ProcessPoolExecutor | None = None
+    try:
+        for i in chunk:
+            fn, args = task([i])
+            try:
+                pool = pool or _start_pool(1)
+            except (OSError, RuntimeError, FutureTimeout) as exc:
+                yield DecodedImage(i, None, f"{describe(i)}: not decoded, no decoder process could be started after a crash ({exc}); index again to retry")
+                continue
+            try:
+                (pixels, error), = pool.submit(fn, *args).result()
+            except BrokenProcessPool as exc:
+                pool.shutdown(wait=False, cancel_futures=True)
+                pool = None
+                pixels, error = None, f"{describe(i)}: the image decoder process died on this file ({exc})"
+            yield DecodedImage(i, pixels, error)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
 
 
 def batches_of(decoded: Iterable[DecodedImage], batch_size: int, on_failure: Callable[[DecodedImage], None]) -> Iterator[list[DecodedImage]]:
