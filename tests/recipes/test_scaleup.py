@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 import yaml
 
@@ -39,21 +40,36 @@ def test_bf16_autocast_trains(tmp_path, mini_catalog):
     assert all(v.dtype == torch.float32 for v in saved_weights(result.output).values())  # weights stay fp32
 
 
-def test_ddp_on_two_cpu_processes_equals_one_process(tmp_path, mini_catalog):
-    """``torchrun`` with 2 gloo processes, each encoding half of every batch, ends with one process's weights."""
-    single = small_config(tmp_path / "single", mini_catalog, optim={"epochs": 3})
-    expected = saved_weights(run_recipe(single, progress=False).output)
-
-    config_path = tmp_path / "single" / "config.yaml"
+def _torchrun(config_path: Path, output: Path, **changes) -> subprocess.CompletedProcess:
     data = yaml.safe_load(config_path.read_text())
-    data["output"] = str(tmp_path / "ddp" / "run")
-    ddp_config = tmp_path / "ddp.yaml"
+    data["output"] = str(output)
+    for key, value in changes.items():
+        data.setdefault(key, {}).update(value)
+    ddp_config = output.parent / "ddp.yaml"
+    output.parent.mkdir(parents=True, exist_ok=True)
     ddp_config.write_text(yaml.safe_dump(data))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "src")}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "modalens", "train", str(ddp_config)]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize("pieces", [1, 2])
+def test_ddp_on_two_cpu_processes_equals_one_process(tmp_path, mini_catalog, pieces):
+    """``torchrun`` with 2 gloo processes, each encoding half of every batch (in ``pieces`` micro-batches),
+    ends with the weights of one process training on whole batches."""
+    single = small_config(tmp_path / "single", mini_catalog, optim={"epochs": 3})
+    expected = saved_weights(run_recipe(single, progress=False).output)
+    done = _torchrun(tmp_path / "single" / "config.yaml", tmp_path / "ddp" / "run", optim={"accumulate_steps": pieces})
     assert done.returncode == 0, done.stderr[-3000:]
     got = saved_weights(tmp_path / "ddp" / "run")
     assert _close(expected, got, atol=1e-5)
     log = (tmp_path / "ddp" / "run" / "metrics.jsonl").read_text().splitlines()
     assert len(log) == 3  # one process (rank 0) validated and logged
+
+
+def test_ddp_trains_a_whole_text_tower(tmp_path, mini_catalog):
+    """Every trainable weight must get a gradient each step under DDP (BERT's unused pooler stays frozen)."""
+    small_config(tmp_path / "single", mini_catalog, optim={"epochs": 1})
+    done = _torchrun(tmp_path / "single" / "config.yaml", tmp_path / "ddp" / "run", tune={"text_tower": "all", "tower_lr": 1e-4})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "text_tower.safetensors/transformer.encoder.layer.0.attention.self.query.weight" in saved_weights(tmp_path / "ddp" / "run")

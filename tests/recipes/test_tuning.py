@@ -44,6 +44,15 @@ def test_lit_text_tuning_trains_only_the_top_layers_and_reloads(tmp_path, mini_c
     log = [json.loads(line) for line in (result.output / "metrics.jsonl").read_text().splitlines()]
     assert log[0]["epoch"] == 0 and "zero_shot" in log[0]["val"]  # zero-shot before training is reported
 
+    # Starting from (or building on) this folder keeps its tuned tower, and a new run's folder stands alone.
+    from modalens.recipes.contrastive import build_model
+
+    tuned_file = str(result.output / "text_tower.safetensors")
+    assert build_model(small_config(tmp_path / "next", mini_catalog, tune={"init": str(result.output)})).config.text_tower["tuned_weights"] == tuned_file
+    onward = run_recipe(small_config(tmp_path / "onward", mini_catalog, model=str(result.output), optim={"epochs": 1}), progress=False)
+    assert (onward.output / "text_tower.safetensors").read_bytes() == (result.output / "text_tower.safetensors").read_bytes()
+    assert "+tuned-" in create_model(onward.output).text_tower.name
+
 
 def _pretrained_minilm():
     from modalens.encoders import create_text_tower
@@ -91,9 +100,20 @@ def test_wise_ft_scores_interpolations_and_keeps_the_best(tmp_path, mini_catalog
         assert all(torch.allclose(again[k], chosen[k], atol=1e-6) for k in chosen)
 
 
-def test_wise_ft_needs_a_start_worth_keeping(tmp_path, mini_catalog):
+def test_configs_that_cannot_work_fail_before_training(tmp_path, mini_catalog):
     with pytest.raises(ConfigError, match="wise_ft"):
         small_config(tmp_path, mini_catalog, tune={"wise_ft": [0.5]})
+    with pytest.raises(ConfigError, match="optim.lr: expected float"):
+        small_config(tmp_path, mini_catalog, optim={"lr": "fast"})
+    assert small_config(tmp_path, mini_catalog, optim={"lr": "3e-3"}).optim.lr == 0.003  # YAML 1.1 reads 3e-3 as a string
+    with pytest.raises(ConfigError, match="at least 1"):
+        small_config(tmp_path, mini_catalog, optim={"epochs": 0})
+    with pytest.raises(ConfigError, match="larger than"):
+        run_recipe(small_config(tmp_path, mini_catalog, optim={"batch_size": 64}), progress=False)
+    start = run_recipe(small_config(tmp_path / "start", mini_catalog, optim={"epochs": 1}), progress=False).output
+    no_val = small_config(tmp_path / "noval", mini_catalog, data={"catalog": str(mini_catalog), "val_split": "none"}, tune={"init": str(start), "wise_ft": [0, 1]})
+    with pytest.raises(ConfigError, match="has no products"):
+        run_recipe(no_val, progress=False)
     with pytest.raises(ConfigError, match="text_tower"):
         small_config(tmp_path, mini_catalog, tune={"text_tower": "some"})
 
@@ -141,12 +161,12 @@ def test_mixed_sources_train_end_to_end(tmp_path, mini_catalog):
 
 
 def test_image_tower_run_resumes_exactly(tmp_path, mini_catalog):
-    """The photo path replays its planned order and views after a stop: same weights as an uninterrupted run."""
-    tune = {"image_tower": 1}
+    """The photo path replays its planned order, views and dropout masks after a stop: same final weights."""
+    extra = {"tune": {"image_tower": 1}, "image_views": ["greyscale"], "model_overrides": {"embed_dim": 32, "head": {"kind": "mlp", "hidden_dim": 64, "dropout": 0.1}}}
     optim = {"batch_size": 8}  # 3 steps per epoch, so the stop falls inside an epoch
-    straight = run_recipe(small_config(tmp_path / "a", mini_catalog, tune=tune, optim=optim, image_views=["greyscale"]), progress=False)
-    config = small_config(tmp_path / "b", mini_catalog, tune=tune, optim=optim, image_views=["greyscale"])
+    run_recipe(small_config(tmp_path / "a", mini_catalog, optim=optim, **extra), progress=False)
+    config = small_config(tmp_path / "b", mini_catalog, optim=optim, **extra)
     train(config, progress=False, stop_after_steps=4)
-    resumed = train(config, progress=False, resume=True)
-    a, b = saved_weights(straight.output), saved_weights(resumed.output)
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    train(config, progress=False, resume=True)
+    a, b = (torch.load(tmp_path / run / "run" / "checkpoint.pt", weights_only=False)["weights"] for run in ("a", "b"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # the last epoch's, not only the best

@@ -48,6 +48,11 @@ class HFTextTower(TextTower):
             raise ValueError(f"text tower {self.name!r}: no encoder.layer list to unfreeze block by block; use 'all'")
         return [self.transformer.embeddings, *layers]
 
+    def unused_modules(self) -> list[torch.nn.Module]:
+        """Weights the forward pass never reads (BERT's pooler: modalens mean-pools), kept frozen when the tower trains."""
+        pooler = getattr(self.transformer, "pooler", None)
+        return [pooler] if pooler is not None else []
+
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         texts = [str(t) for t in texts]
         return self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")

@@ -9,6 +9,7 @@ user's own training run is used exactly like the shipped default.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import torch
@@ -52,6 +53,11 @@ def _with_local_towers(config: ModelConfig, folder: Path) -> ModelConfig:
     return config
 
 
+def model_config(name_or_path: str | Path) -> ModelConfig:
+    """The config of a named model or saved folder (a folder's tuned tower files resolved), without building it."""
+    return _resolve(name_or_path)[0]
+
+
 def create_model(name_or_path: str | Path = DEFAULT_MODEL, *, pretrained: bool = True) -> DualEncoder:
     """Build a model; with ``pretrained`` its trained heads must exist (a clear error otherwise)."""
     config, weights = _resolve(name_or_path)
@@ -75,10 +81,19 @@ def save_model(
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     config = ModelConfig.from_dict(model.config.to_dict())
-    for kind, tower in (tuned_towers or {}).items():
-        file = f"{kind}_tower.safetensors"
-        _atomic_save({k: v.detach().contiguous().cpu() for k, v in tower.state_dict().items()}, folder / file)
-        getattr(config, f"{kind}_tower")["tuned_weights"] = file
+    for kind in ("image", "text"):
+        spec, file = getattr(config, f"{kind}_tower"), f"{kind}_tower.safetensors"
+        if kind in (tuned_towers or {}):
+            _atomic_save({k: v.detach().contiguous().cpu() for k, v in tuned_towers[kind].state_dict().items()}, folder / file)
+            spec["tuned_weights"] = file
+        elif spec.get("tuned_weights") and Path(spec["tuned_weights"]).is_absolute():
+            # A tuned tower this model inherited (not retrained): copied in, so the folder stands alone.
+            source = Path(spec["tuned_weights"])
+            if source.resolve() != (folder / file).resolve():
+                tmp = folder / f".{file}.tmp"
+                shutil.copyfile(source, tmp)
+                tmp.replace(folder / file)
+            spec["tuned_weights"] = file
     config.save(folder / "config.json")
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     _atomic_save(state, folder / HEADS_FILE, {k: json.dumps(v) if not isinstance(v, str) else v for k, v in (metadata or {}).items()})
@@ -102,4 +117,4 @@ def model_metadata(name_or_path: str | Path) -> dict[str, str]:
         return dict(f.metadata() or {})
 
 
-__all__ = ["create_model", "save_model", "list_models", "model_metadata", "ModelNotFoundError", "DEFAULT_MODEL"]
+__all__ = ["create_model", "model_config", "save_model", "list_models", "model_metadata", "ModelNotFoundError", "DEFAULT_MODEL"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import types
+import typing
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,18 +137,48 @@ def _build(cls: type[T], data: dict[str, Any], where: str) -> T:
     if unknown:
         raise ConfigError(f"{where}: unknown keys {sorted(unknown)}; allowed: {sorted(fields)}")
     kwargs = {}
+    hints = typing.get_type_hints(cls)
     for name, value in data.items():
         nested = _NESTED.get((cls, name))
         if nested is SourceConfig:
             if not isinstance(value, list):
                 raise ConfigError(f"{where}.{name}: expected a list of sources")
             kwargs[name] = [_build(SourceConfig, item, f"{where}.{name}[{i}]") for i, item in enumerate(value)]
+        elif nested:
+            kwargs[name] = _build(nested, value, f"{where}.{name}")
         else:
-            kwargs[name] = _build(nested, value, f"{where}.{name}") if nested else value
+            kwargs[name] = _typed(value, hints[name], f"{where}.{name}")
     missing = [f.name for f in fields.values() if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in kwargs]
     if missing:
         raise ConfigError(f"{where}: missing keys {missing}")
     return cls(**kwargs)
+
+
+def _typed(value: Any, hint: Any, where: str) -> Any:
+    """Check a scalar against its field's type, so a wrong type fails here by name, not mid-run.
+
+    A whole number is accepted where a float is expected, and so is a numeric
+    string: YAML 1.1 reads ``lr: 3e-3`` (no dot) as the string "3e-3".
+    """
+    allowed = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    if value is None and type(None) in allowed:
+        return None
+    for kind in allowed:
+        if kind is float and isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                continue
+        if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if kind is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if kind in (str, bool) and isinstance(value, kind):
+            return value
+        if typing.get_origin(kind) in (list, dict) and isinstance(value, typing.get_origin(kind)):
+            return value
+    names = " or ".join(getattr(k, "__name__", str(k)) for k in allowed)
+    raise ConfigError(f"{where}: expected {names}, got {value!r}")
 
 
 _NESTED: dict[tuple[type, str], type] = {
@@ -205,6 +237,10 @@ def check_config(config: TrainConfig, where: str = "config") -> None:
         raise ConfigError(f"{where}: tune.wise_ft interpolations must lie within [0, 1]")
     if config.tune.wise_ft and not (config.tune.init or config.tune.tunes("image") or config.tune.tunes("text")):
         raise ConfigError(f"{where}: tune.wise_ft interpolates from a start worth keeping: set tune.init or tune a tower")
+    if config.optim.epochs < 1 or config.optim.batch_size < 1:
+        raise ConfigError(f"{where}: optim.epochs and optim.batch_size must be at least 1")
+    if config.optim.lr <= 0 or config.tune.tower_lr <= 0:
+        raise ConfigError(f"{where}: optim.lr and tune.tower_lr must be positive")
     if config.optim.accumulate_steps < 1 or config.optim.batch_size % config.optim.accumulate_steps:
         raise ConfigError(f"{where}: optim.accumulate_steps must be ≥ 1 and divide optim.batch_size")
     if config.optim.precision not in PRECISIONS:

@@ -36,8 +36,8 @@ from ..embedding import CachedEncoder
 from ..evaluation import tasks
 from ..losses import MultiFieldLoss, create_loss
 from ..models import DualEncoder, ModelConfig, create_model, save_model
-from ..paths import MODEL_CONFIG_DIR
-from .config import CAPTION_FIELD, TrainConfig
+from ..models.factory import model_config
+from .config import CAPTION_FIELD, ConfigError, TrainConfig, check_config
 from .data import PhotoDataset, TrainingData, caption_table, epoch_order, prepare
 from .distributed import DistEnv, gather, init_distributed
 from .tuning import describe, interpolate, load_trained_state, parameter_groups, train_mode, trainable_tower, trained_state
@@ -53,16 +53,22 @@ class TrainResult:
 
 
 def build_model(config: TrainConfig) -> DualEncoder:
-    """The model a run starts from: its config (+ overrides), heads from ``tune.init`` when given."""
-    path = Path(config.model) / "config.json" if Path(config.model).is_dir() else MODEL_CONFIG_DIR / f"{config.model}.json"
-    model_config = ModelConfig.load(path)
-    merged = {**model_config.to_dict(), **config.model_overrides}
+    """The model a run starts from: its config (+ overrides), heads (and tuned towers) from ``tune.init`` when given."""
+    merged = {**model_config(config.model).to_dict(), **config.model_overrides}
+    start = create_model(config.tune.init) if config.tune.init else None
+    if start is not None:
+        for kind in ("image", "text"):  # the start's tuned towers come with its heads, or its scores mean nothing
+            ours, theirs = merged[f"{kind}_tower"], getattr(start.config, f"{kind}_tower")
+            if theirs.get("tuned_weights"):
+                if theirs["name"] != ours["name"]:
+                    raise ConfigError(f"tune.init {config.tune.init!r} has a tuned {theirs['name']} {kind} tower; model {config.model!r} uses {ours['name']}")
+                merged[f"{kind}_tower"] = {**ours, "tuned_weights": theirs["tuned_weights"]}
     model = DualEncoder(ModelConfig.from_dict(merged))
-    if config.tune.init:
+    if start is not None:
         try:
-            model.load_state_dict(create_model(config.tune.init).state_dict())
+            model.load_state_dict(start.state_dict())
         except RuntimeError as e:
-            raise ValueError(f"tune.init {config.tune.init!r} does not fit model {config.model!r}: {str(e).splitlines()[0]}") from None
+            raise ConfigError(f"tune.init {config.tune.init!r} does not fit model {config.model!r}: {str(e).splitlines()[0]}") from None
     return model
 
 
@@ -185,7 +191,11 @@ def _photo_loader(data: TrainingData, config: TrainConfig, tower: nn.Module, pla
     dataset = PhotoDataset(data.products, config.image_views, tower.preprocess)
     batches = [list(zip(batch.tolist(), views.tolist())) for batch, views in plan]
     workers = config.data.workers
-    loader = DataLoader(dataset, batch_sampler=batches, num_workers=workers, persistent_workers=False, prefetch_factor=2 if workers else None)
+    # A private generator seeds the workers: drawing from the global RNG would shift every later dropout mask
+    # depending on where the epoch (re)started, and a resumed run would no longer replay the original.
+    loader = DataLoader(
+        dataset, batch_sampler=batches, num_workers=workers, prefetch_factor=2 if workers else None, generator=torch.Generator().manual_seed(0)
+    )
     return iter(loader)
 
 
@@ -280,7 +290,8 @@ class Trainer:
             self.wrapped = nn.parallel.DistributedDataParallel(self.step_module, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         groups = parameter_groups(self.model, self.loss_fn, self.towers, opt.lr, config.tune.tower_lr)
         self.optimizer = torch.optim.AdamW(groups, weight_decay=opt.weight_decay)
-        self.steps_per_epoch = max(1, len(self.data) // opt.batch_size)
+        self._check_sizes()
+        self.steps_per_epoch = len(self.data) // opt.batch_size
         total = self.steps_per_epoch * opt.epochs
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: _schedule(s, total, opt.warmup_steps))
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=opt.precision == "fp16")
@@ -289,6 +300,20 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.best: tuple[float, int, dict | None] = (-float("inf"), -1, None)
         self.position: dict[str, Any] = {"epoch": 1, "step": 0, "order": None, "views": None, "losses": []}
+
+    def _check_sizes(self) -> None:
+        """What the config alone cannot know: the data's size, the validation split, the number of processes."""
+        opt, tune = self.config.optim, self.config.tune
+        if len(self.data) < opt.batch_size:
+            raise ConfigError(f"optim.batch_size {opt.batch_size} is larger than the {len(self.data)} usable training products")
+        if tune.wise_ft and not self.data.val_products:
+            raise ConfigError(f"tune.wise_ft picks an interpolation on val, but split {self.config.data.val_split!r} has no products")
+        local = opt.batch_size // self.env.world_size
+        if opt.batch_size % self.env.world_size or local % opt.accumulate_steps:
+            raise ConfigError(
+                f"optim.batch_size {opt.batch_size} must split into {self.env.world_size} equal process shares, "
+                f"each divisible by optim.accumulate_steps {opt.accumulate_steps}"
+            )
 
     # -- checkpoints -------------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
@@ -303,6 +328,7 @@ class Trainer:
             "generator": self.generator.get_state(),
             "python_random": random.getstate(),
             "torch_random": torch.get_rng_state(),
+            "cuda_random": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
             "history": self.history,
             "best": self.best,
             "position": self.position,
@@ -320,6 +346,8 @@ class Trainer:
         self.generator.set_state(saved["generator"])
         random.setstate(saved["python_random"])
         torch.set_rng_state(saved["torch_random"])
+        if saved.get("cuda_random") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(saved["cuda_random"])
         self.history, self.best, self.position = saved["history"], saved["best"], saved["position"]
 
     # -- one optimiser step ------------------------------------------------------------------------
@@ -366,17 +394,35 @@ class Trainer:
         temperature's gradient is taken once, not ``pieces`` times.
         """
         chunks = [self._chunk(images, texts, i, pieces) for i in range(pieces)]
+        states, cached = [], []
         with torch.no_grad():
-            cached = [self._forward(*chunk)[:2] for chunk in chunks]
+            for chunk in chunks:
+                states.append(self._rng_state())  # each micro-batch's dropout masks, replayed in its gradient pass
+                cached.append(self._forward(*chunk)[:2])
         for i, chunk in enumerate(chunks):
-            sync = contextlib.nullcontext() if i == pieces - 1 or not self.env.enabled else self.wrapped.no_sync()
+            last = i == pieces - 1
+            sync = contextlib.nullcontext() if last or not self.env.enabled else self.wrapped.no_sync()
             with sync:
+                self._set_rng_state(states[i])
                 image_i, texts_i, scale = self._forward(*chunk)
                 image_embeds = torch.cat([image_i if j == i else c[0] for j, c in enumerate(cached)])
                 text_embeds = {k: torch.cat([texts_i[k] if j == i else c[1][k] for j, c in enumerate(cached)]) for k in texts_i}
-                loss = _loss(self.loss_fn, *self._gathered(image_embeds, text_embeds), scale if i == 0 else scale.detach(), text_ids)
+                # The temperature's gradient is taken once, in the pass DDP synchronises (the last).
+                loss = _loss(self.loss_fn, *self._gathered(image_embeds, text_embeds), scale if last else scale.detach(), text_ids)
                 self.scaler.scale(loss).backward()
+        for p in self.loss_fn.parameters():  # the loss's own parameters (SigLIP's bias) saw the whole loss each pass
+            if p.grad is not None:
+                p.grad /= pieces
         return loss
+
+    def _rng_state(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        cuda = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
+        return torch.get_rng_state(), cuda
+
+    def _set_rng_state(self, state: tuple[torch.Tensor, torch.Tensor | None]) -> None:
+        torch.set_rng_state(state[0])
+        if state[1] is not None:
+            torch.cuda.set_rng_state(state[1], self.device)
 
     @staticmethod
     def _chunk(images: torch.Tensor, texts: dict[str, Any], i: int, pieces: int):
@@ -413,6 +459,7 @@ def train(config: TrainConfig, progress: bool = True, resume: bool = False, stop
     ``stop_after_steps`` ends the run early (checkpoint written), as a kill would: for tests of resuming.
     """
     start = time.time()
+    check_config(config)  # configs built in code get the same checks as files
     t = Trainer(config, progress)
     output = Path(config.output)
     checkpoint = Checkpoint(output)

@@ -9,6 +9,7 @@ training on the whole batch (tested with two CPU processes on gloo).
 
 from __future__ import annotations
 
+import datetime
 import os
 from dataclasses import dataclass
 
@@ -48,9 +49,13 @@ def init_distributed(device: str) -> DistEnv:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
         return DistEnv()
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
-    return DistEnv(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+        if device.startswith("cuda"):
+            torch.cuda.set_device(local_rank)  # else every rank's collectives (barriers included) land on cuda:0
+        # Rank 0 validates (and scores WiSE-FT) while the others wait in a collective: allow it hours, not minutes.
+        dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo", timeout=datetime.timedelta(hours=2))
+    return DistEnv(dist.get_rank(), dist.get_world_size(), local_rank)
 
 
 class GatherWithGrad(torch.autograd.Function):

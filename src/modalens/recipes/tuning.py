@@ -31,6 +31,8 @@ def trainable_tower(model: DualEncoder, kind: str, blocks: int | str) -> nn.Modu
     tower.requires_grad_(False)
     if blocks == "all":
         tower.requires_grad_(True)
+        for unused in getattr(tower, "unused_modules", list)():  # no gradient ever reaches them (DDP would wait on it)
+            unused.requires_grad_(False)
     else:
         units = tower_blocks(tower)
         if blocks > len(units):
