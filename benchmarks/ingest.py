@@ -8,8 +8,9 @@ Rows, each in products/s (photo file → vector in the on-disk index):
   with the safe loader at full size, ``tower.preprocess`` it, encode the batch,
   project, write it to the index; nothing overlaps.
 - ``SearchEngine.build`` as ``modalens index`` runs it, decoding in one
-  background thread (``MODALENS_DECODE_WORKERS=0``) and in worker processes
-  (the default: ``default_workers``, one on a 2-core machine); JPEG draft
+  background thread (``MODALENS_DECODE_WORKERS=0``, the default below 4 cores)
+  and in worker processes (``default_workers`` from 4 cores; one is forced here
+  on smaller machines so the row exists); JPEG draft
   decoding, batched normalisation and the feature cache's writes included.
 
 Two photo sets: the KAGL test photos (224 px, where draft changes nothing) and

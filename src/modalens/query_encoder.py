@@ -117,6 +117,11 @@ class OnnxQueryEncoder:
     def embed_dim(self) -> int:
         return self.exported.embed_dim
 
+    @property
+    def image_size(self) -> int:
+        """The square the image tower sees (photos are letterboxed to it)."""
+        return int(self.exported.manifest["components"]["image_tower"]["image_size"])
+
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
         return self.exported.encode_texts(list(texts))
 

@@ -195,7 +195,9 @@ class SearchEngine:
         if not product.image:
             raise ValueError(f"product {product.id!r} has no usable image: product has no image")
         try:
-            photo = load_image(product.image)
+            # Decoded as indexing decoded it (reduced JPEG decoding to the tower's size), so a product's
+            # query vector is its indexed vector, not a full-size decode's near neighbour.
+            photo = load_image(product.image, draft_fit=self.query_encoder.image_size)
         except (ImageError, OSError) as e:  # unreadable or missing: the caller reports it as bad input
             raise ValueError(f"product {product.id!r} has no usable image: {e}") from None
         return self.query_encoder.encode_image([photo])[0]
