@@ -694,7 +694,7 @@ def quantize(src: str | Path, dst: str | Path, kind: str) -> None:
 IMAGE_CALIBRATION_SOURCE = "kagl:train"
 IMAGE_CALIBRATION_PHOTOS = 128
 IMAGE_CALIBRATION_METHOD = "percentile"  # KAGL test: the best zero-shot; MinMax and Entropy give the same graph
-_CALIBRATION_METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
+CALIBRATION_METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
 _CALIBRATION_SEED = 0
 
 
@@ -739,8 +739,8 @@ def quantize_image_static(src: str | Path, dst: str | Path, pixels: np.ndarray, 
     """
     from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    if method not in _CALIBRATION_METHODS:
-        raise ValueError(f"calibration method must be one of {', '.join(_CALIBRATION_METHODS)}, not {method!r}")
+    if method not in CALIBRATION_METHODS:
+        raise ValueError(f"calibration method must be one of {', '.join(CALIBRATION_METHODS)}, not {method!r}")
     pixels = np.ascontiguousarray(pixels, dtype=np.float32)
 
     class Reader(CalibrationDataReader):
@@ -754,7 +754,7 @@ def quantize_image_static(src: str | Path, dst: str | Path, pixels: np.ndarray, 
         quantize_static(
             str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-            calibrate_method=getattr(CalibrationMethod, _CALIBRATION_METHODS[method]),
+            calibrate_method=getattr(CalibrationMethod, CALIBRATION_METHODS[method]),
         )
 
 

@@ -40,8 +40,10 @@ def export(
 
     if not (onnx_export_available() and onnxruntime_available()):
         raise ValueError("exporting needs the packages onnx and onnxruntime: pip install 'modalens[onnx]'")
-    from ..backends.onnx import export_model
+    from ..backends.onnx import CALIBRATION_METHODS, export_model
 
+    if calibration_method not in CALIBRATION_METHODS:  # before minutes of exporting, not after
+        raise ValueError(f"--calibration-method must be one of {', '.join(CALIBRATION_METHODS)}, not {calibration_method!r}")
     images: list[Path] = []
     if check_images is not None:
         if not check_images.is_dir():
