@@ -65,6 +65,9 @@ class QueryEncoder(Protocol):
 
     def encode_image(self, images: Sequence[Image.Image]) -> np.ndarray: ...
 
+    @property
+    def image_size(self) -> int: ...
+
 
 class TorchQueryEncoder:
     """The ``DualEncoder`` as a query encoder; the model is loaded (and torch imported) on first use."""
@@ -85,6 +88,11 @@ class TorchQueryEncoder:
     @property
     def embed_dim(self) -> int:
         return int(self._load_model().config.embed_dim)
+
+    @property
+    def image_size(self) -> int:
+        """The square the image tower sees (photos are letterboxed to it)."""
+        return int(self._load_model().image_tower.image_size)
 
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
         return self._load_model().encode_text(list(texts))

@@ -154,7 +154,8 @@ class SearchEngine:
         if text and text.strip():
             parts.append(self._text_vector(" ".join(text.split())))
         if image is not None:
-            pil = image if isinstance(image, Image.Image) else load_image(image)
+            # A photo file decodes as indexed photos do (reduced JPEG decoding to the tower's size).
+            pil = image if isinstance(image, Image.Image) else load_image(image, draft_fit=self.query_encoder.image_size)
             parts.append(self.query_encoder.encode_image([pil])[0])
         if not parts:
             raise ValueError("give a text query, an image, or both")

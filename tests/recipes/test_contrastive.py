@@ -93,12 +93,16 @@ def test_resume_after_a_stop_continues_exactly(tmp_path, mini_catalog):
     train(straight, progress=False)
     config = load_train_config(write_config(tmp_path / "stopped", mini_catalog, epochs=4))
     config.output = straight.output.replace("straight", "stopped")
-    train(config, progress=False, stop_after_steps=3)  # one step into the second epoch (2 steps per epoch)
+    train(config, progress=False, stop_after_steps=3)  # epoch 3's step done, its validation not (1 step per epoch)
     assert not (tmp_path / "stopped" / "run" / "heads.safetensors").exists()
+    log = tmp_path / "stopped" / "run" / "metrics.jsonl"
+    with open(log, "a") as f:  # as if killed after epoch 3's line but before its checkpoint, then mid-line
+        f.write(json.dumps({"epoch": 3, "loss": 9.9}) + '\n{"epoch": 4, "lo')
     result = train(config, progress=False, resume=True)
     a, b = _weights(tmp_path / "straight" / "run"), _weights(result.output)
     assert a.keys() == b.keys() and all(bool((a[k] == b[k]).all()) for k in a)
-    assert len((result.output / "metrics.jsonl").read_text().splitlines()) == 4
+    epochs = [json.loads(line)["epoch"] for line in log.read_text().splitlines()]
+    assert epochs == [1, 2, 3, 4] and json.loads(log.read_text().splitlines()[2])["loss"] != 9.9
 
 
 def test_resume_refuses_a_checkpoint_from_another_config(tmp_path, mini_catalog):

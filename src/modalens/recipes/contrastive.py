@@ -202,8 +202,11 @@ def _photo_loader(data: TrainingData, config: TrainConfig, tower: nn.Module, pla
 class MetricsLog:
     """``metrics.jsonl`` (one JSON object per line), mirrored to TensorBoard scalars when asked."""
 
-    def __init__(self, output: Path, append: bool, tensorboard: bool) -> None:
-        self.file = open(output / "metrics.jsonl", "a" if append else "w")
+    def __init__(self, output: Path, append: bool, tensorboard: bool, epochs_done: int = 0) -> None:
+        path = output / "metrics.jsonl"
+        if append:
+            _keep_epochs(path, epochs_done)
+        self.file = open(path, "a" if append else "w")
         self.writer = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
@@ -222,6 +225,24 @@ class MetricsLog:
         self.file.close()
         if self.writer is not None:
             self.writer.close()
+
+
+def _keep_epochs(path: Path, epochs_done: int) -> None:
+    """On resume, keep only the log lines of epochs the checkpoint holds: a kill after an epoch's line but
+    before its checkpoint would otherwise leave that epoch logged twice (and a final WiSE-FT line too)."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            epoch = json.loads(line).get("epoch")
+        except json.JSONDecodeError:  # a line cut short by the kill
+            continue
+        if epoch is not None and epoch <= epochs_done:
+            kept.append(line + "\n")
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(kept))
+    tmp.replace(path)
 
 
 def _scalars(entry: dict[str, Any], prefix: str = "") -> dict[str, float]:
@@ -469,7 +490,7 @@ def train(config: TrainConfig, progress: bool = True, resume: bool = False, stop
     main = t.env.is_main
     if main:
         output.mkdir(parents=True, exist_ok=True)
-    log = MetricsLog(output, append=saved is not None, tensorboard=config.tensorboard) if main else None
+    log = MetricsLog(output, append=saved is not None, tensorboard=config.tensorboard, epochs_done=len(t.history)) if main else None
 
     def record(entry: dict[str, Any]) -> None:
         if log:
