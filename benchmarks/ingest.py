@@ -49,17 +49,10 @@ from modalens.index import CatalogIndex, build_index
 from modalens.index.build import EmbedResult, product_content_key
 from modalens.models import DualEncoder, create_model
 from modalens.search import SearchEngine
-from machine import cpu_model, timed_round_robin  # noqa: E402  (benchmarks/machine.py)
+from machine import cpu_model, load_average, timed_round_robin  # noqa: E402  (benchmarks/machine.py)
 
 MODEL = "modalens-lite"
 BATCH = 64  # products per committed index batch, as `modalens index`
-
-
-def load_average() -> str:
-    try:
-        return " ".join(f"{v:.2f}" for v in os.getloadavg())
-    except OSError:
-        return "?"
 
 
 def large_copies(products: list[Product], side: int, folder: Path) -> list[Product]:

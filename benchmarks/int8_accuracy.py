@@ -60,7 +60,7 @@ from modalens.encoders.features import image_features
 from modalens.evaluation.bootstrap import paired_difference
 from modalens.evaluation.tasks import TaskOutput, retrieval_output, zero_shot_output
 from modalens.models import create_model
-from machine import cpu_model, timed_round_robin  # noqa: E402  (benchmarks/machine.py)
+from machine import cpu_model, load_average, timed_round_robin  # noqa: E402  (benchmarks/machine.py)
 
 #: (task, metric path) shown per row, in order.
 HEADLINE = [
@@ -160,13 +160,6 @@ def texts_per_second(exports: dict[str, ExportedModel], titles: list[str], repea
         fns[f"{name}|32"] = lambda e=exported: e.encode_texts(many)
     seconds = timed_round_robin(fns, repeats)
     return {name: {"batch1_ms": 1000 * seconds[f"{name}|1"], "batch32_texts_per_s": 32 / seconds[f"{name}|32"]} for name in exports}
-
-
-def load_average() -> str:
-    try:
-        return " ".join(f"{v:.2f}" for v in os.getloadavg())
-    except OSError:
-        return "?"
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import statistics
 import time
@@ -17,6 +18,14 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+def load_average() -> str:
+    """The 1, 5 and 15-minute load averages ("?" where the system has none): was the machine quiet?"""
+    try:
+        return " ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:
+        return "?"
 
 
 def timed_round_robin(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:

@@ -49,18 +49,9 @@ from modalens.catalog.images import load_image
 from modalens.encoders import create_image_tower
 from modalens.encoders.features import image_features
 from modalens.paths import shared_data_dir
-from machine import cpu_model, timed_round_robin  # noqa: E402  (benchmarks/machine.py)
+from machine import cpu_model, load_average, timed_round_robin  # noqa: E402  (benchmarks/machine.py)
 
 PHOTOS = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "mini-catalog" / "images"
-
-
-
-
-def load_average() -> str:
-    try:
-        return " ".join(f"{v:.2f}" for v in os.getloadavg())
-    except OSError:
-        return "?"
 
 
 def main() -> None:

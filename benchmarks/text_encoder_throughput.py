@@ -30,7 +30,7 @@ import torch
 from modalens.backends.onnx import OnnxTextTower, cached_export, quantize
 from modalens.backends.runtime import default_threads
 from modalens.encoders import create_text_tower
-from machine import cpu_model, timed_round_robin  # noqa: E402  (benchmarks/machine.py)
+from machine import cpu_model, load_average, timed_round_robin  # noqa: E402  (benchmarks/machine.py)
 
 HERE = Path(__file__).resolve().parent
 CATALOG = HERE.parent / "tests" / "fixtures" / "mini-catalog" / "products.csv"
@@ -110,7 +110,7 @@ def main() -> None:
     baseline, base_latency = throughput["torch (baseline)"], latency["torch (baseline)"]
     print(
         f"machine: {os.cpu_count()} cores ({default_threads()} usable), {cpu_model()}, "
-        f"load {' '.join(f'{v:.2f}' for v in os.getloadavg())}; torch {torch.__version__} ({torch.get_num_threads()} threads), "
+        f"load {load_average()}; torch {torch.__version__} ({torch.get_num_threads()} threads), "
         f"onnxruntime {__import__('onnxruntime').__version__} ({threads} threads)"
     )
     print(f"tower: {args.tower}, {len(texts)} texts, batch {args.batch}, max_length {tower.max_length}; "
@@ -130,7 +130,7 @@ def main() -> None:
         "cores": os.cpu_count(),
         "usable_cores": default_threads(),
         "cpu": cpu_model(),
-        "load_average_at_end": " ".join(f"{v:.2f}" for v in os.getloadavg()),
+        "load_average_at_end": load_average(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "onnxruntime": __import__("onnxruntime").__version__,

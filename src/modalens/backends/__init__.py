@@ -81,7 +81,8 @@ def _onnx_or_fallback(kind: str, tower: Any, explicit: bool, **kwargs: Any) -> A
         return None
 
 
-def _spec(spec: Mapping[str, Any]) -> dict[str, Any]:
+def tower_options(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """A model config's tower entry minus what modalens itself reads (name, dim, backend): the tower's own options."""
     return {k: v for k, v in spec.items() if k not in ("name", "dim", "backend")}
 
 
@@ -91,7 +92,7 @@ def build_image_tower(spec: Mapping[str, Any], backend: str | None = None, **onn
 
     from ..encoders import create_image_tower
 
-    tower = create_image_tower(spec["name"], **_spec(spec)).eval()
+    tower = create_image_tower(spec["name"], **tower_options(spec)).eval()
     choice, explicit = resolve_backend(spec.get("backend"), backend)
     if choice == "onnx":
         onnx_tower = _onnx_or_fallback("image", tower, explicit, **onnx_kwargs)
@@ -104,7 +105,7 @@ def build_text_tower(spec: Mapping[str, Any], backend: str | None = None, **onnx
     """A text tower from a model config's ``text_tower`` entry, on the selected back-end."""
     from ..encoders import create_text_tower
 
-    tower = create_text_tower(spec["name"], **_spec(spec)).eval()
+    tower = create_text_tower(spec["name"], **tower_options(spec)).eval()
     choice, explicit = resolve_backend(spec.get("backend"), backend)
     if choice == "onnx":
         onnx_tower = _onnx_or_fallback("text", tower, explicit, **onnx_kwargs)
@@ -128,4 +129,5 @@ __all__ = [
     "onnxruntime_available",
     "resolve_backend",
     "tower_backend",
+    "tower_options",
 ]

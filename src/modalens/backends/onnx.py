@@ -46,6 +46,7 @@ from torch import nn
 from .. import __version__
 from ..encoders.base import ImageTower, TextTower
 from ..paths import cache_dir
+from . import tower_options
 from .runtime import (
     CorruptExportError,
     OrtModel,
@@ -814,7 +815,7 @@ def export_model(
         raise ValueError(f"{output} exists and is not a modalens ONNX export; choose another --output")
 
     def torch_tower(spec: Mapping[str, Any], create: Callable[..., Any]) -> Any:
-        return create(spec["name"], **{k: v for k, v in spec.items() if k not in ("name", "dim", "backend")}).eval()
+        return create(spec["name"], **tower_options(spec)).eval()
 
     image_tower = torch_tower(dual.config.image_tower, create_image_tower)
     text_tower = torch_tower(dual.config.text_tower, create_text_tower)

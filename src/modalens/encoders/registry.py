@@ -8,7 +8,6 @@ modalens changes.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
@@ -60,18 +59,17 @@ def load_tuned_weights(tower: Any, path: str | Path) -> Any:
     """
     from safetensors.torch import load_file
 
+    from ..backends.runtime import sha256_file  # torch-free, numpy-only
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"tuned tower weights {path} do not exist")
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
+    digest = sha256_file(path)
     try:
         tower.load_state_dict(load_file(str(path)), strict=True)
     except RuntimeError as e:
         raise ValueError(f"{path} does not fit tower {tower.name!r}: {str(e).splitlines()[0]}") from None
-    tower.name = f"{tower.name}+tuned-{digest.hexdigest()[:12]}"
+    tower.name = f"{tower.name}+tuned-{digest[:12]}"
     return tower.eval()
 
 

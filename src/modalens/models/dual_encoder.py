@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from ..backends import build_image_tower, build_text_tower
+from ..backends import build_image_tower, build_text_tower, tower_options
 from ..encoders import ImageTower, TextTower
 from .config import ModelConfig
 from .heads import ProjectionHead
@@ -26,8 +26,7 @@ def tower_dim(spec: dict, kind: str) -> int:
         return TOWER_DIMS[spec["name"]]
     from ..encoders import create_image_tower, create_text_tower
 
-    options = {k: v for k, v in spec.items() if k not in ("name", "dim", "backend")}
-    return int((create_image_tower if kind == "image" else create_text_tower)(spec["name"], **options).output_dim)
+    return int((create_image_tower if kind == "image" else create_text_tower)(spec["name"], **tower_options(spec)).output_dim)
 
 
 class DualEncoder(nn.Module):

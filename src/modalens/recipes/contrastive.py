@@ -39,7 +39,7 @@ from ..models import DualEncoder, ModelConfig, create_model, save_model
 from ..models.factory import model_config
 from .config import CAPTION_FIELD, ConfigError, TrainConfig, check_config
 from .data import PhotoDataset, TrainingData, caption_table, epoch_order, prepare
-from .distributed import DistEnv, gather, init_distributed
+from .distributed import gather, init_distributed
 from .tuning import describe, interpolate, load_trained_state, parameter_groups, train_mode, trainable_tower, trained_state
 
 
@@ -298,8 +298,10 @@ class Trainer:
         if self.env.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.env.local_rank)
         self.model = build_model(config)
-        self.towers = {kind: trainable_tower(self.model, kind, getattr(config.tune, f"{kind}_tower")) for kind in ("image", "text") if config.tune.tunes(kind)}
+        # Before the trainable towers replace the model's frozen ones: reading (and caching) the photos once
+        # goes through the fast inference back-end, not an eager torch tower.
         self.data = prepare(config, CachedEncoder(self.model, progress=progress and self.env.is_main))
+        self.towers = {kind: trainable_tower(self.model, kind, getattr(config.tune, f"{kind}_tower")) for kind in ("image", "text") if config.tune.tunes(kind)}
         self.loss_fn = make_loss(config)
         self.start_state = trained_state(self.model, self.towers) if config.tune.wise_ft else None
         self.step_module = ContrastiveStep(self.model, self.towers).to(self.device)

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..backends import tower_options
 from ..encoders import create_image_tower, create_text_tower
 from ..models import DualEncoder
 from .config import TuneConfig
@@ -25,9 +26,8 @@ def trainable_tower(model: DualEncoder, kind: str, blocks: int | str) -> nn.Modu
     trained. Batch-norm statistics stay frozen (``freeze_norm_stats``): small
     fine-tuning batches would only make them noisier.
     """
-    spec = dict(getattr(model.config, f"{kind}_tower"))
-    options = {k: v for k, v in spec.items() if k not in ("name", "dim", "backend")}
-    tower = (create_image_tower if kind == "image" else create_text_tower)(spec["name"], **options)  # torch, always
+    spec = getattr(model.config, f"{kind}_tower")
+    tower = (create_image_tower if kind == "image" else create_text_tower)(spec["name"], **tower_options(spec))  # torch, always
     tower.requires_grad_(False)
     if blocks == "all":
         tower.requires_grad_(True)
