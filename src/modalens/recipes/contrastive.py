@@ -104,15 +104,15 @@ class _TuningEncoder(CachedEncoder):
         return None if kind in self.tuned else super()._store(kind)
 
 
-def _validate(model: DualEncoder, towers: dict[str, nn.Module], products: list) -> dict[str, Any]:
+def _validate(encoder: _TuningEncoder, towers: dict[str, nn.Module], products: list) -> dict[str, Any]:
     """Retrieval and zero-shot on the val products (on the CPU, towers in eval mode), then back to training."""
     if not products:
         return {}
+    model = encoder.model
     device = model.logit_scale.device
     model.cpu()
     for tower in towers.values():
         tower.cpu().eval()
-    encoder = _TuningEncoder(model, set(towers))
     metrics: dict[str, Any] = dict(tasks.retrieval(encoder, products))
     metrics["zero_shot"] = tasks.zero_shot(encoder, products)
     model.to(device)
@@ -320,6 +320,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=opt.precision == "fp16")
         self.generator = torch.Generator().manual_seed(opt.seed)
         self.batches = Batches(self.data, self.towers, self.device)
+        self.val_encoder: _TuningEncoder | None = None
         self.history: list[dict[str, Any]] = []
         self.best: tuple[float, int, dict | None] = (-float("inf"), -1, None)
         self.position: dict[str, Any] = {"epoch": 1, "step": 0, "order": None, "views": None, "losses": []}
@@ -473,7 +474,11 @@ class Trainer:
         return _photo_loader(self.data, self.config, self.towers["image"], plan)
 
     def validate(self) -> dict[str, Any]:
-        return _validate(self.model, self.towers, self.data.val_products) if self.env.is_main else {}
+        if not self.env.is_main:
+            return {}
+        if self.val_encoder is None:  # one encoder for the run: its feature stores are read from disk once
+            self.val_encoder = _TuningEncoder(self.model, set(self.towers))
+        return _validate(self.val_encoder, self.towers, self.data.val_products)
 
 
 def train(config: TrainConfig, progress: bool = True, resume: bool = False, stop_after_steps: int | None = None) -> TrainResult:
