@@ -19,11 +19,12 @@ def user_errors(fn: Callable) -> Callable:
     def wrapper(*args, **kwargs):
         from ..catalog import CatalogError
         from ..index.store import IndexStoreError
+        from ..errors import ModalensError
         from ..recipes import ConfigError
 
         try:
             return fn(*args, **kwargs)
-        except (CatalogError, IndexStoreError, ConfigError, FileNotFoundError, KeyError, ValueError) as e:
+        except (ModalensError, CatalogError, IndexStoreError, ConfigError, FileNotFoundError, KeyError, ValueError) as e:
             message = e.args[0] if isinstance(e, KeyError) and e.args else e
             typer.echo(f"error: {message}", err=True)
             raise typer.Exit(2) from None
