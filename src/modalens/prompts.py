@@ -2,25 +2,98 @@
 
 Training captions are built from a product's own title and attributes through
 templates; a template is skipped for a product that lacks one of its fields,
-so no caption ever says "a photo of a  for ". Zero-shot prompts wrap a label
-in several templates whose text embeddings are averaged.
+so no caption ever says "a photo of a  for ". Templates come in caption sets,
+data files in ``caption_sets/`` (or a user's own YAML), with optional synonyms
+per field value. Zero-shot prompts wrap a label in several templates whose
+text embeddings are averaged.
 """
 
 from __future__ import annotations
 
+import hashlib
 import string
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
 from typing import Sequence
 
-from .catalog.schema import Product
+import yaml
 
-#: Training caption templates: fields are a product's attributes (plus title/description).
-CAPTION_TEMPLATES: dict[str, str] = {
-    "title": "{title}",
-    "type_colour_gender": "a photo of a {colour} {article_type} for {gender}",
-    "colour_type": "{colour} {article_type}",
-    "title_usage_season": "{title}, {usage} wear for {season}",
-    "full": "a {usage} {colour} {article_type} for {gender}, {season} {year}",
-}
+from .catalog.schema import Product
+from .paths import PACKAGE_DIR
+
+CAPTION_SET_DIR = PACKAGE_DIR / "caption_sets"
+
+
+class CaptionSetError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class CaptionSet:
+    """Named caption templates over product fields, and the wordings a field value is said in (one drawn per product)."""
+
+    name: str
+    templates: dict[str, str]
+    synonyms: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)  # field -> value -> wordings used instead
+
+    def select(self, names: Sequence[str]) -> "CaptionSet":
+        """The same set with only the named templates (all of them when ``names`` is empty)."""
+        unknown = set(names) - set(self.templates)
+        if unknown:
+            raise CaptionSetError(f"unknown caption templates {sorted(unknown)} in set {self.name!r}; known: {sorted(self.templates)}")
+        chosen = {n: self.templates[n] for n in names} if names else dict(self.templates)
+        return CaptionSet(self.name, chosen, self.synonyms)
+
+    def captions(self, product: Product) -> dict[str, str]:
+        """One caption per template the product has every field for; synonyms drawn per product and template."""
+        fields = product_fields(product)
+        out = {}
+        for name, template in self.templates.items():
+            needed = _fields(template)
+            if any(f not in fields for f in needed):
+                continue
+            worded = {f: self._wording(f, fields[f], f"{product.id}|{name}") for f in needed}
+            out[name] = " ".join(template.format(**worded).split())
+        return out
+
+    def _wording(self, field_name: str, value: str, salt: str) -> str:
+        wordings = self.synonyms.get(field_name, {}).get(value.lower())
+        if not wordings:
+            return value
+        pick = int.from_bytes(hashlib.blake2b(f"{salt}|{field_name}".encode(), digest_size=4).digest(), "little")
+        return wordings[pick % len(wordings)]
+
+
+def caption_set_names() -> list[str]:
+    return sorted(p.stem for p in CAPTION_SET_DIR.glob("*.yaml"))
+
+
+@lru_cache(maxsize=16)
+def load_caption_set(name_or_path: str) -> CaptionSet:
+    """A shipped caption set by name (``basic``, ``rich``) or a YAML file of the same shape."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = CAPTION_SET_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        raise CaptionSetError(f"caption set {name_or_path!r}: no such file, and not one of {', '.join(caption_set_names())}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise CaptionSetError(f"{path}: cannot parse caption set: {e}") from None
+    templates = data.get("templates") if isinstance(data, dict) else None
+    if not isinstance(templates, dict) or not templates or not all(isinstance(t, str) for t in templates.values()):
+        raise CaptionSetError(f"{path}: needs 'templates', a mapping of name -> template text")
+    synonyms = {}
+    for field_name, table in (data.get("synonyms") or {}).items():
+        if not isinstance(table, dict):
+            raise CaptionSetError(f"{path}: synonyms.{field_name} must map a value to a list of wordings")
+        synonyms[field_name] = {str(k).lower(): tuple(str(w) for w in (v if isinstance(v, list) else [v])) for k, v in table.items()}
+    return CaptionSet(path.stem, {str(k): v for k, v in templates.items()}, synonyms)
+
+
+#: The ``basic`` set's templates (modalens-lite's captions); fields are a product's attributes plus title/description.
+CAPTION_TEMPLATES: dict[str, str] = load_caption_set("basic").templates
 
 #: One text per product field, for the multi-field loss (Marqo GCL style): each field its own contrastive term.
 FIELD_TEMPLATES: dict[str, str] = {

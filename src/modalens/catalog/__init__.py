@@ -8,6 +8,7 @@ from .readers import (
     read_fashion_mnist,
     read_image_folder,
     read_kagl,
+    read_kagl_all,
     read_table,
     write_jsonl,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "read_fashion_mnist",
     "read_image_folder",
     "read_kagl",
+    "read_kagl_all",
     "read_table",
     "write_jsonl",
 ]

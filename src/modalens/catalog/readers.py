@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..paths import cache_dir
+from ..paths import cache_dir, shared_data_dir
 from .schema import KNOWN_ATTRIBUTES, Catalog, CatalogError, Product, RowError
 
 __all__ = [
@@ -43,6 +43,7 @@ __all__ = [
     "read_fashion_mnist",
     "read_image_folder",
     "read_kagl",
+    "read_kagl_all",
     "read_table",
     "write_jsonl",
 ]
@@ -345,28 +346,58 @@ def _title_from_name(stem: str) -> str:
 # ---------------------------------------------------------------- KAGL
 
 
-def read_kagl(root: str | Path | None = None, *, limit: int | None = None) -> Catalog:
-    """The KAGL fashion set: ``root/products.csv`` (image paths relative to root, a split column).
+#: The KAGL catalogues by name: the folder under ../shared/data (or $MODALENS_SHARED_DATA) and its env override.
+KAGL_CATALOGUES: dict[str, tuple[str, str]] = {
+    "kagl": ("kagl-fashion", "MODALENS_KAGL"),  # 8.6k products, 224 px photos
+    "kagl-full": ("kagl-full", "MODALENS_KAGL_FULL"),  # 39.7k products of the same catalogue, 60×80 px photos
+}
 
-    With no root, looks in ``$MODALENS_KAGL``, then ``../shared/data/kagl-fashion``
-    relative to the working directory, then next to this source checkout.
+
+def read_kagl(root: str | Path | None = None, *, limit: int | None = None, name: str = "kagl") -> Catalog:
+    """A KAGL catalogue: ``root/products.csv`` (image paths relative to root, a split column).
+
+    With no root, ``name`` (a ``KAGL_CATALOGUES`` key) picks the folder: ``$MODALENS_KAGL``
+    (``$MODALENS_KAGL_FULL`` for kagl-full), then ``../shared/data/<folder>`` relative to
+    the working directory, then beside this source checkout.
     """
-    found = _find_kagl(root)
+    found = _find_kagl(root, name)
     catalog = read_table(found / "products.csv", images_root=found, limit=limit)
-    catalog.name = "kagl"
+    catalog.name = name
     return catalog
 
 
-def _find_kagl(root: str | Path | None) -> Path:
+def read_kagl_all(*, limit: int | None = None) -> Catalog:
+    """Every KAGL product once, each with its best photo first: 224 px where kagl-fashion has it, else 60×80.
+
+    A product in both folders keeps both photos (``images[1]`` is the small one),
+    so training can see either resolution of the same product; both folders
+    share one split rule, so no product changes split.
+    """
+    sharp = {p.id: p for p in read_kagl(name="kagl")}
+    products = []
+    for product in read_kagl(name="kagl-full"):
+        big = sharp.pop(product.id, None)
+        if big is not None:
+            product.images = big.images + product.images
+        products.append(product)
+    products += sharp.values()  # the few kagl-fashion products that kagl-full lacks
+    return Catalog(products[:limit] if limit is not None else products, [], "kagl-all", None)
+
+
+def _find_kagl(root: str | Path | None, name: str = "kagl") -> Path:
+    folder, env = KAGL_CATALOGUES[name]
     if root is not None:
         candidates = [Path(root)]
     else:
-        candidates = [Path(os.environ["MODALENS_KAGL"])] if os.environ.get("MODALENS_KAGL") else []
-        candidates += [Path("../shared/data/kagl-fashion"), _REPO_ROOT.parent / "shared" / "data" / "kagl-fashion"]
+        candidates = [Path(os.environ[env])] if os.environ.get(env) else []
+        shared = shared_data_dir()
+        candidates += [Path("../shared/data") / folder, _REPO_ROOT.parent / "shared" / "data" / folder]
+        if shared is not None:
+            candidates.insert(len(candidates) - 2, shared / folder)
     for candidate in candidates:
         if (candidate / "products.csv").is_file():
             return Path(os.path.abspath(candidate))
-    raise CatalogError(f"KAGL dataset not found: no products.csv in {', '.join(map(str, candidates))}")
+    raise CatalogError(f"{name} catalogue not found: no products.csv in {', '.join(map(str, candidates))}")
 
 
 def _is_kagl(folder: Path) -> bool:
@@ -465,7 +496,8 @@ def _fmnist_product(split: str, index: int, label: int, image: Path) -> Product:
 
 
 def read_catalog(source: str | Path, *, limit: int | None = None) -> Catalog:
-    """Any catalogue by one name: 'kagl', 'fashion-mnist[:train|:test]', a KAGL-style folder, a table or an image folder.
+    """Any catalogue by one name: 'kagl', 'kagl-full', 'kagl-all', 'fashion-mnist[:train|:test]', a KAGL-style folder,
+    a table or an image folder.
 
     ``SOURCE:SPLIT`` (e.g. ``kagl:test``) keeps one split of a catalogue that has splits.
     ``NAME=ROOT[:SPLIT]`` (e.g. ``fashion200k=/data/fashion200k:train``) reads an open
@@ -487,15 +519,17 @@ def read_catalog(source: str | Path, *, limit: int | None = None) -> Catalog:
             present = sorted({p.split for p in whole.products if p.split})
             raise CatalogError(f"{name} has no products in split {split!r}; splits present: {present or 'none'}")
         return _limited(part, limit)
-    if text == "kagl":
-        return read_kagl(limit=limit)
+    if text in KAGL_CATALOGUES:
+        return read_kagl(limit=limit, name=text)
+    if text == "kagl-all":
+        return read_kagl_all(limit=limit)
     path = Path(text).expanduser()
     if path.is_dir():
         return read_kagl(path, limit=limit) if _is_kagl(path) else _limited(read_image_folder(path), limit)
     if path.exists() or path.suffix.lower() in TABLE_SUFFIXES:
         return read_table(path, limit=limit)
     raise CatalogError(
-        f"{text}: no such file or folder, and not a named catalogue (kagl, fashion-mnist, fashion-mnist:train)"
+        f"{text}: no such file or folder, and not a named catalogue (kagl, kagl-full, kagl-all, fashion-mnist, fashion-mnist:train)"
     )
 
 

@@ -64,8 +64,13 @@ def _comparison_lines(comparison: dict) -> list[str]:
 @user_errors
 def evaluate(
     models: Optional[List[str]] = typer.Argument(None, help="With --compare: the models to evaluate side by side (two or more)."),
-    data: str = typer.Option(
-        "kagl:test", "--data", "-d", help="Catalogue (with :split), e.g. kagl:test, fashion-mnist:test or a .csv/.jsonl."
+    data: Optional[List[str]] = typer.Option(
+        None, "--data", "-d", help="Catalogue (with :split), e.g. kagl:test (the default), fashion-mnist:test or a .csv/.jsonl. "
+        "With --suite: catalogues added to the suite (repeat the option)."
+    ),
+    suite: Optional[str] = typer.Option(
+        None, "--suite", help="Run a named suite of catalogues and print one scoreboard for the MODELS (or --model): "
+        "generalisation (test sets: report) or generalisation-val (validation sets: choose with)."
     ),
     model: str = MODEL_OPTION,
     compare: bool = typer.Option(
@@ -117,6 +122,12 @@ def evaluate(
     from ..evaluation.runner import evaluate as evaluate_model
     from ..evaluation.templates import read_templates
 
+    if suite:
+        _run_suite(suite, models or [model], data or [], output, resamples, seed, progress, as_json)
+        return
+    if data and len(data) > 1:
+        raise ValueError("--data names one catalogue (several only with --suite)")
+    data = data[0] if data else "kagl:test"
     task_list = _task_list(tasks)
     if models and not compare:
         raise ValueError(f"unexpected arguments {models}: to evaluate several models side by side, add --compare")
@@ -165,6 +176,32 @@ def evaluate(
     typer.echo(f"results: {results_path}")
     if not no_report:
         typer.echo(f"report:  {report_path}")
+
+
+def _run_suite(
+    suite: str, models: list[str], extra_data: list[str], output: Optional[Path], resamples: int, seed: int, progress: bool, as_json: bool
+) -> None:
+    """`modalens eval --suite NAME [MODELS...]`: every model on every set of the suite, one Markdown scoreboard."""
+    from ..evaluation import files
+    from ..evaluation.runner import EvalSettings
+    from ..evaluation.suites import run_suite, scoreboard_markdown, suite_items
+
+    from ..catalog import read_catalog
+    from ..models.factory import model_config
+
+    items = suite_items(suite, extra_data)
+    for model_name in models:  # an unknown model or catalogue fails here, in one line, before minutes of evaluation
+        model_config(model_name)
+    for extra in extra_data:
+        read_catalog(extra)
+    results = run_suite(models, items, EvalSettings(resamples=resamples, seed=seed, examples=0), progress=progress)
+    table = scoreboard_markdown(results)
+    results_path, _ = files.output_paths(output, f"suite-{suite}-" + "-vs-".join(Path(m).name for m in models), None)
+    files.write_text_atomic(results_path, files.dumps(results) + "\n")
+    files.write_text_atomic(results_path.with_suffix(".md"), table)
+    typer.echo(files.dumps(results) if as_json else table.rstrip())
+    if not as_json:
+        typer.echo(f"results: {results_path}\nscoreboard: {results_path.with_suffix('.md')}")
 
 
 @user_errors

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from ..paths import cache_dir
 from .base import ImageTower, TextTower, normalise_pixels
-from .views import get_view
+from .views import get_view, view_id
 
 
 class FeatureStore:
@@ -122,7 +122,7 @@ def image_feature_salt(tower: ImageTower, *, draft: bool, view: str | None = Non
     the header; one recompute of an old cache is the cheaper price.
     """
     salt = f"{tower.preprocess_id}|{DRAFT_DECODE_ID}" if draft else tower.preprocess_id
-    return f"{salt}|view={view}" if view else salt
+    return f"{salt}|view={view_id(view)}" if view else salt
 
 
 def image_features(

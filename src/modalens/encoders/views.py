@@ -1,9 +1,15 @@
-"""Named image views: deterministic degradations used as training augmentations.
+"""Named image views: deterministic degradations and photo-like renderings used as training augmentations.
 
 Frozen towers see only what they are given, so robustness to poor photos
-(greyscale scans, tiny thumbnails) has to come from the heads having seen such
-views in training. Each view is deterministic, so its tower features are cached
-like any other image's (the view name is part of the cache key).
+(greyscale scans, tiny thumbnails, a garment on a sofa rather than on white)
+has to come from the heads having seen such views in training. Each view is
+deterministic, so its tower features are cached like any other image's (the
+view's id, :func:`view_id`, is part of the cache key).
+
+Seeded families (``photo-like:3``) are random augmentations made repeatable:
+the randomness is seeded by the view's seed and the photo's pixels, so the
+same photo always gets the same rendering under the same name, and a cache of
+K renderings per photo is simply the names ``photo-like:0`` … ``photo-like:K-1``.
 """
 
 from __future__ import annotations
@@ -11,6 +17,8 @@ from __future__ import annotations
 from typing import Callable
 
 from PIL import Image, ImageOps
+
+from .photo_like import PHOTO_LIKE_VERSION, photo_like
 
 
 def thumbnail_grey(image: Image.Image, size: int = 28) -> Image.Image:
@@ -38,8 +46,41 @@ VIEWS: dict[str, Callable[[Image.Image], Image.Image]] = {
 }
 
 
+#: Seeded view families: ``NAME:SEED`` → ``family(image, seed)``, with the version that enters the cache key.
+SEEDED_VIEWS: dict[str, tuple[Callable[[Image.Image, int], Image.Image], int]] = {
+    "photo-like": (photo_like, PHOTO_LIKE_VERSION),
+}
+
+
+def _seeded(name: str) -> tuple[str, int] | None:
+    family, sep, seed = name.partition(":")
+    if sep and family in SEEDED_VIEWS and seed.isdigit():
+        return family, int(seed)
+    return None
+
+
+def is_view(name: str) -> bool:
+    return name in VIEWS or _seeded(name) is not None
+
+
+def known_views() -> list[str]:
+    return sorted(VIEWS) + [f"{family}:SEED" for family in SEEDED_VIEWS]
+
+
 def get_view(name: str) -> Callable[[Image.Image], Image.Image]:
-    try:
+    """The view called ``name``: a fixed view (``greyscale``) or one seed of a family (``photo-like:3``)."""
+    if name in VIEWS:
         return VIEWS[name]
-    except KeyError:
-        raise ValueError(f"unknown image view {name!r}; known: {sorted(VIEWS)}") from None
+    seeded = _seeded(name)
+    if seeded is None:
+        raise ValueError(f"unknown image view {name!r}; known: {', '.join(known_views())}")
+    family, seed = seeded
+    render = SEEDED_VIEWS[family][0]
+    return lambda image: render(image, seed)
+
+
+def view_id(name: str) -> str:
+    """What the feature cache keys a view by: its name, plus its family's version for a seeded view
+    (so changing how photo-like views are drawn never serves stale features)."""
+    seeded = _seeded(name)
+    return f"{name}@v{SEEDED_VIEWS[seeded[0]][1]}" if seeded else name

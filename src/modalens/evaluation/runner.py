@@ -318,13 +318,14 @@ def compare(
     settings: EvalSettings | None = None,
     *,
     progress: bool = True,
+    catalog: Catalog | None = None,
 ) -> dict[str, Any]:
     """Evaluate several models on the same products; differences (each model − the first) by paired bootstrap."""
     if len(model_names) < 2:
         raise ValueError("--compare needs at least two models")
     settings = settings or EvalSettings()
     started = time.time()
-    catalog = read_catalog(data)
+    catalog = catalog if catalog is not None else read_catalog(data)
     runs = [evaluate(name, data, tasks, settings, progress=progress, catalog=catalog) for name in model_names]
     base = runs[0]
     differences = []

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from ..prompts import CAPTION_TEMPLATES
+from ..prompts import CaptionSetError, load_caption_set
 
 T = TypeVar("T")
 
@@ -106,7 +106,10 @@ class TrainConfig:
     model: str = "modalens-lite"
     output: str = "runs/modalens-lite"
     data: DataConfig = field(default_factory=DataConfig)
-    captions: list[str] = field(default_factory=lambda: list(CAPTION_TEMPLATES))
+    #: Caption templates: a set shipped in ``caption_sets/`` (``basic``, ``rich``) or a YAML file of that shape.
+    caption_set: str = "basic"
+    #: Which of the set's templates to use (empty: all of them).
+    captions: list[str] = field(default_factory=list)
     optim: OptimConfig = field(default_factory=OptimConfig)
     #: Extra image views (``encoders.views``) shown instead of the photo with ``view_probability``.
     image_views: list[str] = field(default_factory=list)
@@ -199,10 +202,11 @@ def load_train_config(path: str | Path) -> TrainConfig:
     except (yaml.YAMLError, json.JSONDecodeError) as e:
         raise ConfigError(f"{path}: cannot parse: {e}") from None
     config = _build(TrainConfig, data or {}, path.name)
-    unknown = set(config.captions) - set(CAPTION_TEMPLATES)
-    if unknown:
-        raise ConfigError(f"{path.name}: unknown caption templates {sorted(unknown)}; known: {sorted(CAPTION_TEMPLATES)}")
-    from ..encoders.views import VIEWS
+    try:
+        load_caption_set(config.caption_set).select(config.captions)
+    except CaptionSetError as e:
+        raise ConfigError(f"{path.name}: {e}") from None
+    from ..encoders.views import is_view, known_views
     from ..losses import LOSSES
     from ..prompts import FIELD_TEMPLATES
 
@@ -212,9 +216,9 @@ def load_train_config(path: str | Path) -> TrainConfig:
     if unknown_fields:
         raise ConfigError(f"{path.name}: unknown fields {sorted(unknown_fields)}; known: {sorted(FIELD_TEMPLATES)}")
 
-    unknown = set(config.image_views) - set(VIEWS)
+    unknown = [view for view in config.image_views if not is_view(view)]
     if unknown:
-        raise ConfigError(f"{path.name}: unknown image views {sorted(unknown)}; known: {sorted(VIEWS)}")
+        raise ConfigError(f"{path.name}: unknown image views {unknown}; known: {', '.join(known_views())}")
     if not 0 <= config.view_probability <= 1:
         raise ConfigError(f"{path.name}: view_probability must be within [0, 1]")
     check_config(config, path.name)

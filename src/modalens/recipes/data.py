@@ -19,7 +19,7 @@ from ..catalog.images import load_image
 from ..catalog.schema import Product
 from ..embedding import CachedEncoder
 from ..encoders.views import get_view
-from ..prompts import CAPTION_TEMPLATES, FIELD_TEMPLATES, caption, captions
+from ..prompts import FIELD_TEMPLATES, CaptionSet, caption, load_caption_set
 from .config import CAPTION_FIELD, ConfigError, SourceConfig, TrainConfig
 
 
@@ -40,13 +40,16 @@ class TrainingData:
         return len(self.products)
 
 
-def caption_table(products: list[Product], template_names: list[str]) -> tuple[list[str], list[list[int]]]:
-    """Unique caption texts, and for each product the indices of its captions."""
-    templates = {name: CAPTION_TEMPLATES[name] for name in template_names}
+def caption_table(products: list[Product], templates: CaptionSet | list[str]) -> tuple[list[str], list[list[int]]]:
+    """Unique caption texts, and for each product the indices of its captions.
+
+    ``templates``: a caption set, or names of templates in the ``basic`` set.
+    """
+    caption_set = templates if isinstance(templates, CaptionSet) else load_caption_set("basic").select(templates)
     texts: dict[str, int] = {}
     choices = []
     for product in products:
-        built = captions(product, templates).values()
+        built = caption_set.captions(product).values()
         choices.append([texts.setdefault(t, len(texts)) for t in built])
     return list(texts), choices
 
@@ -86,7 +89,7 @@ def prepare(config: TrainConfig, encoder: CachedEncoder) -> TrainingData:
     image_feats, failures = encoder.image_features(products)
     keep = [i for i in range(len(products)) if i not in failures]
     products = [products[i] for i in keep]
-    texts, choices = caption_table(products, config.captions)
+    texts, choices = caption_table(products, load_caption_set(config.caption_set).select(config.captions))
     has_caption = [i for i, c in enumerate(choices) if c]
     kept = [products[i] for i in has_caption]
     images = None

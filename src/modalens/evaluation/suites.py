@@ -1,0 +1,132 @@
+"""Evaluation suites: several catalogues, one table, every model side by side with paired differences.
+
+A model that only knows one catalogue's packshots looks good on that
+catalogue's test split. Users meet it on other photos, so what decides which
+model ships is a scoreboard of out-of-domain sets next to the in-domain one.
+``generalisation`` is that scoreboard, on test splits, to report; its twin
+``generalisation-val`` uses validation data only (Fashion-MNIST *train*, KAGL
+val) and is the one to choose with, so no test set is ever tuned on.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Sequence
+
+from ..catalog import read_catalog
+from .report import fmt_ci
+from .runner import SCHEMA, EvalSettings, compare, evaluate
+
+
+@dataclass(frozen=True)
+class SuiteItem:
+    """One row group of a scoreboard: a catalogue, the tasks run on it, and how it is looked at."""
+
+    data: str
+    label: str
+    tasks: tuple[str, ...] = ("zero-shot", "retrieval")
+    image_view: str | None = None  # evaluate on a view of every photo (a shift the model must survive)
+    labels_from: str | None = None  # zero-shot label set (default: the evaluated products' own labels)
+    limit: int | None = None  # the first N products only
+
+
+#: The scoreboard's metrics, in order: (metric key in the evaluation's headline, short name).
+SCOREBOARD_METRICS: tuple[tuple[str, str], ...] = (
+    ("zero-shot/ensemble/weighted_f1", "zero-shot wF1"),
+    ("zero-shot/ensemble/accuracy", "zero-shot top-1"),
+    ("retrieval/text_to_image/R@1", "title→image R@1"),
+    ("retrieval/text_to_image/R@10", "title→image R@10"),
+)
+
+_PHOTO_LIKE_TEST = "photo-like:2000"  # seeds no training config uses (training draws from 0 up)
+_PHOTO_LIKE_VAL = "photo-like:1000"
+
+SUITES: dict[str, tuple[SuiteItem, ...]] = {
+    "generalisation": (
+        SuiteItem("fashion-mnist:test", "Fashion-MNIST test (28 px grey, 10 classes)", ("zero-shot",)),
+        SuiteItem("kagl:test", "KAGL test (224 px packshots)"),
+        SuiteItem("kagl-full:test", "kagl-full test (60×80 px, every type)", labels_from="kagl-full"),
+        SuiteItem("kagl:test", "KAGL test as photo-like views", image_view=_PHOTO_LIKE_TEST),
+    ),
+    "generalisation-val": (
+        SuiteItem("fashion-mnist:train", "Fashion-MNIST train, first 10k", ("zero-shot",), limit=10_000),
+        SuiteItem("kagl:val", "KAGL val (224 px packshots)"),
+        SuiteItem("kagl-full:val", "kagl-full val (60×80 px, every type)", labels_from="kagl-full"),
+        SuiteItem("kagl:val", "KAGL val as photo-like views", image_view=_PHOTO_LIKE_VAL),
+    ),
+}
+
+
+def suite_items(name: str, extra_data: Sequence[str] = ()) -> list[SuiteItem]:
+    """A named suite's items, plus any catalogue the user adds (zero-shot and title→image on it)."""
+    if name not in SUITES:
+        raise ValueError(f"unknown suite {name!r}; known: {', '.join(SUITES)}")
+    return list(SUITES[name]) + [SuiteItem(data, data) for data in extra_data]
+
+
+def run_suite(
+    models: Sequence[str], items: Sequence[SuiteItem], settings: EvalSettings | None = None, *, progress: bool = True
+) -> dict[str, Any]:
+    """Evaluate every model on every item; each model after the first is compared with the first (paired)."""
+    settings = settings or EvalSettings()
+    started = time.time()
+    groups = []
+    for item in items:
+        catalog = read_catalog(item.data, limit=item.limit)
+        chosen = replace(settings, image_view=item.image_view, labels_from=item.labels_from)
+        if len(models) > 1:
+            result = compare(models, item.data, item.tasks, chosen, progress=progress, catalog=catalog)
+            runs, differences = result["runs"], result["comparison"]["differences"]
+        else:
+            runs, differences = [evaluate(models[0], item.data, item.tasks, chosen, progress=progress, catalog=catalog).results], []
+        groups.append({"item": asdict(item), "products": len(catalog), "rows": _rows(runs, differences)})
+    return {"schema": SCHEMA, "suite": [g["item"] for g in groups], "models": [str(m) for m in models],
+            "groups": groups, "seconds": round(time.time() - started, 1)}  # fmt: skip
+
+
+def _rows(runs: list[dict[str, Any]], differences: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per scoreboard metric: each model's value and interval, and each later model's paired difference."""
+    rows = []
+    for metric, name in SCOREBOARD_METRICS:
+        cells = []
+        for run in runs:
+            found = next((r for r in run["headline"] if r["metric"] == metric), None)
+            cells.append(None if found is None else {"value": found["value"], "ci": found.get("ci"), "n": found.get("n"), "gallery": found.get("gallery")})
+        if all(c is None for c in cells):
+            continue
+        diffs = [
+            {"model": d["b"], "difference": d["difference"], "ci": d.get("ci"), "significant": d.get("significant")}
+            for d in differences
+            if d["metric"] == metric
+        ]
+        rows.append({"metric": metric, "name": name, "values": cells, "differences": diffs})
+    return rows
+
+
+def scoreboard_markdown(results: dict[str, Any]) -> str:
+    """The scoreboard as one Markdown table: a row per set and metric, a column per model, then the differences."""
+    models = results["models"]
+    short = [m.rstrip("/").rsplit("/", 1)[-1] for m in models]
+    head = ["set", "metric", *short, *[f"{s} − {short[0]}" for s in short[1:]]]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for group in results["groups"]:
+        item = group["item"]
+        label = f"{item['label']} (n = {group['products']})"
+        for row in group["rows"]:
+            cells = [label, row["name"]]
+            for value in row["values"]:
+                cells.append("–" if value is None else f"{value['value']:.3f} {fmt_ci(value.get('ci'))}".strip())
+            for diff in row["differences"]:
+                mark = " *" if diff.get("significant") else ""
+                cells.append(f"{diff['difference']:+.3f} {fmt_ci(diff.get('ci'))}{mark}".strip())
+            cells += [""] * (len(head) - len(cells))
+            lines.append("| " + " | ".join(cells) + " |")
+            label = ""
+    if len(models) > 1:
+        lines.append("")
+        lines.append("Intervals: 95% bootstrap; differences are paired on the same products (* the interval excludes 0).")
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["SUITES", "SuiteItem", "SCOREBOARD_METRICS", "run_suite", "scoreboard_markdown", "suite_items"]

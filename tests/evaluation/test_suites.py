@@ -1,0 +1,64 @@
+"""Evaluation suites: several catalogues, every model side by side, one scoreboard with paired differences."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from modalens.evaluation.runner import EvalSettings
+from modalens.evaluation.suites import SUITES, SuiteItem, run_suite, scoreboard_markdown, suite_items
+from modalens.models import create_model, save_model
+
+
+@pytest.fixture(scope="module")
+def untrained_model(tmp_path_factory):
+    """The default architecture with random heads: what a scoreboard must tell apart from the trained default."""
+    torch.manual_seed(0)
+    return str(save_model(create_model("modalens-lite", pretrained=False), tmp_path_factory.mktemp("untrained")))
+
+
+def test_scoreboard_puts_models_side_by_side_with_paired_differences(mini_catalog, untrained_model):
+    items = [SuiteItem(str(mini_catalog), "mini catalogue"), SuiteItem(str(mini_catalog), "mini, greyscale", ("zero-shot",), image_view="greyscale")]
+    results = run_suite(["modalens-lite", untrained_model], items, EvalSettings(resamples=200, examples=0), progress=False)
+    assert [g["item"]["label"] for g in results["groups"]] == ["mini catalogue", "mini, greyscale"]
+    first = {row["name"]: row for row in results["groups"][0]["rows"]}
+    assert set(first) == {"zero-shot wF1", "zero-shot top-1", "title→image R@1", "title→image R@10"}
+    trained, untrained = (v["value"] for v in first["zero-shot top-1"]["values"])
+    assert trained > 0.5 and untrained < 0.25
+    diff = first["zero-shot top-1"]["differences"][0]
+    assert diff["difference"] == pytest.approx(untrained - trained)
+    assert diff["significant"] and diff["ci"][1] < 0
+    assert [row["name"] for row in results["groups"][1]["rows"]] == ["zero-shot wF1", "zero-shot top-1"]
+    table = scoreboard_markdown(results)
+    assert table.count("\n| mini") == 2 and "paired" in table
+    assert f"{diff['difference']:+.3f}" in table
+
+
+def test_named_suites_keep_test_and_validation_apart():
+    report, choose = SUITES["generalisation"], SUITES["generalisation-val"]
+    assert all(item.data.endswith(":test") for item in report)
+    assert not any(item.data.endswith(":test") for item in choose)
+    assert {item.image_view for item in report if item.image_view}.isdisjoint({item.image_view for item in choose if item.image_view})
+    extra = suite_items("generalisation", ["shop.csv"])
+    assert extra[-1] == SuiteItem("shop.csv", "shop.csv")
+    with pytest.raises(ValueError, match="unknown suite"):
+        suite_items("nosuch")
+
+
+def test_eval_suite_command_writes_results_and_a_scoreboard(tmp_path, mini_catalog):
+    out = tmp_path / "board.json"
+    run = subprocess.run(
+        [sys.executable, "-m", "modalens", "eval", "--suite", "generalisation-val", "--no-progress", "--resamples", "50",
+         "-o", str(out), "--data", "nosuch.csv"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 2 and "nosuch.csv" in run.stderr and "Traceback" not in run.stderr
+    run = subprocess.run(
+        [sys.executable, "-m", "modalens", "eval", "--suite", "nosuch", "--no-progress"], capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 2 and "unknown suite" in run.stderr
+    assert not out.exists()
