@@ -45,13 +45,8 @@ import numpy as np
 import onnxruntime
 import torch
 
-from modalens.backends.onnx import (
-    IMAGE_CALIBRATION_METHOD,
-    IMAGE_CALIBRATION_PHOTOS,
-    IMAGE_CALIBRATION_SOURCE,
-    OnnxImageTower,
-    export_model,
-)
+from modalens.backends.onnx import OnnxImageTower
+from modalens.export import IMAGE_CALIBRATION_METHOD, IMAGE_CALIBRATION_PHOTOS, IMAGE_CALIBRATION_SOURCE, export_model
 from modalens.backends.runtime import ExportedModel, default_threads, load_export
 from modalens.catalog import read_catalog
 from modalens.catalog.schema import Product

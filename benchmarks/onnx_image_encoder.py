@@ -32,12 +32,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from modalens.backends.onnx import (
+from modalens.backends.onnx import OnnxImageTower, cached_export
+from modalens.export import (
     IMAGE_CALIBRATION_METHOD,
     IMAGE_CALIBRATION_PHOTOS,
     IMAGE_CALIBRATION_SOURCE,
-    OnnxImageTower,
-    cached_export,
     calibration_photos,
     calibration_pixels,
     quantize,

@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from modalens.backends.onnx import OnnxTextTower, cached_export, quantize
+from modalens.backends.onnx import OnnxTextTower, cached_export
+from modalens.export import quantize
 from modalens.backends.runtime import default_threads
 from modalens.encoders import create_text_tower
 from machine import cpu_model, load_average, timed_round_robin  # noqa: E402  (benchmarks/machine.py)

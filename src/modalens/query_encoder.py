@@ -19,8 +19,6 @@ This module imports no torch; :class:`TorchQueryEncoder` imports it when first u
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -42,12 +40,10 @@ class ExportMismatchError(ValueError):
 
 
 def model_identity(model_name: str) -> str:
-    """Name plus a digest of its trained heads, so re-trained heads never mix with old vectors (imports torch)."""
-    from .models import model_metadata
+    """:func:`modalens.models.model_identity` (imports torch), imported when first called so this module stays torch-free."""
+    from .models import model_identity as identity
 
-    meta = model_metadata(model_name)
-    digest = hashlib.sha1(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:10]
-    return f"{model_name}@{digest}"
+    return identity(model_name)
 
 
 class QueryEncoder(Protocol):

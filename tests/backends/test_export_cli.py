@@ -130,7 +130,7 @@ def test_export_writes_a_static_int8_image_tower_when_given_calibration_photos(t
     cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
     assert cos.mean() >= 0.985 and cos.min() >= 0.95, (cos.mean(), cos.min())
     # The same photos are drawn every time.
-    from modalens.backends.onnx import calibration_photos
+    from modalens.export import calibration_photos
 
     assert calibration_photos(photos, 16) == calibration_photos(photos, 16) and len(set(calibration_photos(photos, 16))) == 16
     # The feature cache is keyed by name and preprocessing id: an int8 tower must not share the fp32 one's.
@@ -141,7 +141,7 @@ def test_export_writes_a_static_int8_image_tower_when_given_calibration_photos(t
 
 
 def test_unreadable_calibration_photos_leave_the_image_tower_fp32(tmp_path, onnx_image_tower, onnx_text_tower) -> None:
-    from modalens.backends.onnx import export_model
+    from modalens.export import export_model
 
     report = export_model("modalens-lite", tmp_path / "out", int8=True, calibration=[tmp_path / "missing.jpg"])
     image = report.manifest["components"]["image_tower"]

@@ -21,9 +21,9 @@ from index_helpers import (
 )
 
 from modalens.index import CatalogIndex
-from modalens.index import store as store_module
+from modalens.index import vectors as vectors_module  # the back-end's knobs live there
 from modalens.index.ann import AnnCacheError, FaissIVFSearch, read_cache_header
-from modalens.index.store import ANN_FILE
+from modalens.index.vectors import ANN_FILE
 
 pytest.importorskip("faiss", reason="the ANN back-end needs modalens[ann] (faiss-cpu)")
 
@@ -165,7 +165,7 @@ def test_cache_file_written_and_reused(tmp_path, caplog):
         generation = index.meta["generation"]
     header = read_cache_header(tmp_path / "idx" / ANN_FILE)
     assert header["generation"] == generation and header["dim"] == DIM and header["uuid"]
-    caplog.set_level(logging.INFO, logger="modalens.index.store")
+    caplog.set_level(logging.INFO, logger="modalens.index")
     with CatalogIndex.open(tmp_path / "idx") as index:  # backend "faiss" is stored in meta
         assert index.backend == "faiss"
         assert index.search(vectors[9], k=1)[0][0].id == pid(9)
@@ -179,7 +179,7 @@ def test_stale_cache_is_caught_up_from_sqlite(tmp_path, caplog):
     with CatalogIndex.open(tmp_path / "idx", backend="exact") as writer:  # writes the cache does not see
         writer.add([make_product(9000)], -vectors[3][None, :], ["k"])
         writer.delete([pid(3), pid(4)])
-    caplog.set_level(logging.INFO, logger="modalens.index.store")
+    caplog.set_level(logging.INFO, logger="modalens.index")
     with CatalogIndex.open(tmp_path / "idx") as index:
         assert read_cache_header(tmp_path / "idx" / ANN_FILE)["generation"] == index.meta["generation"] - 2
         top = index.search(np.stack([-vectors[3], vectors[4]]), k=3)
@@ -217,7 +217,7 @@ def test_corrupt_or_foreign_cache_is_detected_and_rebuilt(tmp_path, caplog, dama
         for suffix in ("", "-wal", "-shm"):
             (tmp_path / "idx" / f"index.sqlite{suffix}").unlink(missing_ok=True)
         shutil.copy(tmp_path / "old.sqlite", tmp_path / "idx" / "index.sqlite")
-    caplog.set_level(logging.INFO, logger="modalens.index.store")
+    caplog.set_level(logging.INFO, logger="modalens.index")
     with CatalogIndex.open(tmp_path / "idx") as index:
         hits = index.search(vectors[:50], k=1)
         assert [h[0].id for h in hits] == [pid(i) for i in range(50)]
@@ -240,7 +240,7 @@ def test_cache_load_rejects_a_foreign_tag(tmp_path):
 
 
 def test_pruned_deletion_log_forces_a_rebuild_for_older_caches(tmp_path, monkeypatch, caplog):
-    monkeypatch.setattr(store_module, "REMOVED_LOG_LIMIT", 5)
+    monkeypatch.setattr(vectors_module, "REMOVED_LOG_LIMIT", 5)
     index, vectors = ann_index(tmp_path / "idx", 1000)
     with index:
         index.sync()
@@ -250,7 +250,7 @@ def test_pruned_deletion_log_forces_a_rebuild_for_older_caches(tmp_path, monkeyp
         index.compact()  # writes a new cache and prunes the log up to it
         assert index.meta["removed_floor"] == index.meta["generation"]
     shutil.copy(tmp_path / "old-cache.bin", tmp_path / "idx" / ANN_FILE)  # a cache from before the pruned deletes
-    caplog.set_level(logging.INFO, logger="modalens.index.store")
+    caplog.set_level(logging.INFO, logger="modalens.index")
     with CatalogIndex.open(tmp_path / "idx") as index:
         assert not {pid(i) for i in range(10)} & {h.id for h in index.search(vectors[:10], k=3)[0]}
         assert len(index._searcher) == 990
@@ -261,7 +261,7 @@ def test_pruned_deletion_log_forces_a_rebuild_for_older_caches(tmp_path, monkeyp
 
 
 def test_auto_switches_to_ann_above_the_threshold(tmp_path, monkeypatch):
-    monkeypatch.setattr(store_module, "ANN_THRESHOLD", 300)
+    monkeypatch.setattr(vectors_module, "ANN_THRESHOLD", 300)
     with CatalogIndex.create(tmp_path / "idx", model="m", dim=DIM) as index:
         assert index.backend == "auto"
         vectors = clustered_vectors(400)
@@ -273,7 +273,7 @@ def test_auto_switches_to_ann_above_the_threshold(tmp_path, monkeypatch):
 
 
 def test_without_faiss_the_index_searches_exactly(tmp_path, monkeypatch):
-    monkeypatch.setattr(store_module, "faiss_available", lambda: False)
+    monkeypatch.setattr(vectors_module, "faiss_available", lambda: False)
     with CatalogIndex.create(tmp_path / "idx", model="m", dim=DIM, backend="faiss") as index:
         vectors = clustered_vectors(50)
         index.add(make_products(50), vectors, ["k"] * 50)

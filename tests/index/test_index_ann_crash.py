@@ -65,7 +65,8 @@ for batch in range(10_000):
     index.add(products, fake_embed(products).vectors, ["k"] * len(products))
     if batch % 2:
         index.delete([pid(batch * BATCH)])  # the first product of every odd batch
-    marker.write_text(str(batch + 1))  # acknowledged
+    marker.with_suffix(".tmp").write_text(str(batch + 1))  # acknowledged; renamed in whole, so a reader or a
+    os.rename(marker.with_suffix(".tmp"), marker)  # kill never meets a half-written marker (os.replace is patched)
     if batch % 3 == 2:
         index.sync()  # catches up the ANN structure and writes its cache file
 """

@@ -10,7 +10,7 @@ import pytest
 from index_helpers import DIM, clustered_vectors, make_product, make_products, pid
 
 from modalens.index import CatalogIndex
-from modalens.index.store import _fts5_available
+from modalens.index.schema import _fts5_available
 
 pytestmark = pytest.mark.skipif(not _fts5_available(), reason="this Python's sqlite3 has no FTS5")
 

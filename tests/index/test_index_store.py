@@ -342,3 +342,19 @@ def test_attribute_counts_group_values_by_field(tmp_path):
         index.add(products, np.eye(2, dtype=np.float32)[[0, 1, 0, 1]], ["k"] * 4)
         counts = index.attribute_counts(["gender", "colour", "season"])
     assert counts == {"gender": {"Men": 3, "Women": 1}, "colour": {"Blue": 2, "Red": 1}, "season": {}}
+
+
+# ------------------------------------------------------------------ the face
+
+
+def test_the_split_store_keeps_one_face() -> None:
+    """CatalogIndex is assembled from one module per job; callers still see one class, from either import path."""
+    import modalens.index.store as store
+
+    assert store.CatalogIndex is CatalogIndex and store.Hit is Hit and store.IndexStoreError is IndexStoreError
+    assert {"ANN_FILE", "ANN_THRESHOLD", "BACKENDS", "INDEX_FILE", "MAX_K"} <= set(vars(store))
+    public = {name for name in dir(CatalogIndex) if not name.startswith("_")}
+    assert public == {
+        "add", "attribute_counts", "backend", "close", "compact", "content_keys", "create", "delete", "dim", "failures",
+        "get", "ids", "keyword_search", "meta", "model", "open", "record_failures", "search", "search_backend", "sync",
+    }

@@ -49,7 +49,7 @@ def torch_engine(mini_catalog, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def export_dir(tmp_path_factory, torch_engine) -> Path:
-    from modalens.backends.onnx import export_model
+    from modalens.export import export_model
 
     return export_model("modalens-lite", tmp_path_factory.mktemp("export") / "lite-onnx").folder
 

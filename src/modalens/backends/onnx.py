@@ -1,4 +1,4 @@
-"""The towers and heads in ONNX Runtime: export, a verified on-disk cache, and drop-in tower classes.
+"""The towers in ONNX Runtime: graph export, a verified on-disk cache of tower exports, and drop-in tower classes.
 
 ``OnnxImageTower`` and ``OnnxTextTower`` subclass ``ImageTower`` / ``TextTower``
 and keep the torch tower's ``name``, ``output_dim``, ``preprocess`` and
@@ -18,6 +18,12 @@ The dynamo exporter (``torch.onnx.export(..., dynamo=True)``, which needs
 ``onnxscript``) is tried first, the TorchScript exporter second; every export
 is checked against torch on other batch sizes (and text lengths) before it
 is used, and the manifest records which exporter made it.
+
+A whole model (towers, heads, tokenizer, int8) is exported by
+:mod:`modalens.export`, which builds on :func:`export_graph` and the cache
+here. This module imports nothing above ``backends`` (not ``models``,
+``export`` or ``query_encoder``), so models can be built on it without an
+import circle (``tests/test_import_graph.py``).
 """
 
 from __future__ import annotations
@@ -34,8 +40,7 @@ import sys
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +51,6 @@ from torch import nn
 from .. import __version__
 from ..encoders.base import ImageTower, TextTower
 from ..paths import cache_dir
-from . import tower_options
 from .runtime import (
     CorruptExportError,
     OrtModel,
@@ -111,7 +115,7 @@ class _TextGraph(nn.Module):
 
 
 @contextlib.contextmanager
-def _quiet() -> Iterator[None]:
+def quiet_exporters() -> Iterator[None]:
     """The exporters talk a lot (deprecation and tracer warnings, log lines); failures still raise."""
     names = ("torch.onnx", "torch.export", "torch._export", "onnxscript", "torch.fx", None)  # None: root (the quantiser)
     loggers = [logging.getLogger(n) for n in names]
@@ -135,7 +139,7 @@ def _exporters(exporter: str) -> list[str]:
     return [exporter]
 
 
-def _export_graph(
+def export_graph(
     module: nn.Module,
     args: tuple[torch.Tensor, ...],
     path: Path,
@@ -159,7 +163,7 @@ def _export_graph(
     for name in _exporters(exporter):
         path.unlink(missing_ok=True)
         try:
-            with torch.inference_mode(False), torch.no_grad(), _quiet():
+            with torch.inference_mode(False), torch.no_grad(), quiet_exporters():
                 if name == "dynamo":
                     dims = {
                         axis: torch.export.Dim(axis, min=1, max=(dim_max or {}).get(axis, 1 << 16))
@@ -229,7 +233,7 @@ def export_image_tower(tower: ImageTower, path: str | Path, *, exporter: str = "
     checks = [(torch.randn(1, 3, size, size, generator=generator) * 2,), (torch.randn(3, 3, size, size, generator=generator),)]
     with torch.no_grad():
         feature_shape = list(tower.forward_features(example[:1]).shape[1:])
-    record = _export_graph(
+    record = export_graph(
         _ImageGraph(tower), (example,), path, input_names=["pixels"], output_names=["pooled", "features"],
         dynamic={"pixels": {0: "batch"}, "pooled": {0: "batch"}, "features": {0: "batch"}}, checks=checks, exporter=exporter,
     )
@@ -250,7 +254,8 @@ def export_image_tower(tower: ImageTower, path: str | Path, *, exporter: str = "
     }
 
 
-def _text_tokens(tower: TextTower, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+def text_tokens(tower: TextTower, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+    """The tower's tokens for ``texts``: the inputs of its exported graph, int64, in :data:`TEXT_INPUTS` order."""
     tokens = dict(tower.tokenize(list(texts)))  # type: ignore[attr-defined]
     unknown = set(tokens) - set(TEXT_INPUTS)
     if unknown:
@@ -271,12 +276,12 @@ def export_text_tower(tower: TextTower, path: str | Path, *, exporter: str = "au
         raise ExportError(f"text tower {tower.name!r} has no tokenize/forward_tokens: it cannot be split at the tokenizer")
     path = Path(path)
     tower = tower.eval()
-    example = _text_tokens(tower, _CHECK_TEXTS[0])
+    example = text_tokens(tower, _CHECK_TEXTS[0])
     names = list(example)
-    checks = [tuple(_text_tokens(tower, t)[n] for n in names) for t in (_CHECK_TEXTS[1], _CHECK_TEXTS[1][:1])]
+    checks = [tuple(text_tokens(tower, t)[n] for n in names) for t in (_CHECK_TEXTS[1], _CHECK_TEXTS[1][:1])]
     config = getattr(getattr(tower, "transformer", None), "config", None)
     max_positions = int(getattr(config, "max_position_embeddings", 512) or 512)
-    record = _export_graph(
+    record = export_graph(
         _TextGraph(tower), tuple(example[n] for n in names), path, input_names=names, output_names=["pooled"],
         dynamic={**{n: {0: "batch", 1: "sequence"} for n in names}, "pooled": {0: "batch"}}, checks=checks,
         exporter=exporter, dim_max={"sequence": max_positions},
@@ -295,26 +300,8 @@ def export_text_tower(tower: TextTower, path: str | Path, *, exporter: str = "au
     }
 
 
-@torch.inference_mode(False)
-def export_head(head: nn.Module, path: str | Path, *, kind: str, exporter: str = "auto") -> dict[str, Any]:
-    """Write a projection head: input ``features`` (batch, in_dim) → ``projected`` (batch, embed_dim), normalised."""
-    path = Path(path)
-    head = head.eval()
-    in_dim = int(head.norm.normalized_shape[0])  # type: ignore[union-attr]
-    generator = torch.Generator().manual_seed(0)
-    example = torch.rand(2, in_dim, generator=generator) * 4
-    checks = [(torch.randn(1, in_dim, generator=generator),), (torch.rand(5, in_dim, generator=generator) * 6,)]
-    record = _export_graph(
-        head, (example,), path, input_names=["features"], output_names=["projected"],
-        dynamic={"features": {0: "batch"}, "projected": {0: "batch"}}, checks=checks, exporter=exporter,
-    )
-    with torch.no_grad():
-        embed_dim = int(head(example).shape[1])
-    return {"file": path.name, "kind": kind, "in_dim": in_dim, "embed_dim": embed_dim,
-            "inputs": ["features"], "outputs": ["projected"], **record}
-
-
-def _versions() -> dict[str, str]:
+def export_versions() -> dict[str, str]:
+    """The versions an export depends on (modalens, torch, the exporters, ONNX Runtime), for its manifest."""
     out = {"modalens_version": __version__, "torch_version": torch.__version__}
     for module in ("onnx", "onnxscript", "onnxruntime", "transformers"):
         try:
@@ -407,7 +394,7 @@ def _file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
-def _discard(folder: Path) -> None:
+def discard_folder(folder: Path) -> None:
     """Move a folder aside first (one atomic step), then delete it."""
     if not folder.exists():
         return
@@ -452,7 +439,7 @@ def cached_export(
         # Holding the lock, any temporary folder for this export is a dead process's leftovers.
         for leftover in [*folder.parent.glob(f".tmp-{folder.name}-*"), *folder.parent.glob(f".stale-{folder.name}-*")]:
             shutil.rmtree(leftover, ignore_errors=True)
-        _discard(folder)
+        discard_folder(folder)
         tmp = folder.with_name(f".tmp-{folder.name}-{uuid.uuid4().hex[:8]}")
         tmp.mkdir(parents=True)
         try:
@@ -464,9 +451,9 @@ def cached_export(
             export = export_image_tower if kind == "image_tower" else export_text_tower
             component = export(tower, tmp / f"{kind}.onnx", exporter=exporter)  # type: ignore[operator]
             component["export_seconds"] = round(time.perf_counter() - start, 1)
-            write_manifest(tmp, {"fingerprint": folder.name.rsplit("-", 1)[-1], **_versions(),
+            write_manifest(tmp, {"fingerprint": folder.name.rsplit("-", 1)[-1], **export_versions(),
                                  "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "components": {kind: component}})
-            _fsync_dir(tmp)
+            fsync_dir(tmp)
             os.rename(tmp, folder)
             _fsync(folder.parent)
         finally:
@@ -488,7 +475,7 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     """Flush a folder's files and the folder itself, so a rename after it publishes complete files."""
     for file in path.iterdir():
         if file.is_file():
@@ -652,284 +639,3 @@ class OnnxTextTower(TextTower):
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, exporter={self.component.get('exporter')}, opset={self.component.get('opset')}"
-
-
-# --------------------------------------------------------------------------------------------
-# A whole model: towers + heads + tokenizer in one folder (`modalens export`)
-# --------------------------------------------------------------------------------------------
-
-_INT8_CHECK_TEXTS = [
-    "navy blue check shirt", "running shoes", "a red cotton t-shirt for men", "women's black leather handbag",
-    "white sneakers", "floral summer dress", "slim fit denim jeans", "gold analogue watch", "", "a",
-    "Women's black leather ankle boots with a block heel, perfect for autumn evenings", "grey hooded sweatshirt",
-]
-
-
-@dataclass
-class ExportReport:
-    folder: Path
-    manifest: dict[str, Any]
-    seconds: float
-    int8_cosine: dict[str, dict[str, float]] = field(default_factory=dict)
-
-
-def quantize(src: str | Path, dst: str | Path, kind: str) -> None:
-    """Dynamic int8 quantisation (onnxruntime.quantization.quantize_dynamic), weights per output channel.
-
-    Text tower and heads: MatMul/Gemm weights int8 (about 2× faster, cosine to fp32 ≈ 0.99).
-    Image tower: convolutions become ConvInteger, which ONNX Runtime's CPU
-    kernels run about 4× *slower* than fp32 (cosine to fp32 0.83); only
-    ``benchmarks/onnx_image_encoder.py`` still makes it, to show that. The
-    image tower's int8 is static instead: :func:`quantize_image_static`.
-    """
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    with _quiet():
-        if kind == "image_tower":
-            quantize_dynamic(str(src), str(dst), weight_type=QuantType.QUInt8, per_channel=True, op_types_to_quantize=["Conv", "MatMul", "Gemm"])
-        else:
-            quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul", "Gemm"])
-
-
-#: Where the image tower's static int8 takes its calibration photos by default, how many, and how it sets ranges.
-IMAGE_CALIBRATION_SOURCE = "kagl:train"
-IMAGE_CALIBRATION_PHOTOS = 128
-IMAGE_CALIBRATION_METHOD = "percentile"  # KAGL test: the best zero-shot; MinMax and Entropy give the same graph
-CALIBRATION_METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
-_CALIBRATION_SEED = 0
-
-
-def calibration_photos(source: str | Path = IMAGE_CALIBRATION_SOURCE, n: int = IMAGE_CALIBRATION_PHOTOS) -> list[str]:
-    """``n`` photos of a catalogue (``read_catalog`` source: ``kagl:train``, a folder of photos, ...), the same every time.
-
-    Each product's main photo, ordered by path, then ``n`` of them drawn with
-    a fixed seed (all of them when there are no more than ``n``).
-    """
-    from ..catalog import read_catalog
-
-    photos = sorted({p.image for p in read_catalog(str(source)).products if p.image})
-    if len(photos) <= n:
-        return photos
-    chosen = np.random.default_rng(_CALIBRATION_SEED).choice(len(photos), n, replace=False)
-    return [photos[i] for i in sorted(chosen)]
-
-
-def calibration_pixels(tower: ImageTower, photos: Sequence[str | Path]) -> np.ndarray:
-    """The photos as the tower prepares them (its own ``preprocess``: letterbox, then normalise); unreadable ones are left out."""
-    from ..catalog.images import load_image
-
-    pixels = []
-    for photo in photos:
-        try:
-            pixels.append(tower.preprocess(load_image(str(photo))).numpy())
-        except Exception as e:  # a bad file among the calibration photos is not fatal
-            log.warning("calibration photo %s left out: %s", photo, e)
-    if not pixels:
-        raise ValueError("no readable calibration photo")
-    return np.stack(pixels).astype(np.float32, copy=False)
-
-
-def quantize_image_static(src: str | Path, dst: str | Path, pixels: np.ndarray, *, method: str = IMAGE_CALIBRATION_METHOD, batch: int = 16) -> None:
-    """Static int8 of the image tower (``quantize_static``, QDQ): activation ranges fixed from ``pixels``.
-
-    Weights int8 per output channel, activations uint8 with ranges from the
-    calibration pixels (``method``: ``minmax``, ``entropy`` or
-    ``percentile``); ONNX Runtime fuses each QuantizeLinear/DequantizeLinear
-    pair around a convolution into an int8 convolution (QLinearConv), about
-    2× faster than fp32 on the CPU (``benchmarks/onnx_image_encoder.py``).
-    """
-    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
-
-    if method not in CALIBRATION_METHODS:
-        raise ValueError(f"calibration method must be one of {', '.join(CALIBRATION_METHODS)}, not {method!r}")
-    pixels = np.ascontiguousarray(pixels, dtype=np.float32)
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.batches = iter([{"pixels": pixels[i : i + batch]} for i in range(0, len(pixels), batch)])
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            return next(self.batches, None)
-
-    with _quiet(), contextlib.redirect_stdout(sys.stderr):  # the calibrators print their progress
-        quantize_static(
-            str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-            calibrate_method=getattr(CalibrationMethod, CALIBRATION_METHODS[method]),
-        )
-
-
-#: Components ``export_model(int8=True)`` quantises, and why the others are left in fp32. The image
-#: tower is quantised (statically) only when calibration photos are named: see docs/onnx.md.
-INT8_COMPONENTS = ("text_tower", "image_head", "text_head")
-INT8_SKIPPED = {
-    "image_tower": "not by default: static int8 (QDQ, calibrated) is about 2x faster than fp32 but costs 2 points of "
-    "text-to-image R@1 on KAGL test, outside its 95% interval; dynamic int8 (ConvInteger) is slower than fp32. "
-    "Name calibration photos (modalens export --int8 --calibration kagl:train) to write the static one anyway"
-}
-
-
-def _cosines(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
-    a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
-    b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
-    cos = (a * b).sum(1)
-    return {"mean": round(float(cos.mean()), 5), "min": round(float(cos.min()), 5), "n": len(cos)}
-
-
-def export_model(
-    model: str | Path = "modalens-lite",
-    output: str | Path | None = None,
-    *,
-    int8: bool = False,
-    exporter: str = "auto",
-    check_images: Sequence[str | Path] = (),
-    calibration: str | Path | Sequence[str | Path] | None = None,
-    calibration_photos_n: int = IMAGE_CALIBRATION_PHOTOS,
-    calibration_method: str = IMAGE_CALIBRATION_METHOD,
-    progress: Callable[[str], None] | None = None,
-) -> ExportReport:
-    """Export a model's towers, heads and tokenizer to ``output`` (default ``./<model>-onnx``), with a manifest.
-
-    The towers are copied from the on-disk cache when it holds them (the same
-    graphs the model runs with), else exported. With ``int8`` the text tower
-    and the heads also get a dynamically quantised ``*.int8.onnx``; the image
-    tower stays fp32 (:data:`INT8_SKIPPED`) unless ``calibration`` names
-    photos: a catalogue source for :func:`calibration_photos` (e.g.
-    :data:`IMAGE_CALIBRATION_SOURCE`; ``calibration_photos_n`` photos of it) or
-    a list of photos, on which it is then statically quantised
-    (:func:`quantize_image_static`, ``calibration_method``). Calibration
-    photos that cannot be read leave it fp32, with the reason recorded. The agreement of int8 with fp32 final
-    embeddings (cosine) is measured on built-in texts and on ``check_images``
-    and recorded. The folder is written beside ``output`` and renamed into
-    place when done.
-    """
-    from ..encoders import create_image_tower, create_text_tower
-    from ..models import create_model
-    from ..query_encoder import model_identity
-
-    say = progress or (lambda message: None)
-    start = time.perf_counter()
-    dual = create_model(model)
-    output = Path(output) if output else Path(f"{dual.name}-onnx")
-    if output.exists() and any(output.iterdir()) and not (output / "manifest.json").exists():
-        raise ValueError(f"{output} exists and is not a modalens ONNX export; choose another --output")
-
-    def torch_tower(spec: Mapping[str, Any], create: Callable[..., Any]) -> Any:
-        return create(spec["name"], **tower_options(spec)).eval()
-
-    image_tower = torch_tower(dual.config.image_tower, create_image_tower)
-    text_tower = torch_tower(dual.config.text_tower, create_text_tower)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".tmp-{output.name}-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir()
-    report_cos: dict[str, dict[str, float]] = {}
-    try:
-        components: dict[str, Any] = {}
-        for kind, tower in (("image_tower", image_tower), ("text_tower", text_tower)):
-            say(f"exporting {kind.replace('_', ' ')} {tower.name}")
-            if exporter == "auto":  # the cached export (made on first use) is the same graph: copy it
-                _, cached, data = cached_export(tower, kind, exporter=exporter, progress=False)
-                (tmp / f"{kind}.onnx").write_bytes(data)
-                components[kind] = dict(cached["components"][kind], file=f"{kind}.onnx")
-            else:
-                export = export_image_tower if kind == "image_tower" else export_text_tower
-                components[kind] = export(tower, tmp / f"{kind}.onnx", exporter=exporter)  # type: ignore[operator]
-        say("exporting projection heads")
-        components["image_head"] = export_head(dual.image_head, tmp / "image_head.onnx", kind="image_head", exporter=exporter)
-        components["text_head"] = export_head(dual.text_head, tmp / "text_head.onnx", kind="text_head", exporter=exporter)
-        text_tower.tokenizer.save_pretrained(str(tmp / "tokenizer"))
-        if int8:
-            say("quantising to int8 (dynamic" + ("; image tower static)" if calibration is not None else ")"))
-            pixels, calibration_record = None, {}
-            if calibration is not None:
-                pixels, calibration_record = _calibration(image_tower, calibration, calibration_photos_n, say)
-            for name, component in components.items():
-                static_image = name == "image_tower" and pixels is not None
-                if name not in INT8_COMPONENTS and not static_image:
-                    component["int8_skipped"] = INT8_SKIPPED.get(name, "not quantised")
-                    if name == "image_tower" and calibration_record.get("error"):
-                        component["int8_calibration_error"] = calibration_record["error"]
-                    continue
-                target = tmp / component["file"].replace(".onnx", ".int8.onnx")
-                try:
-                    if name == "image_tower":
-                        quantize_image_static(tmp / component["file"], target, pixels, method=calibration_method)  # type: ignore[arg-type]
-                        component["int8_quantization"] = {"kind": "static", "format": "QDQ", "weights": "int8 per channel",
-                                                          "activations": "uint8", "method": calibration_method, **calibration_record}
-                    else:
-                        quantize(tmp / component["file"], target, name)
-                        component["int8_quantization"] = {"kind": "dynamic", "weights": "int8 per channel"}
-                    OrtModel(target, threads=1)  # it must load
-                    component["int8_file"] = target.name
-                except Exception as e:  # e.g. an op the quantiser or the CPU kernels do not support
-                    target.unlink(missing_ok=True)
-                    component["int8_error"] = f"{type(e).__name__}: {e}"[:300]
-            report_cos = _int8_agreement(tmp, components, text_tower, image_tower, check_images)
-            for kind, cos in report_cos.items():
-                components[f"{kind}_tower"]["int8_embedding_cosine"] = cos
-        manifest = {
-            "model": dual.name,
-            # What the search index records; a server answering queries from this folder checks it (query_encoder).
-            "model_identity": model_identity(str(model)),
-            "embed_dim": int(dual.config.embed_dim),
-            "logit_scale": float(dual.logit_scale.detach()),
-            "tokenizer": "tokenizer",
-            **_versions(),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "components": components,
-        }
-        write_manifest(tmp, manifest)
-        _fsync_dir(tmp)
-        _discard(output)
-        os.rename(tmp, output)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return ExportReport(output, read_manifest(output), time.perf_counter() - start, report_cos)
-
-
-def _calibration(
-    tower: ImageTower, source: str | Path | Sequence[str | Path], n: int, say: Callable[[str], None]
-) -> tuple[np.ndarray | None, dict[str, Any]]:
-    """Calibration pixels for the image tower's static int8 and what the manifest records of them (``error`` when none)."""
-    named = isinstance(source, (str, Path))
-    name = str(source) if named else "photos given"
-    try:
-        photos = calibration_photos(source, n) if named else [str(p) for p in source]  # type: ignore[arg-type,union-attr]
-        say(f"calibrating the image tower's int8 on {len(photos)} photos ({name})")
-        pixels = calibration_pixels(tower, photos)
-    except Exception as e:  # no KAGL here, an empty folder: the image tower stays fp32, with the reason
-        return None, {"error": f"{name}: {type(e).__name__}: {e}"[:300]}
-    digest = hashlib.sha256("\n".join(Path(p).name for p in photos).encode()).hexdigest()[:16]
-    return pixels, {"calibration_source": name, "calibration_photos": len(pixels), "calibration_photo_names_sha256": digest}
-
-
-def _int8_agreement(
-    folder: Path, components: Mapping[str, Any], text_tower: TextTower, image_tower: ImageTower, images: Sequence[str | Path]
-) -> dict[str, dict[str, float]]:
-    """Cosine between fp32 and int8 final embeddings (tower + head), for texts and for the given photos."""
-
-    def model(name: str, int8: bool) -> OrtModel:  # int8 where there is one, else fp32
-        component = components[name]
-        return OrtModel(folder / ((int8 and component.get("int8_file")) or component["file"]))
-
-    out: dict[str, dict[str, float]] = {}
-    tokens = {k: v.numpy() for k, v in _text_tokens(text_tower, _INT8_CHECK_TEXTS).items()}
-    runs = {}
-    for int8 in (False, True):
-        tower, head = model("text_tower", int8), model("text_head", int8)
-        runs[int8] = head.run({"features": tower.run(tokens)[0]})[0]
-    if len(runs) == 2:
-        out["text"] = _cosines(runs[False], runs[True])
-    if images:
-        from ..catalog.images import load_image
-
-        pixels = torch.stack([image_tower.preprocess(load_image(str(p))) for p in images]).numpy()
-        runs = {}
-        for int8 in (False, True):
-            tower, head = model("image_tower", int8), model("image_head", int8)
-            feats = np.concatenate([tower.run({"pixels": pixels[i : i + 16]}, ["pooled"])[0] for i in range(0, len(pixels), 16)])
-            runs[int8] = head.run({"features": feats})[0]
-        if len(runs) == 2:
-            out["image"] = _cosines(runs[False], runs[True])
-    return out

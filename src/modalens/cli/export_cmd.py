@@ -9,7 +9,7 @@ import typer
 
 from .common import MODEL_OPTION, user_errors
 
-# Plain constants (the same as modalens.backends.onnx's), so `--help` needs neither torch nor onnx.
+# Plain constants (the same as modalens.export.calibration's), so `--help` needs neither torch nor onnx.
 IMAGE_CALIBRATION_PHOTOS = 128
 IMAGE_CALIBRATION_METHOD = "percentile"
 
@@ -40,7 +40,7 @@ def export(
 
     if not (onnx_export_available() and onnxruntime_available()):
         raise ValueError("exporting needs the packages onnx and onnxruntime: pip install 'modalens[onnx]'")
-    from ..backends.onnx import CALIBRATION_METHODS, export_model
+    from ..export import CALIBRATION_METHODS, export_model
 
     if calibration_method not in CALIBRATION_METHODS:  # before minutes of exporting, not after
         raise ValueError(f"--calibration-method must be one of {', '.join(CALIBRATION_METHODS)}, not {calibration_method!r}")

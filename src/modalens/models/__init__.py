@@ -2,7 +2,15 @@
 
 from .config import HeadConfig, ModelConfig
 from .dual_encoder import DualEncoder
-from .factory import DEFAULT_MODEL, ModelNotFoundError, create_model, list_models, model_metadata, save_model
+from .factory import (
+    DEFAULT_MODEL,
+    ModelNotFoundError,
+    create_model,
+    list_models,
+    model_identity,
+    model_metadata,
+    save_model,
+)
 from .heads import ProjectionHead
 
 __all__ = [
@@ -14,6 +22,7 @@ __all__ = [
     "ProjectionHead",
     "create_model",
     "list_models",
+    "model_identity",
     "model_metadata",
     "save_model",
 ]

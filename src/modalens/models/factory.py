@@ -8,6 +8,7 @@ user's own training run is used exactly like the shipped default.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -117,4 +118,18 @@ def model_metadata(name_or_path: str | Path) -> dict[str, str]:
         return dict(f.metadata() or {})
 
 
-__all__ = ["create_model", "model_config", "save_model", "list_models", "model_metadata", "ModelNotFoundError", "DEFAULT_MODEL"]
+def model_identity(model_name: str) -> str:
+    """Name plus a digest of its trained heads, so re-trained heads never mix with old vectors.
+
+    What a search index records as its model and an export records in its
+    manifest: vectors are only comparable between the same identities.
+    """
+    meta = model_metadata(model_name)
+    digest = hashlib.sha1(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:10]
+    return f"{model_name}@{digest}"
+
+
+__all__ = [
+    "create_model", "model_config", "save_model", "list_models", "model_metadata", "model_identity", "ModelNotFoundError",
+    "DEFAULT_MODEL",
+]
