@@ -17,6 +17,7 @@ import hmac
 from typing import TYPE_CHECKING, Annotated, Any, Optional, Union
 
 from fastapi import Depends, Header, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from PIL import Image
 from pydantic import StrictStr, TypeAdapter, ValidationError
@@ -76,14 +77,16 @@ def _reviewer_of(request: Request, key: str | None) -> str | None:
         return state.queue.reviewer_for_key(key)
 
 
-def require_read(request: Request, x_api_key: ApiKey = None) -> None:
+async def require_read(request: Request, x_api_key: ApiKey = None) -> None:
     """Reads are open, unless the server requires a key for them: then an API key or a reviewer key."""
     settings = get_settings(request)
-    if settings.read_requires_key and not (_is_api_key(settings, x_api_key) or _reviewer_of(request, x_api_key)):
+    if not settings.read_requires_key or _is_api_key(settings, x_api_key):
+        return
+    if await run_in_threadpool(_reviewer_of, request, x_api_key) is None:  # a database lookup: off the event loop
         raise KeyRequiredError("a valid X-API-Key header is required")
 
 
-def require_write(request: Request, x_api_key: ApiKey = None) -> None:
+async def require_write(request: Request, x_api_key: ApiKey = None) -> None:
     """Writes need an API key; with none configured they are refused outright."""
     settings = get_settings(request)
     if not settings.api_keys:
