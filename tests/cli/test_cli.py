@@ -50,6 +50,22 @@ def test_search_by_image_and_filter(index_dir, mini_catalog):
     assert {h["attributes"]["gender"] for h in hits} == {"Women"}
 
 
+@pytest.mark.parametrize(
+    "bad, message",
+    [("nosuch=1", "unknown filter fields ['nosuch']"), ("colour=", "non-empty"), ("price_min=cheap", "number"), ("price_max=-1", "non-negative")],
+)
+def test_search_refuses_bad_filters_as_the_api_does(index_dir, bad, message):
+    """The CLI and the API share one filter check: a typo in a field is an error (exit 2), never "no results"."""
+    result = runner.invoke(app, ["search", "shirt", "--index", str(index_dir), "-f", bad])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output and "no results" not in result.output
+
+
+def test_search_json_hit_is_the_apis_hit_with_the_photo_file(index_dir):
+    hit = json.loads(invoke("search", "watch", "--index", index_dir, "-k", "1", "--json").output)[0]
+    assert set(hit) == {"id", "score", "title", "attributes", "price", "image"} and Path(hit["image"]).is_file()
+
+
 def test_readable_output_lists_titles(index_dir):
     result = invoke("search", "sunglasses", "--index", index_dir, "-k", "3")
     assert result.exit_code == 0

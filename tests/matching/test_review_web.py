@@ -1,4 +1,4 @@
-"""The review page in real headless Chromium: a reviewer decides with the keyboard; a restart loses nothing."""
+"""The review page in real headless Chromium: a reviewer signs in with her key, decides with the keyboard; a restart loses nothing."""
 
 from __future__ import annotations
 
@@ -31,7 +31,8 @@ class Server:
 
     def start(self) -> None:
         cmd = [sys.executable, "-m", "modalens.cli.match_cmd", "review", str(self.db), "--port", str(self.port)]
-        self.proc = subprocess.Popen(cmd, env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        env = {**os.environ, "MODALENS_READ_REQUIRES_KEY": "1"}  # photos and stats need the key too: the page sends it
+        self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         for _ in range(300):
             try:
                 urllib.request.urlopen(self.url + "/health", timeout=1)
@@ -63,7 +64,13 @@ def queue_db(tmp_path, mini_products):
     return db
 
 
-def test_reviewer_decides_with_the_keyboard_and_a_restart_loses_nothing(queue_db, tmp_path):
+@pytest.fixture()
+def ann_key(queue_db) -> str:
+    with ReviewQueue(queue_db) as q:
+        return q.add_reviewer("ann")
+
+
+def test_reviewer_decides_with_the_keyboard_and_a_restart_loses_nothing(queue_db, ann_key, tmp_path):
     server = Server(queue_db)
     server.start()
     try:
@@ -73,9 +80,10 @@ def test_reviewer_decides_with_the_keyboard_and_a_restart_loses_nothing(queue_db
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.goto(server.url + "/review/")
-            page.fill("[data-testid=reviewer]", "ann")
-            page.press("[data-testid=reviewer]", "Enter")
+            page.fill("[data-testid=key]", ann_key)
+            page.press("[data-testid=key]", "Enter")
             page.wait_for_selector("[data-testid=pair]:not([hidden])")
+            assert page.inner_text("[data-testid=reviewer]") == "signed in as ann"
             page.wait_for_function("[...document.querySelectorAll('#left img, #right img')].every(i => i.complete && i.naturalWidth > 0)")
             first = page.get_attribute("[data-testid=pair]", "data-pair-id")
             assert "1,999" in page.inner_text("[data-testid=right]") and page.inner_text("[data-testid=score]") == "0.830"
@@ -108,7 +116,8 @@ def test_reviewer_decides_with_the_keyboard_and_a_restart_loses_nothing(queue_db
 
     server.start()  # and a restarted server carries on from there
     try:
-        with urllib.request.urlopen(server.url + "/review/api/next?reviewer=ann") as r:
+        request = urllib.request.Request(server.url + "/review/api/next", headers={"X-API-Key": ann_key})
+        with urllib.request.urlopen(request) as r:
             import json
 
             data = json.loads(r.read())

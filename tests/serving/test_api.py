@@ -23,7 +23,9 @@ def client(mini_catalog, tmp_path_factory):
     engine = SearchEngine(index_dir, progress=False)
     engine.build(read_catalog(mini_catalog))
     engine.close()
-    settings = ServeSettings(index_dir, api_keys=frozenset({KEY}))
+    # ingest may read the tests' temporary folders and the fixture photos, nothing else
+    roots = (tmp_path_factory.getbasetemp(), mini_catalog.parent)
+    settings = ServeSettings(index_dir, api_keys=frozenset({KEY}), ingest_roots=roots)
     with TestClient(create_app(settings, engine.model)) as c:
         yield c
 

@@ -29,8 +29,9 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, index_dir: Path) -> None:
+    def __init__(self, index_dir: Path, ingest_root: Path | None = None) -> None:
         self.index_dir = index_dir
+        self.ingest_root = ingest_root
         self.proc: subprocess.Popen | None = None
         self.url = ""
 
@@ -38,6 +39,8 @@ class Server:
         port = free_port()
         env = {**os.environ, "MODALENS_API_KEYS": KEY}
         cmd = [sys.executable, "-m", "modalens", "serve", "--index", str(self.index_dir), "--port", str(port)]
+        if self.ingest_root is not None:
+            cmd += ["--ingest-root", str(self.ingest_root)]
         self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.url = f"http://127.0.0.1:{port}"
         for _ in range(600):
@@ -124,7 +127,7 @@ def big_catalogue(mini_catalog: Path, folder: Path, copies: int) -> Path:
 
 def test_bulk_ingest_killed_midway_resumes(index_dir, mini_catalog, tmp_path):
     catalogue = big_catalogue(mini_catalog, tmp_path / "big", copies=6)  # 240 products, 64 per committed batch
-    server = Server(index_dir).start()
+    server = Server(index_dir, ingest_root=tmp_path).start()
     status, job = server.call("POST", "/api/ingest", json.dumps({"source": str(catalogue)}).encode(), {"Content-Type": "application/json", "X-API-Key": KEY})
     assert status == 202
     deadline = time.time() + 300
@@ -136,7 +139,7 @@ def test_bulk_ingest_killed_midway_resumes(index_dir, mini_catalog, tmp_path):
     server.kill()
     assert 64 <= progress["done"] < 240, "the kill should land mid-ingest"
 
-    server = Server(index_dir).start()
+    server = Server(index_dir, ingest_root=tmp_path).start()
     try:
         indexed = server.call("GET", "/health")[1]["products"] - 40
         assert indexed >= progress["added"] and indexed % 64 == 0, "only whole committed batches, none lost"

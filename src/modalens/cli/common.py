@@ -33,21 +33,31 @@ def user_errors(fn: Callable) -> Callable:
 
 
 def parse_filters(filters: list[str]) -> dict[str, list[str] | float] | None:
-    where: dict[str, list[str] | float] = {}
+    """``-f field=value`` options as the index's ``where``, checked as the REST API checks its filters
+    (unknown fields and empty values are errors, so a typo is never silently "no results")."""
+    from ..serving.validation import where_clause  # the API's own check (no FastAPI import)
+
+    fields: dict[str, list[str]] = {}
+    prices: dict[str, float] = {}
     for item in filters:
         if "=" not in item:
             raise ValueError(f"filter {item!r} must look like field=value (for example colour=Blue)")
         key, value = (s.strip() for s in item.split("=", 1))
         if key in ("price_min", "price_max"):
-            where[key] = float(value)
+            try:
+                prices[key] = float(value)
+            except ValueError:
+                raise ValueError(f"filter {key} needs a number, not {value!r}") from None
         else:
-            where.setdefault(key, []).extend(v.strip() for v in value.split("|"))  # type: ignore[union-attr]
-    return where or None
+            fields.setdefault(key, []).extend(v.strip() for v in value.split("|"))
+    return where_clause(fields, prices.get("price_min"), prices.get("price_max"))
 
 
 def hit_record(hit) -> dict:
-    p = hit.product
-    return {"id": hit.id, "score": round(hit.score, 4), "title": p.title, "image": p.image, "attributes": p.attributes}
+    """A hit as ``--json`` prints it: the API's hit JSON, naming the photo file instead of its URL."""
+    from ..serving.validation import hit_json
+
+    return hit_json(hit, image_url=False)
 
 
 def print_hits(hits, as_json: bool) -> None:

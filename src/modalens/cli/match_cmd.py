@@ -177,13 +177,42 @@ def review(
     host: str = typer.Option("127.0.0.1"),
     port: int = typer.Option(8010),
     lease_seconds: float = typer.Option(300.0, help="How long a pair stays with a reviewer who does not answer."),
+    add_reviewer: list[str] = typer.Option(
+        [], "--add-reviewer", help="Create (or replace) this reviewer's key, print it once, and exit; repeat for several."
+    ),
+    remove_reviewer: list[str] = typer.Option([], "--remove-reviewer", help="Revoke this reviewer's key and exit."),
+    list_reviewers: bool = typer.Option(False, "--list-reviewers", help="Print the reviewers who have a key and exit."),
 ) -> None:
-    """Serve the reviewer page: two offers side by side, a = same, r = different, s = skip, u = undo."""
+    """Serve the reviewer page: two offers side by side, a = same, r = different, s = skip, u = undo.
+
+    Reviewers sign in with a key (X-API-Key); make one with --add-reviewer NAME. Keys are stored
+    hashed in the queue's database, so a lost key is replaced, not recovered."""
+    from ..matching.review import ReviewQueue
+
+    if add_reviewer or remove_reviewer or list_reviewers:
+        with ReviewQueue(db, lease_seconds=lease_seconds) as queue:
+            for name in add_reviewer:
+                typer.echo(f"{name.strip()}\t{queue.add_reviewer(name)}")
+            for name in remove_reviewer:
+                if not queue.remove_reviewer(name):
+                    raise KeyError(f"no reviewer {name!r} in {db}")
+                typer.echo(f"removed {name.strip()}")
+            if list_reviewers:
+                for name in queue.reviewers():
+                    typer.echo(name)
+        if add_reviewer:
+            typer.echo("keys are shown only now: give each reviewer theirs (the page asks for it)", err=True)
+        return
+
     import uvicorn
 
-    from ..matching.review_api import create_review_app
+    from ..serving import create_review_app
 
-    typer.echo(f"review page at http://{host}:{port}/review/ (queue {db})")
+    with ReviewQueue(db) as queue:
+        known = queue.reviewers()
+    typer.echo(f"review page at http://{host}:{port}/review/ (queue {db}; {len(known)} reviewers with keys)")
+    if not known:
+        typer.echo(f"warning: no reviewer has a key yet; create one with `modalens match review {db} --add-reviewer NAME`", err=True)
     uvicorn.run(create_review_app(db, lease_seconds=lease_seconds), host=host, port=port, log_level="warning")
 
 

@@ -18,6 +18,9 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(8000, help="Port to listen on."),
     api_key: list[str] = typer.Option([], "--api-key", help="Key accepted for writes (X-API-Key); also MODALENS_API_KEYS."),
+    ingest_root: list[Path] = typer.Option(
+        [], "--ingest-root", help="A folder POST /api/ingest may read catalogues and photos from (repeat for more); also MODALENS_INGEST_ROOTS. None: ingest is refused."
+    ),
     open_browser: bool = typer.Option(False, "--open", help="Open the page in a browser once serving."),
     onnx: Optional[Path] = typer.Option(
         None, "--onnx", help="An export folder (`modalens export`): answer queries from it without PyTorch; also MODALENS_ONNX_DIR."
@@ -38,6 +41,8 @@ def serve(
     settings = ServeSettings.from_env(index_dir, model, onnx_dir=onnx)
     if api_key:
         settings.api_keys = settings.api_keys | frozenset(api_key)
+    if ingest_root:
+        settings.ingest_roots = (*settings.ingest_roots, *ingest_root)
     url = f"http://{host}:{port}/"
     queries = f"; queries from the ONNX export {settings.onnx_dir}" if settings.onnx_dir else ""
     typer.echo(f"serving {index_dir} at {url} (API docs at {url}docs){queries}")

@@ -8,7 +8,7 @@
     calibration.py   score → probability, thresholds for a target precision / NPV, PR curve
     pipeline.py      candidates, scores, decisions and guarded match groups over many offers
     review.py        the review queue (SQLite or PostgreSQL): leases, decisions, undo
-    review_api.py    the reviewer page and API
+    (the reviewer page and its API live in modalens.serving: routers/review.py, review_web/ here)
     retrain.py       reviewed decisions → training labels and re-calibrated thresholds
     evaluate.py      the measured run on generated offers of products never trained on
 """

@@ -13,12 +13,18 @@ Guarantees:
   abandoned lease expires and the pair goes back to the queue;
 * decisions are never deleted: undo marks the reviewer's last decision undone
   and hands that pair back to the same reviewer;
-* every decision keeps its reviewer and time.
+* every decision keeps its reviewer and time;
+* reviewers are known by name and authenticate with a key (``add_reviewer``):
+  only a salted SHA-256 of each key is stored, and the web API takes the
+  reviewer's name from the key, never from the request.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+import secrets
 import sqlite3
 import time
 import uuid
@@ -29,6 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ..errors import ConflictError, InvalidInputError
 from .offers import Offer
 
 DECISIONS = ("match", "no-match", "skip")
@@ -62,11 +69,16 @@ _SCHEMA = (
         undone INTEGER NOT NULL,
         undone_at TEXT)""",
     "CREATE INDEX IF NOT EXISTS review_decisions_reviewer ON review_decisions (reviewer, undone, seq)",
+    """CREATE TABLE IF NOT EXISTS review_reviewers (
+        name TEXT PRIMARY KEY,
+        salt TEXT NOT NULL,
+        key_hash TEXT NOT NULL,
+        created TEXT NOT NULL)""",
 )
 
 
-class LeaseError(RuntimeError):
-    """The pair is not (or no longer) leased to this reviewer, or already decided."""
+class LeaseError(ConflictError, RuntimeError):
+    """The pair is not (or no longer) leased to this reviewer, or already decided (HTTP 409)."""
 
 
 def _now() -> str:
@@ -177,6 +189,42 @@ class ReviewQueue:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    # ------------------------------------------------------------- reviewers
+
+    def add_reviewer(self, name: str) -> str:
+        """Create (or replace) ``name``'s key and return it; only its salted SHA-256 is stored, so it is shown once."""
+        name = _reviewer(name)
+        key = "mlr_" + secrets.token_urlsafe(24)
+        salt = secrets.token_hex(16)
+        with self.db.transaction():
+            self.db.execute(
+                "INSERT INTO review_reviewers (name, salt, key_hash, created) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET salt = excluded.salt, key_hash = excluded.key_hash, created = excluded.created",
+                (name, salt, _key_hash(salt, key), _now()),
+            )
+        return key
+
+    def remove_reviewer(self, name: str) -> bool:
+        """Revoke ``name``'s key (their decisions stay); their leased pair goes back to the queue."""
+        name = _reviewer(name)
+        with self.db.transaction():
+            cur = self.db.execute("DELETE FROM review_reviewers WHERE name = ?", (name,))
+            self.db.execute("UPDATE review_pairs SET leased_by = NULL, lease_until = NULL WHERE leased_by = ? AND status = 'pending'", (name,))
+        return cur.rowcount > 0
+
+    def reviewers(self) -> list[str]:
+        return [r["name"] for r in self.db.query("SELECT name FROM review_reviewers ORDER BY name")]
+
+    def reviewer_for_key(self, key: str | None) -> str | None:
+        """The reviewer a key belongs to, or None (every stored hash is compared, in constant time each)."""
+        if not key or len(key) > 200:
+            return None
+        found = None
+        for row in self.db.query("SELECT name, salt, key_hash FROM review_reviewers"):
+            if hmac.compare_digest(_key_hash(row["salt"], key), row["key_hash"]):
+                found = row["name"]
+        return found
+
     # ------------------------------------------------------------- filling
 
     def add_pairs(self, items: Sequence[tuple[Offer, Offer, float, float | None, str]], *, source: str = "") -> int:
@@ -243,7 +291,7 @@ class ReviewQueue:
         """Record ``decision`` (match / no-match / skip) for a pair the reviewer holds; one transaction."""
         reviewer = _reviewer(reviewer)
         if decision not in DECISIONS:
-            raise ValueError(f"decision must be one of {DECISIONS}, not {decision!r}")
+            raise InvalidInputError(f"decision must be one of {DECISIONS}, not {decision!r}")
         with self.db.transaction():
             if decision == "skip":
                 cur = self.db.execute(
@@ -356,8 +404,12 @@ def pair_id(a: str, b: str) -> str:
     return f"{a}||{b}"
 
 
+def _key_hash(salt: str, key: str) -> str:
+    return hashlib.sha256(bytes.fromhex(salt) + key.encode()).hexdigest()
+
+
 def _reviewer(name: str) -> str:
-    name = (name or "").strip()
-    if not name or len(name) > 100:
-        raise ValueError("a reviewer name (1-100 characters) is required")
+    name = (name or "").strip() if isinstance(name, str) else ""
+    if not name or len(name) > 100 or any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise InvalidInputError("a reviewer name (1-100 characters, no control characters) is required")
     return name

@@ -1,20 +1,29 @@
-"""The FastAPI application: API routes, the web page, health and Prometheus metrics in one process."""
+"""The FastAPI applications, assembled from the routers: the search server, and the standalone review server.
+
+Both share one base (:func:`_base_app`): the request-body limit before any parsing,
+and the one mapping of :class:`~modalens.errors.ModalensError` to HTTP. Every
+router is included with the read-key dependency, so one key policy covers the
+search API and the review API alike (``serving.dependencies``).
+"""
 
 from __future__ import annotations
 
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI, Request
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from .. import __version__
+from ..errors import ModalensError
 from ..index.store import IndexStoreError
-from .api import router
+from .dependencies import require_read
+from .middleware import BodyLimit
+from .routers import ingest, products, review, search
 from .service import Service
 from .settings import ServeSettings
 
@@ -22,31 +31,35 @@ if TYPE_CHECKING:
     from ..models import DualEncoder
 
 STATIC_DIR = Path(__file__).parent / "static"
+READ = [Depends(require_read)]
 
 
 def create_app(settings: ServeSettings, model: DualEncoder | None = None) -> FastAPI:
-    """Build the app; the model and index open at start-up (``model`` lets tests share one)."""
+    """Build the search server; the model and index open at start-up (``model`` lets tests share one)."""
+    if settings.index_dir is None:
+        raise ValueError("the search server needs an index folder")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.service = Service(settings, model)
         await app.state.service.run(app.state.service.ensure_index)
-        yield
-        app.state.service.close()
+        try:
+            yield
+        finally:
+            app.state.service.close()
+            _close_review(app)
 
-    app = FastAPI(
+    app = _base_app(
+        settings,
         title="modalens",
-        version=__version__,
         description="Fashion catalogue search by words and photos, zero-shot tagging, and product management.",
         lifespan=lifespan,
     )
-    app.include_router(router)
+    for router in (search.router, products.router, ingest.router):
+        app.include_router(router, dependencies=READ)
     if settings.review_db:
-        from ..matching.review_api import include_review
-
-        include_review(app, settings.review_db)
+        _include_review(app, settings)
     _add_metrics(app)
-    _add_error_handlers(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.get("/", include_in_schema=False)
@@ -68,11 +81,60 @@ def create_app(settings: ServeSettings, model: DualEncoder | None = None) -> Fas
     return app
 
 
+def create_review_app(db: str | Path, *, lease_seconds: float = 300.0, settings: ServeSettings | None = None) -> FastAPI:
+    """A standalone review server for queue ``db``; ``/`` redirects to the page. Keys and limits as in ``settings``
+    (default: from the environment, as ``modalens serve`` reads it)."""
+    settings = settings or ServeSettings.from_env(None)
+    settings.review_db, settings.review_lease_seconds = str(db), lease_seconds
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        try:
+            yield
+        finally:
+            _close_review(app)
+
+    app = _base_app(settings, title="modalens review", lifespan=lifespan)
+    _include_review(app, settings)
+
+    @app.get("/", include_in_schema=False)
+    def root() -> HTMLResponse:
+        return HTMLResponse('<meta http-equiv="refresh" content="0; url=/review/">', status_code=200)
+
+    @app.get("/health", include_in_schema=False)
+    def health() -> dict:
+        return {"status": "ok"}
+
+    return app
+
+
+def _base_app(settings: ServeSettings, **kwargs: Any) -> FastAPI:
+    app = FastAPI(version=__version__, **kwargs)
+    app.state.settings = settings
+    app.add_middleware(BodyLimit, max_json_bytes=settings.max_json_bytes, max_multipart_bytes=settings.max_multipart_bytes)
+    _add_error_handlers(app)
+    return app
+
+
+def _include_review(app: FastAPI, settings: ServeSettings) -> None:
+    """The review page (``/review/``, no key: it holds no data) and its API (``/review/api/...``, the read policy,
+    decisions as the key's reviewer), backed by ``settings.review_db``."""
+    app.state.review = review.ReviewState(settings.review_db, settings.review_lease_seconds)
+    app.include_router(review.pages)
+    app.include_router(review.api, dependencies=READ)
+
+
+def _close_review(app: FastAPI) -> None:
+    state = getattr(app.state, "review", None)
+    if state is not None:
+        state.close()
+
+
 def _add_metrics(app: FastAPI) -> None:
     registry = CollectorRegistry()
     requests = Counter("modalens_requests_total", "HTTP requests", ["method", "route", "status"], registry=registry)
     latency = Histogram("modalens_request_seconds", "Request latency", ["route"], registry=registry)
-    products = Gauge("modalens_indexed_products", "Products in the index", registry=registry)
+    products_gauge = Gauge("modalens_indexed_products", "Products in the index", registry=registry)
 
     @app.middleware("http")
     async def measure(request: Request, call_next):
@@ -87,11 +149,18 @@ def _add_metrics(app: FastAPI) -> None:
     @app.get("/metrics", include_in_schema=False)
     async def metrics(request: Request) -> Response:
         service: Service = request.app.state.service
-        products.set(await service.run(lambda: len(service.engine.index)))
+        products_gauge.set(await service.run(lambda: len(service.engine.index)))
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
 def _add_error_handlers(app: FastAPI) -> None:
+    """The one mapping of user errors to HTTP: a ModalensError answers its ``http_status`` with a one-line ``detail``."""
+
+    @app.exception_handler(ModalensError)
+    async def user_error(request: Request, exc: ModalensError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "X-API-Key"} if exc.http_status == 401 else None
+        return JSONResponse({"detail": str(exc)}, status_code=exc.http_status, headers=headers)
+
     @app.exception_handler(ValueError)
     async def bad_value(request: Request, exc: ValueError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=400)

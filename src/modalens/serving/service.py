@@ -9,6 +9,11 @@ gain nothing from parallel queries, so every query and single-product write
 runs on one dedicated thread (``run``). Bulk ingest runs on a job thread with
 its own connection; SQLite's WAL lets it write while queries read, and the
 query side picks up each committed batch on its next search.
+
+A bulk ingest reads only inside the operator's ingest roots: the source itself
+(checked, symlinks resolved, before the job is queued) and every photo the
+catalogue names (a product whose photo lies outside is skipped and reported),
+so a client can neither index nor serve other files of the server.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from ..catalog import read_catalog
 from ..query_encoder import QueryEncoder, open_query_encoder
 from ..search import SearchEngine
 from .settings import ServeSettings
+from .validation import check_ingest_source, under_roots
 
 if TYPE_CHECKING:
     from ..models import DualEncoder
@@ -32,6 +38,8 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 INGEST_BATCH = 64
+#: Problems a job keeps for its report (all are counted in ``skipped_rows``).
+JOB_PROBLEMS = 20
 FACET_FIELDS = ("gender", "article_type", "colour", "season", "usage")
 
 
@@ -48,12 +56,14 @@ class Job:
     unchanged: int = 0
     failed: int = 0
     skipped_rows: int = 0
+    #: The first rows skipped and why (unreadable rows, photos outside the ingest roots).
+    problems: list[str] = field(default_factory=list)
     error: str | None = None
     started: float = field(default_factory=time.time)
     finished: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items()}
+        return {k: (list(v) if isinstance(v, list) else v) for k, v in self.__dict__.items()}
 
 
 class Service:
@@ -101,7 +111,9 @@ class Service:
         self.engine.ensure_index()
 
     def start_ingest(self, source: str) -> Job:
-        job = Job(id=uuid.uuid4().hex[:12], source=source)
+        """Queue a bulk ingest of ``source``, which must lie inside an ingest root (ForbiddenError otherwise)."""
+        resolved = check_ingest_source(source, self.settings.ingest_roots)
+        job = Job(id=uuid.uuid4().hex[:12], source=str(resolved))
         with self._jobs_lock:
             self.jobs[job.id] = job
         self._job_thread.submit(self._ingest, job)
@@ -112,9 +124,12 @@ class Service:
         try:
             job.state = "running"
             catalog = read_catalog(job.source)
-            job.total, job.skipped_rows = len(catalog), len(catalog.errors)
-            for start in range(0, len(catalog), INGEST_BATCH):
-                report = engine.build(catalog.products[start : start + INGEST_BATCH], batch_size=INGEST_BATCH)
+            products, refused = self._inside_roots(catalog.products)
+            job.total, job.skipped_rows = len(products), len(catalog.errors) + len(refused)
+            job.problems = [str(e) for e in catalog.errors[:JOB_PROBLEMS]] + refused[:JOB_PROBLEMS]
+            del job.problems[JOB_PROBLEMS:]
+            for start in range(0, len(products), INGEST_BATCH):
+                report = engine.build(products[start : start + INGEST_BATCH], batch_size=INGEST_BATCH)
                 job.added += report.added
                 job.unchanged += report.skipped_unchanged
                 job.failed += report.failed
@@ -125,6 +140,17 @@ class Service:
         finally:
             job.finished = time.time()
             engine.close()
+
+    def _inside_roots(self, products: list) -> tuple[list, list[str]]:
+        """The products whose photos all lie inside the ingest roots, and a line for each one refused."""
+        kept, refused = [], []
+        for product in products:
+            outside = next((image for image in product.images if under_roots(image, self.settings.ingest_roots) is None), None)
+            if outside is None:
+                kept.append(product)
+            else:
+                refused.append(f"{product.id}: photo {outside} lies outside the ingest roots")
+        return kept, refused
 
     def facets(self) -> dict[str, list[dict[str, Any]]]:
         """Counts of each value of the menu fields (one grouped SQL query per field)."""

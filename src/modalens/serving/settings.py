@@ -1,4 +1,8 @@
-"""Server settings: where the index is, which model, who may write, and the limits on input."""
+"""Server settings: where the index is, which model, who may read and write, what may be ingested, and the byte limits.
+
+The fixed limits of the API's schema (k, offsets, id length, JSON depth...) live in
+:mod:`modalens.serving.validation`, the one place the API and the CLI read them from.
+"""
 
 from __future__ import annotations
 
@@ -7,39 +11,55 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..query_encoder import onnx_dir_from_env
+from .validation import DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_JSON_BYTES, DEFAULT_MAX_UPLOAD_BYTES, ingest_roots_from_env
+
+#: Multipart bodies may exceed the upload limit by this much (field names, boundaries, the product JSON).
+MULTIPART_OVERHEAD_BYTES = 1 * 2**20
 
 
 @dataclass
 class ServeSettings:
-    index_dir: Path
+    #: The index folder (None only for the standalone review server, which has no index).
+    index_dir: Path | None = None
     model: str = "modalens-lite"
     #: Keys accepted in the ``X-API-Key`` header. Every write needs one; with none configured, writes are refused.
     api_keys: frozenset[str] = field(default_factory=frozenset)
-    #: When True, read endpoints (search, tag, product pages) need a key too.
+    #: When True, read endpoints (search, tag, product pages, review stats and photos) need a key too:
+    #: an API key or a reviewer key.
     read_requires_key: bool = False
-    max_upload_bytes: int = 10 * 2**20
-    max_image_pixels: int = 40_000_000
-    max_k: int = 100
-    max_offset: int = 1000
-    max_labels: int = 200
-    #: A matching review queue (SQLite file) to serve at /review/ beside the search page.
+    #: Largest accepted photo upload; a multipart body may be MULTIPART_OVERHEAD_BYTES larger.
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    #: Largest accepted body that is not multipart (JSON requests).
+    max_json_bytes: int = DEFAULT_MAX_JSON_BYTES
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    #: Folders ``POST /api/ingest`` may read catalogues (and their photos) from; none: ingest is refused.
+    ingest_roots: tuple[Path, ...] = ()
+    #: A matching review queue (SQLite file or postgresql:// URL) to serve at /review/ beside the search page.
     review_db: str | None = None
+    #: How long a pair stays leased to a reviewer who does not answer.
+    review_lease_seconds: float = 300.0
     #: An ONNX export folder (``modalens export``): search queries are answered from it without importing
     #: torch; tagging and writes still load the PyTorch model, on first use. See docs/onnx.md.
     onnx_dir: Path | None = None
 
+    @property
+    def max_multipart_bytes(self) -> int:
+        return self.max_upload_bytes + MULTIPART_OVERHEAD_BYTES
+
     @classmethod
-    def from_env(cls, index_dir: Path, model: str = "modalens-lite", **overrides) -> "ServeSettings":
+    def from_env(cls, index_dir: Path | None, model: str = "modalens-lite", **overrides) -> "ServeSettings":
         """``MODALENS_API_KEYS`` (comma-separated) and ``MODALENS_READ_REQUIRES_KEY=1`` configure access;
+        ``MODALENS_INGEST_ROOTS`` (``:``-separated folders) what ``/api/ingest`` may read;
         ``MODALENS_ONNX_DIR`` names an export to answer queries from."""
         keys = frozenset(k.strip() for k in os.environ.get("MODALENS_API_KEYS", "").split(",") if k.strip())
-        read_key = os.environ.get("MODALENS_READ_REQUIRES_KEY", "") in ("1", "true", "yes")
+        read_key = os.environ.get("MODALENS_READ_REQUIRES_KEY", "").strip().lower() in ("1", "true", "yes")
         settings = cls(
-            Path(index_dir),
+            None if index_dir is None else Path(index_dir),
             model,
             api_keys=keys,
             read_requires_key=read_key,
-            review_db=os.environ.get("MODALENS_REVIEW_DB"),
+            ingest_roots=ingest_roots_from_env(),
+            review_db=os.environ.get("MODALENS_REVIEW_DB") or None,
             onnx_dir=onnx_dir_from_env(),
         )
         for name, value in overrides.items():

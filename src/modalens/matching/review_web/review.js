@@ -1,10 +1,12 @@
 "use strict";
 // Match review: lease a pair, show both offers, record a decision with a / r / s, undo with u.
+// The reviewer signs in with their key (sent as X-API-Key); the server knows whose it is.
 const $ = (id) => document.getElementById(id);
 let current = null;
 let busy = false;
 
-function reviewer() { return $("reviewer").value.trim(); }
+function key() { return $("key").value.trim(); }
+function headers(extra) { return Object.assign(key() ? {"X-API-Key": key()} : {}, extra || {}); }
 function setStatus(text) { $("status").textContent = text; }
 
 function showStats(s) {
@@ -19,8 +21,9 @@ function renderOffer(el, offer) {
   photos.className = "photos";
   for (const src of offer.images) {
     const img = document.createElement("img");
-    img.src = src; img.alt = offer.title; img.loading = "eager";
+    img.alt = offer.title; img.loading = "eager";
     photos.append(img);
+    loadPhoto(img, src);
   }
   if (!offer.images.length) photos.textContent = "no photo";
   const title = document.createElement("h2");
@@ -39,6 +42,16 @@ function renderOffer(el, offer) {
   }
 }
 
+// Photos may need the key too (MODALENS_READ_REQUIRES_KEY=1), and an <img> cannot send a header.
+async function loadPhoto(img, src) {
+  try {
+    const res = await fetch(src, {headers: headers()});
+    if (!res.ok) throw new Error(`${res.status}`);
+    img.src = URL.createObjectURL(await res.blob());
+    img.addEventListener("load", () => URL.revokeObjectURL(img.src), {once: true});
+  } catch (e) { img.alt = `photo not available (${e.message})`; }
+}
+
 function show(pair) {
   current = pair;
   if (!pair) {
@@ -55,15 +68,23 @@ function show(pair) {
 }
 
 async function call(method, url, body) {
-  const res = await fetch(url, {method, headers: {"Content-Type": "application/json"}, body: body ? JSON.stringify(body) : undefined});
+  const res = await fetch(url, {method, headers: headers({"Content-Type": "application/json"}), body: body ? JSON.stringify(body) : undefined});
   const data = await res.json().catch(() => ({}));
   if (!res.ok) throw new Error(data.detail || `${res.status} ${res.statusText}`);
   return data;
 }
 
+async function signIn() {
+  $("reviewer").textContent = "";
+  if (!key()) { setStatus("Enter your reviewer key to start."); return false; }
+  const me = await call("GET", "/review/api/me");
+  $("reviewer").textContent = `signed in as ${me.reviewer}`;
+  return true;
+}
+
 async function next() {
-  if (!reviewer()) { setStatus("Enter your name to start."); return; }
-  const data = await call("GET", `/review/api/next?reviewer=${encodeURIComponent(reviewer())}`);
+  if (!key()) { setStatus("Enter your reviewer key to start."); return; }
+  const data = await call("GET", "/review/api/next");
   show(data.pair); showStats(data.stats);
 }
 
@@ -72,7 +93,7 @@ async function act(decision) {
   busy = true;
   const label = {match: "same product", "no-match": "different", skip: "skipped"}[decision];
   try {
-    const data = await call("POST", "/review/api/decide", {pair_id: current.id, reviewer: reviewer(), decision});
+    const data = await call("POST", "/review/api/decide", {pair_id: current.id, decision});
     showStats(data.stats);
     setStatus(`Saved: ${label}.`);
     await next();
@@ -83,10 +104,10 @@ async function act(decision) {
 }
 
 async function undo() {
-  if (busy || !reviewer()) return;
+  if (busy || !key()) return;
   busy = true;
   try {
-    const data = await call("POST", "/review/api/undo", {reviewer: reviewer()});
+    const data = await call("POST", "/review/api/undo");
     showStats(data.stats);
     if (data.pair) { show(data.pair); setStatus("Undone: the last decision is back for review."); }
     else setStatus("Nothing to undo.");
@@ -95,12 +116,12 @@ async function undo() {
 }
 
 document.addEventListener("keydown", (e) => {
-  if (e.target === $("reviewer") || e.ctrlKey || e.metaKey || e.altKey) return;
-  const key = e.key.toLowerCase();
-  if (key === "a") act("match");
-  else if (key === "r") act("no-match");
-  else if (key === "s") act("skip");
-  else if (key === "u") undo();
+  if (e.target === $("key") || e.ctrlKey || e.metaKey || e.altKey) return;
+  const pressed = e.key.toLowerCase();
+  if (pressed === "a") act("match");
+  else if (pressed === "r") act("no-match");
+  else if (pressed === "s") act("skip");
+  else if (pressed === "u") undo();
   else return;
   e.preventDefault();
 });
@@ -108,12 +129,19 @@ $("accept").addEventListener("click", () => act("match"));
 $("reject").addEventListener("click", () => act("no-match"));
 $("skip").addEventListener("click", () => act("skip"));
 $("undo").addEventListener("click", undo);
-$("reviewer").addEventListener("change", () => {
-  localStorage.setItem("modalens-reviewer", reviewer());
-  next().then(() => setStatus(current ? "Same product? a = yes, r = no, s = skip, u = undo." : "")).catch((e) => setStatus(e.message));
-  $("reviewer").blur();
+async function start() {
+  try {
+    if (!(await signIn())) return;
+    await next();
+    setStatus(current ? "Same product? a = yes, r = no, s = skip, u = undo." : "");
+  } catch (e) { setStatus(e.message); }
+}
+
+$("key").addEventListener("change", () => {
+  sessionStorage.setItem("modalens-review-key", key());  // this tab only; never in the URL
+  start();
+  $("key").blur();
 });
 
-const fromUrl = new URLSearchParams(location.search).get("reviewer");
-$("reviewer").value = fromUrl || localStorage.getItem("modalens-reviewer") || "";
-if (reviewer()) next().then(() => setStatus(current ? "Same product? a = yes, r = no, s = skip, u = undo." : "")).catch((e) => setStatus(e.message));
+$("key").value = sessionStorage.getItem("modalens-review-key") || "";
+if (key()) start();

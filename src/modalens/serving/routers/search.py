@@ -1,0 +1,94 @@
+"""Search by words, by photo or both; zero-shot tagging; the filter menus' values."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any, Optional
+
+from fastapi import APIRouter, Depends, File, Form, UploadFile
+from pydantic import BaseModel, Field
+
+from ...errors import InvalidInputError
+from ..dependencies import Filters, filters_field, get_service, get_settings, read_upload
+from ..service import Service
+from ..settings import ServeSettings
+from ..validation import MAX_K, MAX_LABELS, MAX_OFFSET, MAX_QUERY_CHARS, hit_json, where_clause
+
+router = APIRouter(prefix="/api", tags=["search"])
+
+ServiceDep = Annotated[Service, Depends(get_service)]
+SettingsDep = Annotated[ServeSettings, Depends(get_settings)]
+
+
+class SearchRequest(BaseModel):
+    q: Optional[str] = Field(None, max_length=MAX_QUERY_CHARS, description="Words to search for.")
+    k: int = Field(12, ge=1, le=MAX_K, description="Results per page.")
+    offset: int = Field(0, ge=0, le=MAX_OFFSET, description="Results to skip (paging).")
+    filters: Filters = Field(default_factory=dict, description="field → value(s), e.g. {\"gender\": \"Women\"}.")
+    price_min: Optional[float] = Field(None, ge=0, allow_inf_nan=False)
+    price_max: Optional[float] = Field(None, ge=0, allow_inf_nan=False)
+    hybrid: float = Field(0.0, ge=0, le=1, description="Weight of BM25 keyword matching on titles, blended with the vector score.")
+
+
+def page(hits: list, offset: int, k: int, started: float) -> dict[str, Any]:
+    shown = hits[offset : offset + k]
+    return {"results": [hit_json(h) for h in shown], "offset": offset, "k": k, "took_ms": round((time.perf_counter() - started) * 1000, 1)}
+
+
+@router.post("/search")
+async def search_text(body: SearchRequest, svc: ServiceDep) -> dict[str, Any]:
+    """Search by words (and filters)."""
+    if not (body.q and body.q.strip()):
+        raise InvalidInputError("q must contain words; to search by photo use /api/search/image")
+    started = time.perf_counter()
+    where = where_clause(body.filters, body.price_min, body.price_max)
+    hits = await svc.run(svc.engine.search, body.q, None, body.offset + body.k, where, body.hybrid)
+    return page(hits, body.offset, body.k, started)
+
+
+@router.post("/search/image")
+async def search_image(
+    svc: ServiceDep,
+    settings: SettingsDep,
+    image: UploadFile = File(..., description="A photo (JPEG, PNG, WebP...)."),
+    q: Optional[str] = Form(None, max_length=MAX_QUERY_CHARS, description="Optional words: photo and words together."),
+    k: int = Form(12, ge=1, le=MAX_K),
+    offset: int = Form(0, ge=0, le=MAX_OFFSET),
+    filters: str = Form("{}", description="JSON object field → value(s), checked as /api/search checks its filters."),
+) -> dict[str, Any]:
+    """Search by an uploaded photo, optionally with words."""
+    started = time.perf_counter()
+    where = filters_field(filters)
+    photo = await read_upload(image, settings)
+    hits = await svc.run(svc.engine.search, q, photo, offset + k, where)
+    return page(hits, offset, k, started)
+
+
+@router.post("/tag")
+async def tag(
+    svc: ServiceDep,
+    settings: SettingsDep,
+    image: UploadFile = File(...),
+    labels: str = Form(..., description="Comma-separated labels."),
+    top: int = Form(5, ge=1, le=50),
+) -> dict[str, Any]:
+    """Zero-shot tagging of an uploaded photo against any label set."""
+    label_list = list(dict.fromkeys(s.strip() for s in labels.split(",") if s.strip()))
+    if not label_list or len(label_list) > MAX_LABELS:
+        raise InvalidInputError(f"give 1 to {MAX_LABELS} comma-separated labels")
+    photo = await read_upload(image, settings)
+
+    def run() -> list:
+        from ...zeroshot import build_classifier  # imports torch: only tagging needs it
+
+        classifier = build_classifier(svc.model, label_list)
+        return classifier.top_k(svc.model.encode_image([photo]), k=min(top, len(label_list)))[0]
+
+    ranked = await svc.run(run)
+    return {"labels": [{"label": label, "score": round(score, 4)} for label, score in ranked]}
+
+
+@router.get("/facets")
+async def facets(svc: ServiceDep) -> dict[str, Any]:
+    """Values of the filterable fields, with counts, for the page's filter menus."""
+    return await svc.run(svc.facets)
