@@ -21,6 +21,7 @@ import json
 import math
 import os
 import re
+import stat
 import struct
 import tempfile
 import zlib
@@ -32,6 +33,7 @@ import numpy as np
 from PIL import Image
 
 from ..paths import cache_dir
+from .images import file_kind
 from .schema import KNOWN_ATTRIBUTES, Catalog, CatalogError, Product, RowError
 
 __all__ = [
@@ -291,12 +293,34 @@ def _image_list(value: Any) -> list[str]:
 
 
 def _resolve_images(paths: list[str], base: Path) -> list[str]:
-    """Absolute paths that exist (checked, not decoded); URLs pass through for the user to fetch."""
+    """Absolute paths of regular files (checked, not opened); URLs pass through for the user to fetch."""
     resolved = [p if _URL.match(p) else os.path.normpath(os.path.join(base, p)) for p in paths]
-    missing = [p for p in resolved if not _URL.match(p) and not os.path.isfile(p)]
+    local = [p for p in resolved if not _URL.match(p)]
+    problems = {p: _not_a_photo_file(p) for p in local}
+    missing = [p for p in local if problems[p] == "no such file"]
     if missing:
         raise CatalogError(f"image not found: {', '.join(missing)}")
+    special = [f"{p} ({problems[p]})" for p in local if problems[p]]
+    if special:
+        raise CatalogError(f"image is not usable: {', '.join(special)}")
     return resolved
+
+
+def _not_a_photo_file(path: str | Path) -> str | None:
+    """Why ``path`` cannot be a photo file (a link counts as its target), or None for a regular file.
+
+    Only stats, never opens: a FIFO or a device named ``*.jpg`` is reported
+    here instead of blocking (or never ending) when it is read.
+    """
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return "no such file" if not os.path.islink(path) else "a link to a missing file"
+    except OSError as exc:
+        return f"cannot read ({exc.strerror or exc})"
+    if not stat.S_ISREG(info.st_mode):
+        return f"not a regular file ({file_kind(info.st_mode)})"
+    return None
 
 
 # ---------------------------------------------------------------- image folders
@@ -315,15 +339,25 @@ def read_image_folder(folder: str | Path) -> Catalog:
     errors: list[RowError] = []
     seen: dict[str, Path] = {}
     for row, relative in enumerate(_image_files(root), 1):
+        problem = _not_a_photo_file(root / relative)
+        if problem:
+            errors.append(RowError(str(root), row, f"{relative.as_posix()}: {problem}"))
+            continue
         product_id = relative.with_suffix("").as_posix()
         if product_id in seen:
             errors.append(RowError(str(root), row, f"duplicate id {product_id!r}: {relative} and {seen[product_id]}"))
             continue
-        seen[product_id] = relative
         attributes = {"category": relative.parent.name} if relative.parent != Path(".") else {}
-        products.append(Product(product_id, [str(root / relative)], _title_from_name(relative.stem), attributes=attributes))
+        try:
+            product = Product(product_id, [str(root / relative)], _title_from_name(relative.stem), attributes=attributes)
+        except CatalogError as exc:  # e.g. a file name with a newline in it
+            errors.append(RowError(str(root), row, f"{relative.as_posix()!r}: {exc}"))
+            continue
+        seen[product_id] = relative
+        products.append(product)
     if not products:
-        raise CatalogError(f"{folder}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        skipped = f"; {len(errors)} skipped, e.g. {errors[0].reason}" if errors else ""
+        raise CatalogError(f"{folder}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))}){skipped}")
     return Catalog(products, errors, root.name, root)
 
 
