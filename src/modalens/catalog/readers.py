@@ -263,7 +263,8 @@ def _unterminated(
     header's number of columns; its quotes are malformed (a closing quote
     followed by more text, or no closing quote at all); or one of its later
     lines, read alone, is a complete row (the header's number of columns and an
-    id without spaces), i.e. a swallowed row. A genuine multi-line text whose
+    id without spaces), i.e. a swallowed row (the last line only counts when the
+    multi-line field is not the first column, since otherwise it is a complete row). A genuine multi-line text whose
     inner line happens to look like a complete row is reported too: reported,
     never silently lost.
     """
@@ -275,7 +276,11 @@ def _unterminated(
         list(csv.reader(io.StringIO("".join(text for _, text in taken), newline=""), delimiter=delimiter, strict=True))
     except csv.Error as exc:
         return f"malformed quotes: {exc}"
-    for number, text in taken[1:]:
+    # The last line holds the end of the multi-line field and the fields after it, so in a genuine record it
+    # reads as a complete row only when the multi-line field is the first one.
+    first_multiline = next((i for i, field in enumerate(fields) if "\n" in field or "\r" in field), 0)
+    suspects = taken[1:] if first_multiline > 0 else taken[1:-1]
+    for number, text in suspects:
         cells = next(csv.reader([text.rstrip("\r\n")], delimiter=delimiter), [])
         if len(cells) == len(names) and cells[id_column].strip() and not any(c.isspace() for c in cells[id_column].strip()):
             return f"line {number} reads as a complete row"
