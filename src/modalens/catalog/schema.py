@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import InvalidInputError
+
 
 #: Attribute names with a fixed meaning across modalens (captions and filters use them).
 KNOWN_ATTRIBUTES = (
@@ -36,7 +38,7 @@ KNOWN_ATTRIBUTES = (
 MAX_ID_LENGTH = 512
 
 
-class CatalogError(ValueError):
+class CatalogError(InvalidInputError):
     """A product, row or file that cannot be read: says where and why (a ``ValueError`` too, as it always was)."""
 
 

@@ -40,6 +40,7 @@ from typing import Any, Self
 import numpy as np
 
 from modalens.catalog.schema import Product
+from modalens.errors import ConflictError, NotFoundError
 from modalens.index.ann import AnnCacheError, FaissIVFSearch, faiss_available
 from modalens.index.search import ExactSearch, normalise_rows
 
@@ -84,11 +85,11 @@ class IndexStoreError(RuntimeError):
     """Base class for index files that cannot be used as asked."""
 
 
-class IndexNotFoundError(IndexStoreError, FileNotFoundError):
+class IndexNotFoundError(IndexStoreError, NotFoundError, FileNotFoundError):
     """No index where one was expected; the message says how to build one."""
 
 
-class IndexMismatchError(IndexStoreError):
+class IndexMismatchError(IndexStoreError, ConflictError):
     """The index was built with another model or dimension than the caller uses."""
 
 
