@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from catalog_testkit import solid_png
-from modalens.catalog import ImageError, Product, image_sha1, load_image, read_catalog, read_image_folder
+from modalens.catalog import CatalogError, ImageError, Product, image_sha1, load_image, read_catalog, read_image_folder
 
 pytestmark = [
     pytest.mark.timeout(60),
@@ -90,3 +90,16 @@ def test_indexing_a_folder_with_special_files_finishes(traps: dict[str, Path], t
         assert all("not a regular file" in reason for reason in failures.values())
     finally:
         engine.close()
+
+
+@pytest.mark.parametrize("target", ["fifo", "zero"])
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_a_catalogue_file_that_is_a_fifo_or_a_device_is_refused(tmp_path: Path, target: str, suffix: str) -> None:
+    """`modalens index x.csv` or an ingest job naming a FIFO or a link to /dev/zero: an error, not a hang or a full memory."""
+    path = tmp_path / f"shop{suffix}"
+    if target == "fifo":
+        os.mkfifo(path)
+    else:
+        path.symlink_to("/dev/zero")
+    with pytest.raises(CatalogError, match="not a regular file"):
+        read_catalog(str(path))

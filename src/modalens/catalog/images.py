@@ -33,6 +33,7 @@ __all__ = [
     "load_letterboxed",
     "load_letterboxed_many",
     "open_image_file",
+    "open_regular_file",
     "read_image_bytes",
 ]
 
@@ -169,15 +170,24 @@ def open_image_file(path: str | Path, *, max_bytes: int = MAX_IMAGE_BYTES) -> It
     a FIFO between the check and the open is refused too.  Callers still read
     at most ``max_bytes`` (+1, to notice a file that grew).
     """
+    with open_regular_file(path, max_bytes=max_bytes, error=ImageError) as handle:
+        yield handle
+
+
+@contextmanager
+def open_regular_file(
+    path: str | Path, *, max_bytes: int | None = None, error: type[CatalogError] = CatalogError
+) -> Iterator[BinaryIO]:
+    """:func:`open_image_file` for any file a user names (``max_bytes`` None: no size limit); problems raise ``error``."""
     name = str(path)
-    _check_regular(name, _stat(name, os.stat), max_bytes)
+    _check_regular(name, _stat(name, os.stat, error), max_bytes, error)
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
     try:
         fd = os.open(name, flags)
     except OSError as exc:
-        raise ImageError(f"{name}: cannot read file ({exc.strerror or exc})") from exc
+        raise error(f"{name}: cannot read file ({exc.strerror or exc})") from exc
     try:
-        _check_regular(name, _stat(fd, os.fstat), max_bytes)
+        _check_regular(name, _stat(fd, os.fstat, error), max_bytes, error)
         handle = os.fdopen(fd, "rb")
     except BaseException:
         os.close(fd)
@@ -186,7 +196,7 @@ def open_image_file(path: str | Path, *, max_bytes: int = MAX_IMAGE_BYTES) -> It
         try:
             yield handle
         except OSError as exc:
-            raise ImageError(f"{name}: cannot read file ({exc.strerror or exc})") from exc
+            raise error(f"{name}: cannot read file ({exc.strerror or exc})") from exc
 
 
 def read_image_bytes(path: str | Path, *, max_bytes: int = MAX_IMAGE_BYTES) -> bytes:
@@ -198,21 +208,21 @@ def read_image_bytes(path: str | Path, *, max_bytes: int = MAX_IMAGE_BYTES) -> b
     return data
 
 
-def _stat(target: str | int, how: Callable[..., os.stat_result]) -> os.stat_result:
+def _stat(target: str | int, how: Callable[..., os.stat_result], error: type[CatalogError] = ImageError) -> os.stat_result:
     name = target if isinstance(target, str) else f"<fd {target}>"
     try:
         return how(target)
     except FileNotFoundError as exc:
-        raise ImageError(f"{name}: no such file") from exc
+        raise error(f"{name}: no such file") from exc
     except OSError as exc:
-        raise ImageError(f"{name}: cannot read file ({exc.strerror or exc})") from exc
+        raise error(f"{name}: cannot read file ({exc.strerror or exc})") from exc
 
 
-def _check_regular(name: str, info: os.stat_result, max_bytes: int) -> None:
+def _check_regular(name: str, info: os.stat_result, max_bytes: int | None, error: type[CatalogError] = ImageError) -> None:
     if not stat.S_ISREG(info.st_mode):
-        raise ImageError(f"{name}: not a regular file ({file_kind(info.st_mode)})")
-    if info.st_size > max_bytes:
-        raise ImageError(f"{name}: file is {info.st_size} bytes, over the limit of {max_bytes} bytes")
+        raise error(f"{name}: not a regular file ({file_kind(info.st_mode)})")
+    if max_bytes is not None and info.st_size > max_bytes:
+        raise error(f"{name}: file is {info.st_size} bytes, over the limit of {max_bytes} bytes")
 
 
 def file_kind(mode: int) -> str:

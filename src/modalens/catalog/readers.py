@@ -2,8 +2,11 @@
 
 Readers never stop at the first bad row: a shop export with a few broken
 lines should still load, and the user should see exactly which rows were
-dropped and why (``Catalog.errors``).  Problems with the file as a whole
-(missing, empty, not UTF-8, unsupported format) raise ``CatalogError``.
+dropped and why (``Catalog.errors``).  That holds for a byte that is not
+UTF-8 (its row is reported) and for a quote that is never closed (its row is
+reported and the lines it would have swallowed are read again as rows).
+Problems with the file as a whole (missing, not a regular file, empty,
+UTF-16, a header that is not UTF-8, unsupported format) raise ``CatalogError``.
 
 Row numbers in ``RowError.row`` are 1-based *line numbers* of the file, for
 every table format: in a CSV the header is line 1, so the first data row is
@@ -34,7 +37,7 @@ import numpy as np
 from PIL import Image
 
 from ..paths import cache_dir
-from .images import file_kind
+from .images import file_kind, open_regular_file
 from .schema import KNOWN_ATTRIBUTES, Catalog, CatalogError, Product, RowError
 
 __all__ = [
@@ -134,12 +137,9 @@ def read_utf8_rows(path: Path) -> str:
 
 
 def _file_bytes(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError as exc:
-        raise CatalogError(f"{path}: no such file") from exc
-    except OSError as exc:
-        raise CatalogError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    """A catalogue file's bytes; a FIFO, a device or a link to one is refused, never read (it could block or never end)."""
+    with open_regular_file(path) as handle:
+        return handle.read()
 
 
 _UNDECODABLE = re.compile("[\udc80-\udcff]")
