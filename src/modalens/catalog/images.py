@@ -202,7 +202,15 @@ def open_regular_file(
 def read_image_bytes(path: str | Path, *, max_bytes: int = MAX_IMAGE_BYTES) -> bytes:
     """A photo file's bytes, checked by :func:`open_image_file` and read to at most ``max_bytes``."""
     with open_image_file(path, max_bytes=max_bytes) as handle:
-        data = handle.read(max_bytes + 1)
+        # Ask for the size the file had when checked, +1 to see whether it grew (a read of max_bytes would
+        # allocate that much for every small photo).
+        expected = min(os.fstat(handle.fileno()).st_size, max_bytes) + 1
+        data = handle.read(expected)
+        while len(data) == expected and len(data) <= max_bytes:  # it grew: read on, up to the limit
+            more = handle.read(max_bytes + 1 - len(data))
+            if not more:
+                break
+            data += more
     if len(data) > max_bytes:
         raise ImageError(f"{path}: file grew past the limit of {max_bytes} bytes while it was read")
     return data
