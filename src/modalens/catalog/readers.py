@@ -324,9 +324,9 @@ def _jsonl_records(text: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
     for number, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
-        bad = undecodable(line)
-        if bad:
-            yield number, f"not UTF-8 text: {bad} at column {line.index(chr(0xDC00 + int(bad[-2:], 16))) + 1}; re-save the file as UTF-8"
+        found = _UNDECODABLE.search(line)
+        if found:
+            yield number, f"not UTF-8 text: {undecodable(found.group())} at column {found.start() + 1}; re-save the file as UTF-8"
             continue
         try:
             record = json.loads(line)
