@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from .errors import InvalidInputError
+
 if TYPE_CHECKING:
     from PIL import Image
 
@@ -35,7 +37,7 @@ if TYPE_CHECKING:
 ONNX_DIR_ENV = "MODALENS_ONNX_DIR"
 
 
-class ExportMismatchError(ValueError):
+class ExportMismatchError(InvalidInputError):
     """An export folder cannot stand in for the model asked for (another model, or no recorded identity)."""
 
 

@@ -127,7 +127,7 @@ def test_limit_counts_good_products(shop: Path) -> None:
         ("cat.csv", b"\n\n,,\n", "no header"),
         ("cat.csv", b"name,image\nx,y\n", "no 'id' column"),
         ("cat.csv", b"id,title,title\n1,a,b\n", "appears twice"),
-        ("cat.csv", "id,title\n1,ok\n2,caf\u00e9\n".encode("latin-1"), "not UTF-8 text: invalid byte 0xe9 on line 3"),
+        ("cat.csv", "id,caf\u00e9\n1,ok\n".encode("latin-1"), "not UTF-8 text: invalid byte 0xe9 on line 1"),
         ("cat.csv", "id,title\n1,x\n".encode("utf-16"), "UTF-16"),
         ("nope.csv", None, "no such file"),
     ],
@@ -139,6 +139,109 @@ def test_whole_file_problems_raise(tmp_path: Path, name: str, content: bytes | N
     with pytest.raises(CatalogError, match=message) as info:
         read_table(path)
     assert str(path) in str(info.value)
+
+
+# ---------------------------------------------------------------- quotes that never close, bytes that are not UTF-8
+
+
+def numbered_csv(rows: int = 14) -> list[str]:
+    """A header and ``rows`` clean rows whose id names their own line: line n holds id Ln."""
+    return ["id,title,price"] + [f"L{n},title {n},{n}" for n in range(2, rows + 2)]
+
+
+def read_lines_as_csv(tmp_path: Path, lines: list[str], newline: str = "\n"):
+    path = tmp_path / "shop.csv"
+    path.write_bytes(newline.join(lines).encode("utf-8") + newline.encode())
+    return read_table(path)
+
+
+@pytest.mark.parametrize(
+    "case, edits",
+    [
+        ("never closed", {4: 'L4,"title 4,4'}),
+        ("closed by a later quoted field", {4: 'L4,"title 4,4', 9: 'L9,"title 9",9'}),  # the "2 added of 2" case
+        ("closed cleanly by a stray quote", {4: 'L4,"title 4,4', 7: 'L7,title 7",7'}),
+        ("closed on the next line", {4: 'L4,"title 4,4', 5: 'L5,title 5",5'}),
+        ("in the id column", {4: '"L4,title 4,4', 12: 'L12,title 12",12'}),
+    ],
+)
+def test_an_unterminated_quote_loses_only_its_own_row(tmp_path: Path, case: str, edits: dict[int, str]) -> None:
+    lines = numbered_csv()
+    for number, text in edits.items():
+        lines[number - 1] = text
+    catalog = read_lines_as_csv(tmp_path, lines)
+    assert errors_of(catalog)[0][0] == 4 and "unterminated quote" in errors_of(catalog)[0][1], case
+    assert [row for row, _ in errors_of(catalog)] == [4]
+    assert [p.id for p in catalog] == [f"L{n}" for n in range(2, 16) if n != 4]
+    assert catalog[0].title == "title 2" and catalog[-1].price == 15.0
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_stray_quotes_anywhere_never_swallow_rows(tmp_path: Path, seed: int) -> None:
+    """Every line is a product or a reported error: quotes opened at the start of random fields of random rows."""
+    import random
+
+    rng = random.Random(seed)
+    lines = numbered_csv(40)
+    broken = sorted(rng.sample(range(2, 42), rng.randint(1, 4)))
+    for number in broken:
+        cells = lines[number - 1].split(",")
+        cells[rng.randrange(3)] = '"' + cells[rng.randrange(3)]
+        lines[number - 1] = ",".join(cells)
+    catalog = read_lines_as_csv(tmp_path, lines, newline=rng.choice(["\n", "\r\n"]))
+    assert [row for row, _ in errors_of(catalog)] == broken
+    assert [p.id for p in catalog] == [f"L{n}" for n in range(2, 42) if n not in broken]
+
+
+def test_quoted_fields_over_several_lines_still_load(tmp_path: Path) -> None:
+    lines = [
+        "id,title,description,price",
+        'a1,Tee,"Soft cotton,\nmachine wash, cold\n\nsecond paragraph",5',
+        'a2,"Two\nline title","",6',
+        'a3,Plain,"He said ""hi"",\nthen left",7',
+        "a4,Last,x,8",
+    ]
+    catalog = read_lines_as_csv(tmp_path, lines)
+    assert catalog.errors == []
+    assert [p.id for p in catalog] == ["a1", "a2", "a3", "a4"]
+    assert catalog[0].description == "Soft cotton,\nmachine wash, cold\n\nsecond paragraph"
+    assert catalog[2].description == 'He said "hi",\nthen left'
+
+
+def test_a_quote_that_runs_past_the_field_limit_is_reported_and_the_rest_kept(tmp_path: Path) -> None:
+    lines = numbered_csv(3) + [f"M{n},{'x' * 2000},1" for n in range(100)]
+    lines[2] = 'L3,"title 3,3'  # swallows 200 kB: more than csv's field limit
+    catalog = read_lines_as_csv(tmp_path, lines)
+    assert [row for row, _ in errors_of(catalog)] == [3]
+    assert len(catalog) == 2 + 100
+
+
+def test_a_byte_that_is_not_utf8_loses_only_its_row(tmp_path: Path) -> None:
+    path = tmp_path / "shop.csv"
+    path.write_bytes(
+        b"id,title,price\n"
+        b"a,ok,1\n"
+        b"b,caf\xe9,2\n"  # Latin-1
+        b'c,"two\nlines \xff",3\n'  # inside a quoted field over two lines
+        b"d,fine,4\n"
+        b"\xe9,e,5\n"  # in the id
+    )
+    catalog = read_table(path)
+    assert [p.id for p in catalog] == ["a", "d"]
+    rows = errors_of(catalog)
+    assert [row for row, _ in rows] == [3, 4, 7]
+    assert all("not UTF-8" in reason for _, reason in rows)
+    assert "0xe9" in rows[0][1] and "'title'" in rows[0][1]
+    assert "0xff" in rows[1][1]
+
+
+def test_jsonl_line_that_is_not_utf8_loses_only_itself(tmp_path: Path) -> None:
+    path = tmp_path / "shop.jsonl"
+    path.write_bytes(b'{"id": "a"}\n{"id": "b", "title": "caf\xe9"}\n{"id": "c"}\n')
+    catalog = read_table(path)
+    assert [p.id for p in catalog] == ["a", "c"]
+    assert [row for row, _ in errors_of(catalog)] == [2]
+    assert "not UTF-8" in catalog.errors[0].reason and "0xe9" in catalog.errors[0].reason
 
 
 def test_utf8_bom_and_crlf(tmp_path: Path) -> None:

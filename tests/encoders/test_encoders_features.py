@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -218,6 +219,47 @@ def test_bad_images_are_reported_by_position_and_do_not_stop_others(images, tmp_
     assert set(failures2) == {1, 3}
     assert again.rows == 0
     np.testing.assert_array_equal(feats, feats2)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.skipif(not hasattr(os, "mkfifo") or not os.path.exists("/dev/zero"), reason="needs FIFOs and /dev/zero")
+@pytest.mark.parametrize("custom_loader", [False, True])
+def test_fifos_devices_and_huge_files_fail_alone_and_never_hang(images, tmp_path: Path, custom_loader: bool) -> None:
+    """The cache key is the first thing that opens a photo: it must check the file before reading it."""
+    from modalens.catalog.images import load_image
+
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    zero = tmp_path / "zero.jpg"
+    zero.symlink_to("/dev/zero")
+    huge = tmp_path / "huge.jpg"
+    with open(huge, "wb") as handle:
+        handle.truncate(2 * 2**30)  # sparse: costs no disk, but hashing it would read 2 GiB
+    sources = [images[0], str(fifo), str(zero), str(huge), images[1]]
+    store = FeatureStore(tmp_path / "cache", "image|fake")
+    loader = {"load_image": load_image} if custom_loader else {}
+    feats, failures = image_features(MeanColourTower(), sources, store=store, progress=False, workers=0, **loader)
+    assert set(failures) == {1, 2, 3}
+    assert str(fifo) in failures[1] and "not a regular file" in failures[1]
+    assert str(zero) in failures[2] and "not a regular file" in failures[2]
+    assert str(huge) in failures[3] and "over the limit" in failures[3]
+    for row, colour in zip(feats[[0, 4]], COLOURS[:2]):
+        np.testing.assert_allclose(row, expected_mean(colour), atol=1e-6)
+
+
+def test_file_key_is_the_sha1_of_the_bytes_and_refuses_special_files(tmp_path: Path) -> None:
+    import hashlib
+
+    from modalens.catalog import ImageError
+    from modalens.encoders.features import file_key
+
+    path = tmp_path / "a.png"
+    path.write_bytes(b"x" * 3_000_001)
+    assert file_key(path) == hashlib.sha1(path.read_bytes()).hexdigest()  # unchanged: existing caches stay valid
+    with pytest.raises(ImageError, match="over the limit of 1000 bytes"):
+        file_key(path, max_bytes=1000)
+    with pytest.raises(ImageError, match="not a regular file"):
+        file_key(tmp_path)
 
 
 def test_different_preprocess_id_does_not_share_cache(images, tmp_path: Path) -> None:

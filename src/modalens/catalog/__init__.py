@@ -12,16 +12,18 @@ from .readers import (
     read_table,
     write_jsonl,
 )
-from .schema import KNOWN_ATTRIBUTES, Catalog, CatalogError, Product, RowError
+from .schema import KNOWN_ATTRIBUTES, MAX_ID_LENGTH, Catalog, CatalogError, Product, RowError, check_id
 
 __all__ = [
     "FASHION_MNIST_CLASSES",
     "KNOWN_ATTRIBUTES",
+    "MAX_ID_LENGTH",
     "Catalog",
     "CatalogError",
     "ImageError",
     "Product",
     "RowError",
+    "check_id",
     "default_cache_dir",
     "image_sha1",
     "load_image",

@@ -11,16 +11,34 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import stat
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import BinaryIO, Callable
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .schema import CatalogError
 
-__all__ = ["ImageError", "fitted_size", "image_sha1", "letterbox", "load_image", "load_letterboxed", "load_letterboxed_many"]
+__all__ = [
+    "MAX_IMAGE_BYTES",
+    "ImageError",
+    "fitted_size",
+    "image_sha1",
+    "letterbox",
+    "load_image",
+    "load_letterboxed",
+    "load_letterboxed_many",
+    "open_image_file",
+    "open_regular_file",
+    "read_image_bytes",
+]
+
+#: The largest photo file modalens reads, in bytes; a bigger one is refused before a byte of it is read.
+MAX_IMAGE_BYTES = 50 * 2**20
 
 #: Background for transparent pixels: product photos are shot on white.
 WHITE = (255, 255, 255)
@@ -40,7 +58,7 @@ def load_image(
     source: str | Path | bytes,
     *,
     max_pixels: int = 40_000_000,
-    max_bytes: int = 50 * 2**20,
+    max_bytes: int = MAX_IMAGE_BYTES,
     draft_size: tuple[int, int] | None = None,
     draft_fit: int | None = None,
 ) -> Image.Image:
@@ -123,13 +141,109 @@ def letterbox(image: Image.Image, size: int, fill: tuple[int, int, int] = WHITE)
     return canvas
 
 
-def image_sha1(path: str | Path) -> str:
-    """SHA-1 of the file's bytes, read in chunks: a cache key that changes when the photo does."""
+def image_sha1(path: str | Path, *, max_bytes: int = MAX_IMAGE_BYTES) -> str:
+    """SHA-1 of the file's bytes, read in chunks: a cache key that changes when the photo does.
+
+    Checked like every photo read (:func:`open_image_file`): a FIFO, a device or
+    a file over ``max_bytes`` is an :class:`ImageError`, never a hang.
+    """
+    digest = hashlib.sha1()
+    with open_image_file(path, max_bytes=max_bytes) as handle:
+        total = 0
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            total += len(chunk)
+            if total > max_bytes:  # it grew after the check
+                raise ImageError(f"{path}: file grew past the limit of {max_bytes} bytes while it was read")
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@contextmanager
+def open_image_file(path: str | Path, *, max_bytes: int = MAX_IMAGE_BYTES) -> Iterator[BinaryIO]:
+    """Open a user's photo for reading only if it is a regular file of at most ``max_bytes``.
+
+    The path is resolved (a link counts as what it points to) and checked
+    before it is opened, so a FIFO (whose open blocks until someone writes),
+    a device such as /dev/zero (which never ends) or a huge file is refused
+    as an :class:`ImageError` without waiting or reading.  The open itself is
+    non-blocking and the opened file is checked again, so a file swapped for
+    a FIFO between the check and the open is refused too.  Callers still read
+    at most ``max_bytes`` (+1, to notice a file that grew).
+    """
+    with open_regular_file(path, max_bytes=max_bytes, error=ImageError) as handle:
+        yield handle
+
+
+@contextmanager
+def open_regular_file(
+    path: str | Path, *, max_bytes: int | None = None, error: type[CatalogError] = CatalogError
+) -> Iterator[BinaryIO]:
+    """:func:`open_image_file` for any file a user names (``max_bytes`` None: no size limit); problems raise ``error``."""
+    name = str(path)
+    _check_regular(name, _stat(name, os.stat, error), max_bytes, error)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
     try:
-        with open(path, "rb") as handle:
-            return hashlib.file_digest(handle, "sha1").hexdigest()
+        fd = os.open(name, flags)
     except OSError as exc:
-        raise ImageError(f"{path}: cannot read file ({exc.strerror or exc})") from exc
+        raise error(f"{name}: cannot read file ({exc.strerror or exc})") from exc
+    try:
+        _check_regular(name, _stat(fd, os.fstat, error), max_bytes, error)
+        handle = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    with handle:
+        try:
+            yield handle
+        except OSError as exc:
+            raise error(f"{name}: cannot read file ({exc.strerror or exc})") from exc
+
+
+def read_image_bytes(path: str | Path, *, max_bytes: int = MAX_IMAGE_BYTES) -> bytes:
+    """A photo file's bytes, checked by :func:`open_image_file` and read to at most ``max_bytes``."""
+    with open_image_file(path, max_bytes=max_bytes) as handle:
+        # Ask for the size the file had when checked, +1 to see whether it grew (a read of max_bytes would
+        # allocate that much for every small photo).
+        expected = min(os.fstat(handle.fileno()).st_size, max_bytes) + 1
+        data = handle.read(expected)
+        while len(data) == expected and len(data) <= max_bytes:  # it grew: read on, up to the limit
+            more = handle.read(max_bytes + 1 - len(data))
+            if not more:
+                break
+            data += more
+    if len(data) > max_bytes:
+        raise ImageError(f"{path}: file grew past the limit of {max_bytes} bytes while it was read")
+    return data
+
+
+def _stat(target: str | int, how: Callable[..., os.stat_result], error: type[CatalogError] = ImageError) -> os.stat_result:
+    name = target if isinstance(target, str) else f"<fd {target}>"
+    try:
+        return how(target)
+    except FileNotFoundError as exc:
+        raise error(f"{name}: no such file") from exc
+    except OSError as exc:
+        raise error(f"{name}: cannot read file ({exc.strerror or exc})") from exc
+
+
+def _check_regular(name: str, info: os.stat_result, max_bytes: int | None, error: type[CatalogError] = ImageError) -> None:
+    if not stat.S_ISREG(info.st_mode):
+        raise error(f"{name}: not a regular file ({file_kind(info.st_mode)})")
+    if max_bytes is not None and info.st_size > max_bytes:
+        raise error(f"{name}: file is {info.st_size} bytes, over the limit of {max_bytes} bytes")
+
+
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, in words, for error messages."""
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a plain file"
 
 
 def to_rgb(image: Image.Image, *, name: str = "<image>") -> Image.Image:
@@ -149,36 +263,18 @@ def to_rgb(image: Image.Image, *, name: str = "<image>") -> Image.Image:
 
 
 def _read_bytes(source: str | Path | bytes, max_bytes: int) -> tuple[str, bytes]:
-    """The source's name for messages and its bytes, refusing missing, empty or oversized files early."""
+    """The source's name for messages and its bytes, refusing missing, special, empty or oversized files early."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
         name = f"<{len(data)} bytes>"
     else:
         name = str(source)
-        size = _file_size(name)
-        if size > max_bytes:
-            raise ImageError(f"{name}: file is {size} bytes, over the limit of {max_bytes} bytes")
-        try:
-            data = Path(name).read_bytes()
-        except OSError as exc:
-            raise ImageError(f"{name}: cannot read file ({exc.strerror or exc})") from exc
+        data = read_image_bytes(name, max_bytes=max_bytes)
     if len(data) > max_bytes:
         raise ImageError(f"{name}: {len(data)} bytes, over the limit of {max_bytes} bytes")
     if not data:
         raise ImageError(f"{name}: file is empty")
     return name, data
-
-
-def _file_size(name: str) -> int:
-    try:
-        stat = os.stat(name)
-    except FileNotFoundError as exc:
-        raise ImageError(f"{name}: no such file") from exc
-    except OSError as exc:
-        raise ImageError(f"{name}: cannot read file ({exc.strerror or exc})") from exc
-    if not os.path.isfile(name):
-        raise ImageError(f"{name}: not a regular file")
-    return stat.st_size
 
 
 def _open(name: str, data: bytes) -> Image.Image:

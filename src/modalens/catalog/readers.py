@@ -2,8 +2,11 @@
 
 Readers never stop at the first bad row: a shop export with a few broken
 lines should still load, and the user should see exactly which rows were
-dropped and why (``Catalog.errors``).  Problems with the file as a whole
-(missing, empty, not UTF-8, unsupported format) raise ``CatalogError``.
+dropped and why (``Catalog.errors``).  That holds for a byte that is not
+UTF-8 (its row is reported) and for a quote that is never closed (its row is
+reported and the lines it would have swallowed are read again as rows).
+Problems with the file as a whole (missing, not a regular file, empty,
+UTF-16, a header that is not UTF-8, unsupported format) raise ``CatalogError``.
 
 Row numbers in ``RowError.row`` are 1-based *line numbers* of the file, for
 every table format: in a CSV the header is line 1, so the first data row is
@@ -21,9 +24,11 @@ import json
 import math
 import os
 import re
+import stat
 import struct
 import tempfile
 import zlib
+from collections import deque
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -32,6 +37,7 @@ import numpy as np
 from PIL import Image
 
 from ..paths import cache_dir, shared_data_dir
+from .images import file_kind, open_regular_file
 from .schema import KNOWN_ATTRIBUTES, Catalog, CatalogError, Product, RowError
 
 __all__ = [
@@ -97,8 +103,8 @@ def read_table(path: str | Path, images_root: str | Path | None = None, *, limit
 
 
 def _read_text(path: Path) -> str:
-    """The whole file as text, with clear errors for missing, empty and non-UTF-8 files."""
-    text = read_utf8(path)
+    """The whole file as text, with clear errors for missing, empty and UTF-16 files (other bad bytes are the rows')."""
+    text = read_utf8_rows(path)
     if not text.strip():
         raise CatalogError(f"{path}: file is empty")
     return text
@@ -106,12 +112,7 @@ def _read_text(path: Path) -> str:
 
 def read_utf8(path: Path) -> str:
     """A whole text file (UTF-8, BOM allowed); missing, unreadable or undecodable files are CatalogErrors."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError as exc:
-        raise CatalogError(f"{path}: no such file") from exc
-    except OSError as exc:
-        raise CatalogError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    data = _file_bytes(path)
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -122,46 +123,184 @@ def read_utf8(path: Path) -> str:
         ) from exc
 
 
+def read_utf8_rows(path: Path) -> str:
+    """A table file's text, where a byte that is not UTF-8 costs only the row holding it, not the file.
+
+    Such bytes decode to lone surrogates (``surrogateescape``: U+DC80-U+DCFF,
+    which no valid UTF-8 text contains); the row readers report the row that
+    holds one (:func:`undecodable`). A UTF-16 file (byte-order mark) is
+    refused whole, with a hint, as by :func:`read_utf8`.
+    """
+    data = _file_bytes(path)
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return read_utf8(path)  # raises with the UTF-16 hint
+    return data.decode("utf-8-sig", errors="surrogateescape")
+
+
+def _file_bytes(path: Path) -> bytes:
+    """A catalogue file's bytes; a FIFO, a device or a link to one is refused, never read (it could block or never end)."""
+    with open_regular_file(path) as handle:
+        return handle.read()
+
+
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
+
+
+def undecodable(text: str) -> str | None:
+    """'invalid byte 0x..' when ``text`` holds a byte that was not UTF-8 (see :func:`read_utf8_rows`), else None."""
+    found = _UNDECODABLE.search(text)
+    return None if found is None else f"invalid byte 0x{ord(found.group()) - 0xDC00:02x}"
+
+
 def _csv_records(text: str, source: Path, delimiter: str) -> Iterator[tuple[int, dict[str, str] | str]]:
     """(line, row dict) per data row, or (line, reason) for a row that cannot be split into the header's columns."""
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    lines = CsvLines(io.StringIO(text, newline=""))
+    reader = csv.reader(lines, delimiter=delimiter)
     header = next(reader, None)
     while header is not None and not any(cell.strip() for cell in header):
+        lines.record = []
         header = next(reader, None)
     if header is None:
         raise CatalogError(f"{source}: no header row")
-    yield from csv_rows(reader, _header_names(header, source))
+    yield from csv_rows(lines, _header_names(header, source, lines.record[0][0]), delimiter)
 
 
-def csv_rows(reader: Any, names: list[str]) -> Iterator[tuple[int, dict[str, str] | str]]:
+class CsvLines:
+    """A CSV file's physical lines for ``csv.reader``: numbered, and the lines of the record being read kept.
+
+    ``csv.reader`` pulls exactly the lines of one record per row, so after a
+    row :attr:`record` holds its ``(line number, text)`` pairs; :meth:`read_again`
+    puts lines back to be parsed once more (after an unterminated quote).
+    Iterate a file opened with ``newline=""`` (or ``io.StringIO(text, newline="")``).
+    """
+
+    def __init__(self, lines: Iterable[str]) -> None:
+        self._source = iter(lines)
+        self._again: deque[tuple[int, str]] = deque()
+        self._taken = 0
+        self.record: list[tuple[int, str]] = []
+
+    def __iter__(self) -> "CsvLines":
+        return self
+
+    def __next__(self) -> str:
+        if self._again:
+            item = self._again.popleft()
+        else:
+            text = next(self._source)
+            self._taken += 1
+            item = (self._taken, text)
+        self.record.append(item)
+        return item[1]
+
+    def read_again(self, items: list[tuple[int, str]]) -> None:
+        self._again.extendleft(reversed(items))
+
+
+def csv_rows(lines: CsvLines, names: list[str], delimiter: str = ",") -> Iterator[tuple[int, dict[str, str] | str]]:
     """After the header: (line, row dict) per data row, or (line, reason) for a row that cannot be used.
 
-    Line numbers are the file's (a quoted field spanning lines is reported at its first line);
-    blank rows are skipped silently. Shared by every CSV-based reader.
+    Line numbers are the file's (a quoted field spanning lines is reported at
+    its first line); blank rows are skipped silently. Shared by every
+    CSV-based reader.  No row is lost without a word: a record spanning
+    several lines that looks like an unterminated quote (see
+    :func:`_unterminated`) is reported at its first line, and the lines after
+    that one are read again as rows of their own; a row holding a byte that is
+    not UTF-8 is reported, and the rows around it still load.
     """
-    start = reader.line_num + 1
+    reader = csv.reader(lines, delimiter=delimiter)
+    id_column = next((i for i, name in enumerate(names) if _norm(name) == "id"), 0)
     while True:
-        line = start
+        lines.record = []
+        fields: list[str] | None = None
+        problem = None
         try:
             fields = next(reader)
         except StopIteration:
             return
         except csv.Error as exc:
-            start = reader.line_num + 1
-            yield line, f"unreadable CSV row ({exc})"
+            problem = f"unreadable CSV row ({exc})"
+            reader = csv.reader(lines, delimiter=delimiter)  # a fresh parser: the old one stopped mid-record
+        taken = lines.record
+        line = taken[0][0] if taken else 0
+        if len(taken) > 1:
+            why = _unterminated(taken, fields, names, id_column, delimiter)
+            if why:
+                lines.read_again(taken[1:])
+                reader = csv.reader(lines, delimiter=delimiter)
+                end = taken[-1][0]
+                yield line, (
+                    f"unterminated quote: a quoted field opened on this line runs on to line {end} ({problem or why}); "
+                    f"row skipped, lines {line + 1}-{end} read again as rows"
+                )
+                continue
+        if problem is not None or fields is None:
+            yield line, problem or "unreadable CSV row"
             continue
-        start = reader.line_num + 1
         if not any(cell.strip() for cell in fields):
             continue  # blank line, or an all-empty row from a spreadsheet export
+        if any('"' in text for _, text in taken) and _open_quote_at_end(taken, delimiter):
+            yield line, "unterminated quote: a quoted field opened on this line is never closed (the file ends inside it)"
+            continue
         if len(fields) != len(names):
             yield line, f"expected {len(names)} columns, got {len(fields)}"
             continue
-        yield line, dict(zip(names, fields))
+        row = dict(zip(names, fields))
+        bad = next(((name, reason) for name, value in row.items() if (reason := undecodable(value))), None)
+        if bad is not None:
+            yield line, f"not UTF-8 text: {bad[1]} in column {bad[0]!r}; re-save the file as UTF-8"
+            continue
+        yield line, row
 
 
-def _header_names(header: list[str], source: Path) -> list[str]:
+def _unterminated(
+    taken: list[tuple[int, str]], fields: list[str] | None, names: list[str], id_column: int, delimiter: str
+) -> str | None:
+    """Why a record spanning several lines looks like a quote that was never closed, or None for a genuine one.
+
+    A quoted field may hold newlines, so a quote that is never closed swallows
+    the following rows into one field, until some later quote ends it (or the
+    file does). The signs, any of which marks the record: it does not have the
+    header's number of columns; its quotes are malformed (a closing quote
+    followed by more text, or no closing quote at all); or one of its later
+    lines, read alone, is a complete row (the header's number of columns and an
+    id without spaces), i.e. a swallowed row (the last line only counts when the
+    multi-line field is not the first column, since otherwise it is a complete row). A genuine multi-line text whose
+    inner line happens to look like a complete row is reported too: reported,
+    never silently lost.
+    """
+    if fields is None:
+        return "the row cannot be read"
+    if len(fields) != len(names):
+        return f"the row has {len(fields)} columns, not {len(names)}"
+    try:
+        list(csv.reader(io.StringIO("".join(text for _, text in taken), newline=""), delimiter=delimiter, strict=True))
+    except csv.Error as exc:
+        return f"malformed quotes: {exc}"
+    # The last line holds the end of the multi-line field and the fields after it, so in a genuine record it
+    # reads as a complete row only when the multi-line field is the first one.
+    first_multiline = next((i for i, field in enumerate(fields) if "\n" in field or "\r" in field), 0)
+    suspects = taken[1:] if first_multiline > 0 else taken[1:-1]
+    for number, text in suspects:
+        cells = next(csv.reader([text.rstrip("\r\n")], delimiter=delimiter), [])
+        if len(cells) == len(names) and cells[id_column].strip() and not any(c.isspace() for c in cells[id_column].strip()):
+            return f"line {number} reads as a complete row"
+    return None
+
+
+def _open_quote_at_end(taken: list[tuple[int, str]], delimiter: str) -> bool:
+    """Whether the record ends inside a quoted field (the file ended before the quote closed)."""
+    try:
+        list(csv.reader(io.StringIO("".join(text for _, text in taken), newline=""), delimiter=delimiter, strict=True))
+    except csv.Error as exc:
+        return "unexpected end of data" in str(exc)
+    return False
+
+
+def _header_names(header: list[str], source: Path, line: int = 1) -> list[str]:
     """Column names, checked once so no row fails for a reason that is really the header's."""
     names = [cell.strip() or f"column_{i + 1}" for i, cell in enumerate(header)]
+    check_header_text(names, source, line)
     seen: set[str] = set()
     for name in names:
         if name in seen:
@@ -172,11 +311,23 @@ def _header_names(header: list[str], source: Path) -> list[str]:
     return names
 
 
+def check_header_text(names: list[str], source: Path, line: int = 1) -> None:
+    """A header with a byte that is not UTF-8 makes every column name doubtful: the file as a whole is refused."""
+    for name in names:
+        reason = undecodable(name)
+        if reason:
+            raise CatalogError(f"{source}: not UTF-8 text: {reason} on line {line} (the header); re-save the file as UTF-8")
+
+
 def _jsonl_records(text: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
     """(line, object) per non-blank line, or (line, reason) when the line is not a JSON object."""
     # split on '\n' only: str.splitlines would also break on U+2028, which is legal inside JSON strings
     for number, line in enumerate(text.split("\n"), 1):
         if not line.strip():
+            continue
+        found = _UNDECODABLE.search(line)
+        if found:
+            yield number, f"not UTF-8 text: {undecodable(found.group())} at column {found.start() + 1}; re-save the file as UTF-8"
             continue
         try:
             record = json.loads(line)
@@ -292,12 +443,34 @@ def _image_list(value: Any) -> list[str]:
 
 
 def _resolve_images(paths: list[str], base: Path) -> list[str]:
-    """Absolute paths that exist (checked, not decoded); URLs pass through for the user to fetch."""
+    """Absolute paths of regular files (checked, not opened); URLs pass through for the user to fetch."""
     resolved = [p if _URL.match(p) else os.path.normpath(os.path.join(base, p)) for p in paths]
-    missing = [p for p in resolved if not _URL.match(p) and not os.path.isfile(p)]
+    local = [p for p in resolved if not _URL.match(p)]
+    problems = {p: _not_a_photo_file(p) for p in local}
+    missing = [p for p in local if problems[p] == "no such file"]
     if missing:
         raise CatalogError(f"image not found: {', '.join(missing)}")
+    special = [f"{p} ({problems[p]})" for p in local if problems[p]]
+    if special:
+        raise CatalogError(f"image is not usable: {', '.join(special)}")
     return resolved
+
+
+def _not_a_photo_file(path: str | Path) -> str | None:
+    """Why ``path`` cannot be a photo file (a link counts as its target), or None for a regular file.
+
+    Only stats, never opens: a FIFO or a device named ``*.jpg`` is reported
+    here instead of blocking (or never ending) when it is read.
+    """
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return "no such file" if not os.path.islink(path) else "a link to a missing file"
+    except OSError as exc:
+        return f"cannot read ({exc.strerror or exc})"
+    if not stat.S_ISREG(info.st_mode):
+        return f"not a regular file ({file_kind(info.st_mode)})"
+    return None
 
 
 # ---------------------------------------------------------------- image folders
@@ -316,15 +489,25 @@ def read_image_folder(folder: str | Path) -> Catalog:
     errors: list[RowError] = []
     seen: dict[str, Path] = {}
     for row, relative in enumerate(_image_files(root), 1):
+        problem = _not_a_photo_file(root / relative)
+        if problem:
+            errors.append(RowError(str(root), row, f"{relative.as_posix()}: {problem}"))
+            continue
         product_id = relative.with_suffix("").as_posix()
         if product_id in seen:
             errors.append(RowError(str(root), row, f"duplicate id {product_id!r}: {relative} and {seen[product_id]}"))
             continue
-        seen[product_id] = relative
         attributes = {"category": relative.parent.name} if relative.parent != Path(".") else {}
-        products.append(Product(product_id, [str(root / relative)], _title_from_name(relative.stem), attributes=attributes))
+        try:
+            product = Product(product_id, [str(root / relative)], _title_from_name(relative.stem), attributes=attributes)
+        except CatalogError as exc:  # e.g. a file name with a newline in it
+            errors.append(RowError(str(root), row, f"{relative.as_posix()!r}: {exc}"))
+            continue
+        seen[product_id] = relative
+        products.append(product)
     if not products:
-        raise CatalogError(f"{folder}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        skipped = f"; {len(errors)} skipped, e.g. {errors[0].reason}" if errors else ""
+        raise CatalogError(f"{folder}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))}){skipped}")
     return Catalog(products, errors, root.name, root)
 
 

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ..errors import InvalidInputError
+
 
 #: Attribute names with a fixed meaning across modalens (captions and filters use them).
 KNOWN_ATTRIBUTES = (
@@ -30,8 +34,48 @@ KNOWN_ATTRIBUTES = (
 )
 
 
-class CatalogError(ValueError):
-    """A product, row or file that cannot be read: says where and why."""
+#: The longest product id accepted, in characters (ids travel in URLs, file names and log lines).
+MAX_ID_LENGTH = 512
+
+
+class CatalogError(InvalidInputError):
+    """A product, row or file that cannot be read: says where and why (a ``ValueError`` too, as it always was)."""
+
+
+def check_id(identifier: str) -> str:
+    """``identifier`` if it can be a product id, else a CatalogError saying why.
+
+    An id is one line of printable text of at most :data:`MAX_ID_LENGTH`
+    characters: no NUL, newline, tab or other control character (Unicode Cc,
+    the line and paragraph separators, and lone surrogates, which are bytes a
+    reader could not decode).
+    """
+    if len(identifier) > MAX_ID_LENGTH:
+        raise CatalogError(
+            f"product id {_shown(identifier)} is {len(identifier)} characters, over the limit of {MAX_ID_LENGTH}"
+        )
+    for char in identifier:
+        if unicodedata.category(char) in _REFUSED_IN_IDS:
+            raise CatalogError(
+                f"product id {_shown(identifier)} contains U+{ord(char):04X} ({_char_name(char)}); "
+                "an id must be one line of printable text"
+            )
+    return identifier
+
+
+#: Unicode categories refused in ids: controls, line/paragraph separators, surrogates (undecodable bytes).
+_REFUSED_IN_IDS = frozenset({"Cc", "Zl", "Zp", "Cs"})
+
+
+def _shown(identifier: str, limit: int = 40) -> str:
+    """The id for an error message: repr'd (control characters visible), cut short if long."""
+    return repr(identifier) if len(identifier) <= limit else repr(identifier[:limit]) + "..."
+
+
+def _char_name(char: str) -> str:
+    if unicodedata.category(char) == "Cs":
+        return "a byte that is not UTF-8"
+    return unicodedata.name(char, "a control character").lower()
 
 
 @dataclass
@@ -57,6 +101,7 @@ class Product:
         self.id = str(self.id).strip()
         if not self.id:
             raise CatalogError("product id is empty")
+        check_id(self.id)
         if isinstance(self.images, (str, Path)):
             self.images = [str(self.images)]
         self.images = [str(p) for p in self.images if str(p).strip()]

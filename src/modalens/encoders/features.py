@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..catalog.images import MAX_IMAGE_BYTES, ImageError, image_sha1
 from ..paths import cache_dir
 from .base import ImageTower, TextTower, normalise_pixels
 from .views import get_view, view_id
@@ -82,12 +83,14 @@ def _flushing(store: FeatureStore | None) -> Iterator[None]:
             store.flush()
 
 
-def file_key(path: str | Path) -> str:
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+def file_key(path: str | Path, *, max_bytes: int = MAX_IMAGE_BYTES) -> str:
+    """SHA-1 of a photo file's bytes (the cache key's part that changes when the photo does).
+
+    The first thing that opens a user's photo, so it checks the file first
+    (:func:`~modalens.catalog.images.image_sha1`): a FIFO, a device, a link to
+    one or a file over ``max_bytes`` raises ``ImageError`` instead of hanging.
+    """
+    return image_sha1(path, max_bytes=max_bytes)
 
 
 def text_key(text: str) -> str:
@@ -189,6 +192,9 @@ def _cached_image_rows(
     for i, src in enumerate(sources):
         try:
             keys[i] = hashlib.sha1(f"{salt}|{file_key(src)}".encode()).hexdigest()
+        except ImageError as e:  # missing, unreadable, not a regular file, too big: the message names the file
+            failures[i] = str(e)
+            continue
         except OSError as e:
             failures[i] = f"cannot read {src}: {e.strerror or e}"
             continue

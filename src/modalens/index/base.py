@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from modalens.catalog.schema import Product
+from modalens.errors import ConflictError, NotFoundError
 
 if TYPE_CHECKING:
     from modalens.index.ann import FaissIVFSearch
@@ -32,11 +33,11 @@ class IndexStoreError(RuntimeError):
     """Base class for index files that cannot be used as asked."""
 
 
-class IndexNotFoundError(IndexStoreError, FileNotFoundError):
+class IndexNotFoundError(IndexStoreError, NotFoundError, FileNotFoundError):
     """No index where one was expected; the message says how to build one."""
 
 
-class IndexMismatchError(IndexStoreError):
+class IndexMismatchError(IndexStoreError, ConflictError):
     """The index was built with another model or dimension than the caller uses."""
 
 

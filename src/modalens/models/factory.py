@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..errors import NotFoundError
 from ..paths import MODEL_CONFIG_DIR, PRETRAINED_DIR
 from .config import ModelConfig
 from .dual_encoder import DualEncoder
@@ -24,7 +25,7 @@ DEFAULT_MODEL = "modalens-lite"
 HEADS_FILE = "heads.safetensors"
 
 
-class ModelNotFoundError(FileNotFoundError):
+class ModelNotFoundError(NotFoundError, FileNotFoundError):
     pass
 
 

@@ -13,12 +13,13 @@ from typing import Any, TypeVar
 
 import yaml
 
+from ..errors import InvalidInputError
 from ..prompts import CaptionSetError, load_caption_set
 
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(InvalidInputError):
     pass
 
 

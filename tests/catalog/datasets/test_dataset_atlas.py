@@ -77,3 +77,21 @@ def test_csv_export_and_missing_layout(atlas: Path, tmp_path: Path) -> None:
     assert catalog[0].split == "val" and error_rows(catalog) == [("export.csv", 3)]
     with pytest.raises(CatalogError, match="atlas_dataset.json"):
         read_atlas(tmp_path)
+
+
+def test_csv_export_bad_bytes_and_open_quotes_cost_only_their_rows(atlas: Path) -> None:
+    """The dataset CSVs stream through the same row reader as shop catalogues."""
+    photo(atlas / "a.jpg")
+    photo(atlas / "b.jpg")
+    photo(atlas / "c.jpg")
+    path = atlas / "export.csv"
+    path.write_bytes(
+        b"image,title,category_path,split\n"
+        b"a.jpg,Caf\xe9 shirt,Men > Shirts,train\n"  # line 2: Latin-1
+        b'b.jpg,"Open quote,Men > Shirts,train\n'  # line 3: never closed
+        b"c.jpg,Fine,Men > Shirts,train\n"  # line 4
+    )
+    catalog = read_atlas(path)
+    assert [p.image for p in catalog] == [str(atlas / "c.jpg")]
+    assert error_rows(catalog) == [("export.csv", 2), ("export.csv", 3)]
+    assert "not UTF-8" in catalog.errors[0].reason and "unterminated quote" in catalog.errors[1].reason

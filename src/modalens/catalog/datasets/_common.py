@@ -22,6 +22,7 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 from PIL import Image
 
+from ..readers import CsvLines, check_header_text
 from ..readers import csv_rows as split_csv_rows
 from ..readers import read_utf8 as read_text  # one UTF-8 file reader for all catalogues
 from ..schema import Catalog, CatalogError, Product, RowError
@@ -99,21 +100,22 @@ def csv_rows(path: Path) -> Iterator[tuple[int, dict[str, str] | str]]:
     """(line, row) per CSV data row, or (line, reason) for a row that does not match the header.
 
     Streams the file (some dataset CSVs are gigabytes of run-length masks).
+    A byte that is not UTF-8, or a quote that is never closed, costs only its
+    row (see :func:`modalens.catalog.readers.csv_rows`).
     """
     if not path.is_file():
         raise CatalogError(f"{path}: no such file")
-    with open(path, encoding="utf-8-sig", newline="") as handle:
-        try:
-            yield from _csv_records(csv.reader(handle), path)
-        except UnicodeDecodeError as exc:
-            raise CatalogError(f"{path}: not UTF-8 text ({exc.reason})") from exc
+    with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
+        yield from _csv_records(CsvLines(handle), path)
 
 
-def _csv_records(reader: Any, path: Path) -> Iterator[tuple[int, dict[str, str] | str]]:
-    header = next(reader, None)
+def _csv_records(lines: CsvLines, path: Path) -> Iterator[tuple[int, dict[str, str] | str]]:
+    header = next(csv.reader(lines), None)
     if not header:
         raise CatalogError(f"{path}: no header row")
-    yield from split_csv_rows(reader, [h.strip() for h in header])
+    names = [h.strip() for h in header]
+    check_header_text(names, path)
+    yield from split_csv_rows(lines, names)
 
 
 def find_image(folders: Sequence[Path], stem: str, extensions: Sequence[str] = IMAGE_EXTENSIONS) -> str | None:

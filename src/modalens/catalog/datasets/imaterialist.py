@@ -45,7 +45,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..schema import Catalog, CatalogError, Product
+from ..schema import Catalog, CatalogError, Product, check_id
 from ._common import (
     ProductGroups,
     catalog_name,
@@ -247,6 +247,7 @@ def read_imaterialist_segmentation(root: str | Path, split: str | None = None, *
                 continue
             try:
                 image_id, size, class_ids, attribute_ids = _segment(row, categories, attributes)
+                check_id(image_id)  # the product id: refused here, as a row, not when the product is made
             except CatalogError as exc:
                 groups.error(table, line, str(exc))
                 continue
