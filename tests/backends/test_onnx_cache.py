@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
+import modalens
 from modalens.backends import onnx as onnx_backend
 from modalens.backends.onnx import OnnxImageTower, cached_export, tower_cache_dir
 from modalens.backends.runtime import (
@@ -18,28 +24,11 @@ from modalens.backends.runtime import (
     read_verified,
     verify_export,
 )
-from modalens.encoders import ImageTower
+
+from tiny_tower import TinyTower
 
 #: The cache does not depend on the exporter; the TorchScript one is quicker for a tiny graph.
 FAST = "torchscript"
-
-
-class TinyTower(ImageTower):
-    """A two-conv image tower: exports in a second, which is all these tests need."""
-
-    name = "tiny-test"
-    image_size = 32
-    output_dim = 8
-
-    def __init__(self, seed: int = 0) -> None:
-        super().__init__()
-        torch.manual_seed(seed)
-        self.conv1 = nn.Conv2d(3, 4, 3, stride=2, padding=1)
-        self.conv2 = nn.Conv2d(4, 8, 3, stride=2, padding=1)
-        self.eval()
-
-    def forward_features(self, pixels: torch.Tensor) -> torch.Tensor:
-        return F.relu6(self.conv2(F.relu(self.conv1(pixels))))
 
 
 def _check(tower: OnnxImageTower, reference: TinyTower) -> None:
@@ -99,7 +88,7 @@ def test_a_damaged_export_is_detected_and_exported_again(root, damage) -> None:
     assert not [p for p in root.iterdir() if p.name.startswith((".tmp-", ".stale-"))]
 
 
-def test_a_killed_export_leaves_nothing_half_written(root, monkeypatch) -> None:
+def test_an_interrupted_export_cleans_up_after_itself(root, monkeypatch) -> None:
     reference = TinyTower()
 
     def dies_halfway(tower, path, exporter="auto"):
@@ -113,14 +102,43 @@ def test_a_killed_export_leaves_nothing_half_written(root, monkeypatch) -> None:
     assert not folder.exists()
     assert not [p for p in root.iterdir() if p.name.startswith(".tmp-")]
 
-    # A SIGKILL leaves its temporary folder behind: the next export removes it and succeeds.
-    leftover = root / f".tmp-{folder.name}-deadbeef"
-    leftover.mkdir()
-    (leftover / "image_tower.onnx").write_bytes(b"partial")
-    monkeypatch.undo()
+
+KILLED_EXPORT = Path(__file__).with_name("killed_export.py")
+
+
+@pytest.mark.parametrize("moment", ["mid-write", "before-publish"])
+def test_a_killed_export_leaves_nothing_half_written(root, tmp_path, moment) -> None:
+    """A real export in another process, SIGKILLed with its ONNX file half written or with everything written
+    but not yet published: readers find no export (never a partial one), and the next export succeeds."""
+    reference = TinyTower()
+    folder = tower_cache_dir(reference, "image_tower", root)
+    ready = tmp_path / "ready"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(Path(modalens.__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
+    with open(tmp_path / "child.log", "w") as log:
+        child = subprocess.Popen([sys.executable, str(KILLED_EXPORT), str(root), moment, str(ready)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 180
+        while not ready.exists():
+            assert child.poll() is None, (tmp_path / "child.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "the child never reached the kill point"
+            time.sleep(0.05)
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.kill()
+        child.wait(timeout=60)
+    assert child.returncode == -signal.SIGKILL
+
+    # the kill left work on disk, but nothing where a reader looks: no export folder, no servable file
+    assert any(root.iterdir())
+    assert not folder.exists(), sorted(str(p.relative_to(root)) for p in folder.rglob("*"))
+    with pytest.raises(CorruptExportError):
+        read_manifest(folder)
+
+    # the next export (the dead process's lock released) clears the leftovers and serves a complete, verified export
     tower = OnnxImageTower.from_torch(reference, root=root, threads=1, exporter=FAST)
     _check(tower, reference)
-    assert not leftover.exists()
+    verify_export(folder)
+    assert sorted(p.name for p in root.iterdir() if not p.name.endswith(".lock")) == [folder.name]
 
 
 def test_the_torchscript_exporter_is_the_fallback(root, monkeypatch) -> None:

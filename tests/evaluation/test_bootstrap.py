@@ -54,8 +54,21 @@ def test_mean_interval_contains_the_estimate_and_shrinks_with_n() -> None:
 
 def test_mean_of_ignores_nan_values() -> None:
     values = np.array([1.0, np.nan, 0.0, 1.0])
-    stats = mean_of(values)(Resamples(4, 200))
-    assert np.all((stats >= 0) | np.isnan(stats)) and np.nanmax(stats) <= 1
+    r = Resamples(4, 200)
+    stats = mean_of(values)(r)
+    # each resample's statistic is the mean of its non-nan values, computed here by hand
+    checked = 0
+    for b in range(r.resamples):
+        kept = [values[i] for i in r.idx[b] if not math.isnan(values[i])]
+        if kept:
+            assert stats[b] == pytest.approx(sum(kept) / len(kept))
+            checked += 1
+        else:
+            assert math.isnan(stats[b])
+    assert checked > 150
+    # a sample of 1s and nans has mean exactly 1 in every resample (nan counted as 0 would pull it below 1)
+    only_ones = mean_of(np.array([1.0, np.nan, 1.0, np.nan]))(r)
+    assert np.all(only_ones[np.isfinite(only_ones)] == 1.0) and np.isfinite(only_ones).sum() > 150
 
 
 def test_median_ignores_queries_without_a_relevant_item() -> None:

@@ -1,4 +1,4 @@
-"""ClipLoss against hand computations (NumPy, not the code under test)."""
+"""ClipLoss, SigLipLoss and MultiFieldLoss against hand computations (NumPy and plain loops, not the code under test)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from modalens.losses import ClipLoss
+from modalens.losses import ClipLoss, MultiFieldLoss, SigLipLoss
 
 
 def _normalise(a: np.ndarray) -> np.ndarray:
@@ -126,3 +126,134 @@ def test_gradient_reaches_embeddings_and_temperature() -> None:
     assert images.grad is not None and images.grad.abs().sum() > 0
     assert texts.grad is not None and texts.grad.abs().sum() > 0
     assert scale.grad is not None and scale.grad.abs() > 0
+
+
+# --- Hand references written with plain loops (not the code under test) -----------------------------------------
+
+
+def _hand_grouped_clip(images: np.ndarray, texts: np.ndarray, scale: float, groups: list[int]) -> float:
+    """MIL-NCE both ways: row i's loss is -log(sum of exp over i's positives / sum of exp over the whole row)."""
+    n = len(images)
+    sims = [[float(np.dot(images[i], texts[j])) * scale for j in range(n)] for i in range(n)]
+
+    def one_direction(logit) -> float:
+        total = 0.0
+        for i in range(n):
+            everything = sum(math.exp(logit(i, j)) for j in range(n))
+            positives = sum(math.exp(logit(i, j)) for j in range(n) if groups[i] == groups[j])
+            total += -math.log(positives / everything)
+        return total / n
+
+    return (one_direction(lambda i, j: sims[i][j]) + one_direction(lambda i, j: sims[j][i])) / 2
+
+
+# Four items, captions 0 and 2 are the same text (group 5) with different images; item 3 shares group 5 as well
+# but its caption embedding differs slightly (same caption string, another product in the batch).
+GROUP_IMAGES = _normalise(np.array([[1.0, 0.2, 0.0], [0.1, 1.0, 0.3], [0.7, 0.1, 0.7], [0.2, 0.4, 1.0]]))
+GROUP_TEXTS = _normalise(np.array([[0.9, 0.3, 0.2], [0.0, 1.0, 0.1], [0.9, 0.3, 0.2], [0.3, 0.2, 0.9]]))
+GROUPS = [5, 1, 5, 5]
+
+
+def test_grouped_loss_equals_hand_computation_with_duplicate_captions() -> None:
+    scale = 3.0
+    expected = _hand_grouped_clip(GROUP_IMAGES, GROUP_TEXTS, scale, GROUPS)
+    got = _loss(GROUP_IMAGES, GROUP_TEXTS, math.log(scale), GROUPS)
+    assert got == pytest.approx(expected, abs=1e-5)
+    # the same by hand for one row, written out: image 0 against texts 0..3; positives are texts 0, 2 and 3
+    row = [scale * float(np.dot(GROUP_IMAGES[0], GROUP_TEXTS[j])) for j in range(4)]
+    row0 = -math.log((math.exp(row[0]) + math.exp(row[2]) + math.exp(row[3])) / sum(math.exp(v) for v in row))
+    assert row0 < -row[0] + math.log(sum(math.exp(v) for v in row))  # more positives: a lower loss than plain InfoNCE
+    # a formula that keeps only the own caption as positive and drops the other positives from the denominator
+    # (SupCon-style "positive vs negatives only") gives a clearly different number on this batch
+    def dropped(i: int, j: int, sims) -> float:
+        negatives = sum(math.exp(sims[i][k]) for k in range(4) if GROUPS[k] != GROUPS[i])
+        return -math.log(math.exp(sims[i][j]) / (math.exp(sims[i][j]) + negatives))
+
+    s = [[scale * float(np.dot(GROUP_IMAGES[i], GROUP_TEXTS[j])) for j in range(4)] for i in range(4)]
+    st = [list(col) for col in zip(*s)]
+    alt = np.mean([dropped(i, i, s) for i in range(4)]) / 2 + np.mean([dropped(i, i, st) for i in range(4)]) / 2
+    assert abs(alt - expected) > 0.05
+
+
+def test_grouped_loss_hand_computation_at_the_clamped_scale() -> None:
+    # exp(20) is clamped to exp(4.6052) = 100 before the hand formula applies
+    expected = _hand_grouped_clip(GROUP_IMAGES, GROUP_TEXTS, math.exp(4.6052), [0, 1, 0, 2])
+    assert _loss(GROUP_IMAGES, GROUP_TEXTS, 20.0, [0, 1, 0, 2]) == pytest.approx(expected, rel=1e-4)
+
+
+def _hand_siglip(images: np.ndarray, texts: np.ndarray, log_scale: float, bias: float, groups=None) -> float:
+    """Sum over every (image, text) pair of -log sigmoid(z * (t * s + b)), z = +1 for a match and -1 otherwise; / n."""
+    n = len(images)
+    t = math.exp(log_scale)
+    total = 0.0
+    for i in range(n):
+        for j in range(n):
+            match = (i == j) if groups is None else (groups[i] == groups[j])
+            z = 1.0 if match else -1.0
+            x = z * (t * float(np.dot(images[i], texts[j])) + bias)
+            total += math.log(1.0 + math.exp(-x))
+    return total / n
+
+
+def _siglip(images, texts, log_scale, bias, groups=None) -> float:
+    return SigLipLoss(init_bias=bias)(
+        torch.tensor(images, dtype=torch.float32),
+        torch.tensor(texts, dtype=torch.float32),
+        torch.tensor(log_scale, dtype=torch.float32),
+        None if groups is None else torch.tensor(groups),
+    ).item()
+
+
+@pytest.mark.parametrize("log_scale, bias", [(math.log(10.0), -10.0), (1.2, -1.5), (0.0, 0.7)])
+def test_siglip_equals_hand_computation(log_scale: float, bias: float) -> None:
+    assert _siglip(IMAGES, TEXTS, log_scale, bias) == pytest.approx(_hand_siglip(IMAGES, TEXTS, log_scale, bias), rel=1e-5)
+    # one pair spelled out: image 0 / text 0 has similarity 0.8 and is a match
+    if bias == -1.5:
+        assert _hand_siglip(IMAGES[:1], TEXTS[:1], log_scale, bias) == pytest.approx(
+            math.log(1 + math.exp(-(math.exp(1.2) * 0.8 - 1.5)))
+        )
+
+
+def test_siglip_groups_equal_hand_computation_with_duplicate_captions() -> None:
+    got = _siglip(GROUP_IMAGES, GROUP_TEXTS, 2.0, -3.0, GROUPS)
+    assert got == pytest.approx(_hand_siglip(GROUP_IMAGES, GROUP_TEXTS, 2.0, -3.0, GROUPS), rel=1e-5)
+    assert abs(got - _hand_siglip(GROUP_IMAGES, GROUP_TEXTS, 2.0, -3.0)) > 1.0  # the groups matter here
+
+
+def test_multi_field_loss_equals_hand_computation() -> None:
+    # three fields over four products: colour is shared by products 0 and 2, material is missing for product 1
+    rng = np.random.default_rng(3)
+    images = _normalise(rng.normal(size=(4, 3)))
+    fields = {name: _normalise(rng.normal(size=(4, 3))) for name in ("title", "colour", "material")}
+    fields["colour"][2] = fields["colour"][0]
+    groups = {"title": [0, 1, 2, 3], "colour": [0, 1, 0, 2], "material": [0, 1, 2, 3]}
+    present = {"material": [True, False, True, True]}
+    weights = {"title": 1.0, "colour": 0.5, "material": 2.0}
+    scale = 2.5
+
+    terms = {
+        "title": _hand_grouped_clip(images, fields["title"], scale, groups["title"]),
+        "colour": _hand_grouped_clip(images, fields["colour"], scale, groups["colour"]),
+        "material": _hand_grouped_clip(images[[0, 2, 3]], fields["material"][[0, 2, 3]], scale, [0, 2, 3]),
+    }
+    expected = sum(weights[f] * terms[f] for f in weights) / sum(weights.values())
+
+    got = MultiFieldLoss(weights)(
+        torch.tensor(images, dtype=torch.float32),
+        {f: torch.tensor(v, dtype=torch.float32) for f, v in fields.items()},
+        torch.tensor(math.log(scale), dtype=torch.float32),
+        {f: torch.tensor(g) for f, g in groups.items()},
+        {f: torch.tensor(m) for f, m in present.items()},
+    ).item()
+    assert got == pytest.approx(expected, abs=1e-5)
+
+    # a field present for fewer than two products is left out, weight and all
+    only_one = {"material": [False, True, False, False]}
+    got = MultiFieldLoss(weights)(
+        torch.tensor(images, dtype=torch.float32),
+        {f: torch.tensor(v, dtype=torch.float32) for f, v in fields.items()},
+        torch.tensor(math.log(scale), dtype=torch.float32),
+        {f: torch.tensor(g) for f, g in groups.items()},
+        {f: torch.tensor(m) for f, m in only_one.items()},
+    ).item()
+    assert got == pytest.approx((terms["title"] + 0.5 * terms["colour"]) / 1.5, abs=1e-5)

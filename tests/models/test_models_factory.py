@@ -239,14 +239,48 @@ def test_heads_file_with_missing_key_fails_strictly(tmp_path: Path) -> None:
         create_model(folder)
 
 
+SHIPPED_REFERENCE = Path(__file__).with_name("shipped_heads_reference.json")
+
+
+def _reference_inputs() -> tuple[np.ndarray, np.ndarray]:
+    """Fixed tower-like features (PCG64 streams are stable across NumPy versions): ReLU6-range image, normal text."""
+    rng = np.random.default_rng(12)
+    return (rng.random((3, 1280)) * 6).astype(np.float32), rng.normal(size=(3, 384)).astype(np.float32)
+
+
+def _reference_outputs(model: DualEncoder) -> dict:
+    image, text = _reference_inputs()
+    image_emb, text_emb = model.project_features(image, "image"), model.project_features(text, "text")
+    return {
+        "logit_scale": model.logit_scale.item(),
+        "image_embeddings_first16": image_emb[:, :16].tolist(),
+        "text_embeddings_first16": text_emb[:, :16].tolist(),
+        "image_text_cosines": (image_emb @ text_emb.T).tolist(),
+    }
+
+
+def write_shipped_reference() -> None:
+    """Record the shipped heads' outputs; run after deliberately shipping new heads:
+    ``PYTHONPATH=src python -c "import sys; sys.path.insert(0, 'tests/models'); import test_models_factory as t; t.write_shipped_reference()"``"""
+    SHIPPED_REFERENCE.write_text(json.dumps(_reference_outputs(create_model("modalens-lite")), indent=1) + "\n")
+
+
 def test_shipped_default_heads() -> None:
     weights = PRETRAINED_DIR / "modalens-lite.safetensors"
     if not weights.exists():
         with pytest.raises(ModelNotFoundError, match="no trained heads"):
             create_model("modalens-lite")
         pytest.skip("no shipped modalens-lite.safetensors yet; checked the clear error instead")
-    model = create_model("modalens-lite")  # load_state_dict(strict=True) inside
+    # the shipped file fits the configured architecture exactly: every tensor, with the configured shape
+    architecture = create_model("modalens-lite", pretrained=False).state_dict()
     shipped = load_file(str(weights))
-    assert set(shipped) == set(model.state_dict())
-    for key, value in shipped.items():
-        assert torch.equal(model.state_dict()[key], value), key
+    assert {k: tuple(v.shape) for k, v in shipped.items()} == {k: tuple(v.shape) for k, v in architecture.items()}
+    # ...and the loaded model reproduces the outputs recorded when these heads were shipped
+    model = create_model("modalens-lite")
+    assert not torch.equal(model.image_head.linear.weight, architecture["image_head.linear.weight"])  # not the init
+    expected, got = json.loads(SHIPPED_REFERENCE.read_text()), _reference_outputs(model)
+    assert got["logit_scale"] == pytest.approx(expected["logit_scale"], abs=1e-6)
+    for key in ("image_embeddings_first16", "text_embeddings_first16", "image_text_cosines"):
+        np.testing.assert_allclose(got[key], expected[key], atol=2e-5, err_msg=key)
+    # trained heads tell these inputs apart: not all cosines alike (a collapsed or re-initialised head would be)
+    assert np.ptp(np.array(got["image_text_cosines"])) > 0.01

@@ -53,9 +53,17 @@ def test_training_beats_the_untrained_heads_and_saves_a_loadable_model(tmp_path,
 
 
 def test_same_seed_same_model(tmp_path, mini_catalog):
-    a = run_recipe(load_train_config(write_config(tmp_path / "a", mini_catalog, epochs=3)), progress=False)
-    b = run_recipe(load_train_config(write_config(tmp_path / "b", mini_catalog, epochs=3)), progress=False)
+    a = run_recipe(load_train_config(write_config(tmp_path / "a", mini_catalog, epochs=2)), progress=False)
+    b = run_recipe(load_train_config(write_config(tmp_path / "b", mini_catalog, epochs=2)), progress=False)
+    c = run_recipe(load_train_config(write_config(tmp_path / "c", mini_catalog, epochs=2, seed=1)), progress=False)
     assert [r["loss"] for r in a.history] == [r["loss"] for r in b.history]
+    # the saved weights, not only the losses: the same seed gives the very same tensors...
+    wa, wb, wc = _weights(a.output), _weights(b.output), _weights(c.output)
+    assert wa.keys() == wb.keys() == wc.keys() and wa
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+    # ...while another seed gives other weights
+    assert any(not torch.allclose(wa[k], wc[k]) for k in wa if wa[k].is_floating_point())
 
 
 def test_captions_come_from_each_products_own_fields(mini_catalog):

@@ -24,6 +24,8 @@ from PIL import Image
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
+from modalens.backends import ENV_VAR as BACKEND_ENV
+from modalens.backends import tower_backend
 from modalens.backends.runtime import read_manifest, write_manifest
 from modalens.catalog import read_catalog
 from modalens.index import IndexMismatchError
@@ -40,11 +42,15 @@ MIN_COSINE = 0.9999
 
 @pytest.fixture(scope="module")
 def torch_engine(mini_catalog, tmp_path_factory):
-    """The normal path: an index of the mini catalogue and the engine that built it (PyTorch heads)."""
-    engine = SearchEngine(tmp_path_factory.mktemp("torch-free") / "index", progress=False)
-    engine.build(read_catalog(mini_catalog))
-    yield engine
-    engine.close()
+    """The normal path, all in PyTorch: an index of the mini catalogue and the engine that built it, its towers forced
+    onto the torch back-end (by default they would run in ONNX Runtime, and ONNX would be compared with ONNX)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(BACKEND_ENV, "torch")
+        engine = SearchEngine(tmp_path_factory.mktemp("torch-free") / "index", progress=False)
+        engine.build(read_catalog(mini_catalog))
+        assert tower_backend(engine.model.image_tower) == tower_backend(engine.model.text_tower) == "torch"
+        yield engine
+        engine.close()
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +80,9 @@ def _agree(got: np.ndarray, expected: np.ndarray) -> None:
 
 
 def test_text_and_photo_query_vectors_equal_the_torch_path(torch_engine, onnx_engine, products):
+    # the two sides really are two back-ends: PyTorch towers and heads here, the ONNX export there
+    assert torch_engine.query_encoder.backend == "torch" and onnx_engine.query_encoder.backend == "onnx-export"
+    assert tower_backend(torch_engine.model.image_tower) == tower_backend(torch_engine.model.text_tower) == "torch"
     for query in QUERIES:
         _agree(onnx_engine.query_vector(query), torch_engine.query_vector(query))
     wide = Image.open(products[0].image).convert("RGB").resize((180, 61))  # letterboxed, not square
