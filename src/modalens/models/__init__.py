@@ -1,8 +1,9 @@
-"""The dual-encoder model, its configs (``model_configs/*.json``) and the factory that builds it by name.
+"""The dual-encoder model, its configs (``model_configs/*.json``), the factory that builds it by name, and the handle.
 
-Importing this package does not import torch: :class:`DualEncoder` and
-:class:`ProjectionHead` (which do) are imported when first named, so a
-torch-free server can name the default model and read a config or an identity.
+:func:`load` is how the rest of modalens gets a model: one :class:`ModelHandle`
+per model, shared, so the model is built once. Importing this package does not
+import torch: :class:`DualEncoder` and :class:`ProjectionHead` (which do) are
+imported when first named, so a torch-free server can load a handle on an export.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from .factory import (
     model_metadata,
     save_model,
 )
+from .handle import ModelHandle, TorchQueryEncoder, as_handle, load
 
 if TYPE_CHECKING:
     from .dual_encoder import DualEncoder
@@ -41,10 +43,14 @@ __all__ = [
     "DualEncoder",
     "HeadConfig",
     "ModelConfig",
+    "ModelHandle",
     "ModelNotFoundError",
     "ProjectionHead",
+    "TorchQueryEncoder",
+    "as_handle",
     "create_model",
     "list_models",
+    "load",
     "model_config",
     "model_identity",
     "model_metadata",
