@@ -1,4 +1,4 @@
-"""``models.load``: one handle per model, built once and shared by search and the server.
+"""``models.load``: one handle per model, built once and shared by search and the server; the default named once.
 
 The torch-free side (a handle on an ONNX export never builds the PyTorch
 model) needs an export folder: tests/serving/test_torch_free.py has it.
@@ -6,14 +6,18 @@ model) needs an export folder: tests/serving/test_torch_free.py has it.
 
 from __future__ import annotations
 
+import ast
+import inspect
 import subprocess
 import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
+import modalens
 from modalens import models
 from modalens.models import DEFAULT_MODEL, ModelHandle, ModelNotFoundError
 from modalens.models import handle as handle_module
@@ -95,3 +99,24 @@ def test_a_handle_and_its_identity_and_config_import_no_torch() -> None:
     assert run.returncode == 0, run.stderr
     assert run.stdout.split() == [models.model_identity(DEFAULT_MODEL), "512", "512", "False"]
 
+
+def _string_literals(file: Path) -> list[int]:
+    tree = ast.parse(file.read_text(encoding="utf-8"))
+    return [node.lineno for node in ast.walk(tree) if isinstance(node, ast.Constant) and node.value == DEFAULT_MODEL]
+
+
+def test_the_default_model_is_named_only_in_the_factory() -> None:
+    from modalens.cli.common import MODEL_OPTION
+    from modalens.export import export_model
+    from modalens.recipes.config import TrainConfig
+
+    package = Path(modalens.__file__).parent
+    elsewhere = {
+        str(f.relative_to(package)): lines
+        for f in package.rglob("*.py")
+        if f != package / "models" / "factory.py" and (lines := _string_literals(f))
+    }
+    assert elsewhere == {}, f"write models.DEFAULT_MODEL, not the literal: {elsewhere}"
+    assert MODEL_OPTION.default == ServeSettings().model == ServeSettings.from_env(None).model == DEFAULT_MODEL
+    assert TrainConfig().model == inspect.signature(export_model).parameters["model"].default == DEFAULT_MODEL
+    assert inspect.signature(SearchEngine).parameters["model"].default == DEFAULT_MODEL
