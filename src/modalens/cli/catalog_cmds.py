@@ -108,4 +108,7 @@ def quickstart(
     if serve:
         from .serve_cmd import serve as serve_command
 
-        serve_command(None, engine.index_dir, engine.model_name, "127.0.0.1", port, [], False)
+        # Every option by name: a typer command called directly gets its OptionInfo defaults, not their values.
+        serve_command(
+            None, engine.index_dir, engine.model_name, "127.0.0.1", port, api_key=[], ingest_root=[], open_browser=False, onnx=None
+        )
