@@ -1,9 +1,10 @@
-"""The layering of the model packages: ``backends`` < ``models`` < ``query_encoder`` < ``export``, with no circle.
+"""The layering of the model packages: ``backends`` < ``query_encoder`` < ``models`` < ``export``, with no circle.
 
 ``backends`` runs towers (ONNX Runtime or torch) and caches their exports;
-``models`` builds the dual encoder on top of it; ``query_encoder`` turns
-queries into vectors with a model or an export folder; ``export`` writes a
-whole model as ONNX files. An import circle between them (even through an
+``query_encoder`` is what a query needs (the protocol, and the torch-free
+encoder on an export folder); ``models`` builds the dual encoder and hands
+it out through one handle (whose query-encoder view is the model or the
+export); ``export`` writes a whole model as ONNX files. An import circle between them (even through an
 import inside a function, which only moves the circle to run time) makes each
 piece impossible to load, test or change alone, so the graph is read from the
 source with ``ast``: every ``import`` and ``from ... import`` anywhere in a

@@ -1,26 +1,28 @@
-"""Query encoders: texts and photos → vectors in a model's space, from PyTorch or from an ONNX export without it.
+"""Query encoders: texts and photos → vectors in a model's space, and the one that answers from an ONNX export without torch.
 
 A search server spends its life turning short queries into vectors. On the
 normal path that is the ``DualEncoder`` (PyTorch heads over towers that may
-themselves run in ONNX Runtime), and importing torch alone costs 1-2 s and
-hundreds of MB before the first query. A folder written by ``modalens
-export`` holds everything a query needs (towers, heads, tokenizer), so
-:class:`OnnxQueryEncoder` answers from it with ONNX Runtime, ``tokenizers``
-and numpy only; its vectors agree with the normal path to about 1e-7 (the
-tests hold them to 1e-4).
+themselves run in ONNX Runtime), seen through a model handle's
+``query_encoder`` (:class:`modalens.models.TorchQueryEncoder`), and importing
+torch alone costs 1-2 s and hundreds of MB before the first query. A folder
+written by ``modalens export`` holds everything a query needs (towers, heads,
+tokenizer), so :class:`OnnxQueryEncoder` answers from it with ONNX Runtime,
+``tokenizers`` and numpy only; its vectors agree with the normal path to about
+1e-7 (the tests hold them to 1e-4). ``modalens.models.load(name, onnx_dir=...)``
+picks between the two.
 
 Vectors are only comparable within one model, so every encoder carries the
 model's *identity* (its name and a digest of its trained heads) and the index
 refuses queries from another. An export records the identity of the model it
 was made from (``model_identity`` in its manifest).
 
-This module imports no torch; :class:`TorchQueryEncoder` imports it when first used.
+This module imports neither torch nor :mod:`modalens.models` (which sits above it and imports it).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -31,21 +33,12 @@ from .errors import InvalidInputError
 if TYPE_CHECKING:
     from PIL import Image
 
-    from .models import DualEncoder
-
 #: An export folder to answer queries from without torch (``modalens serve --onnx DIR`` sets it too).
 ONNX_DIR_ENV = "MODALENS_ONNX_DIR"
 
 
 class ExportMismatchError(InvalidInputError):
     """An export folder cannot stand in for the model asked for (another model, or no recorded identity)."""
-
-
-def model_identity(model_name: str) -> str:
-    """:func:`modalens.models.model_identity` (imports torch), imported when first called so this module stays torch-free."""
-    from .models import model_identity as identity
-
-    return identity(model_name)
 
 
 class QueryEncoder(Protocol):
@@ -65,38 +58,6 @@ class QueryEncoder(Protocol):
 
     @property
     def image_size(self) -> int: ...
-
-
-class TorchQueryEncoder:
-    """The ``DualEncoder`` as a query encoder; the model is loaded (and torch imported) on first use."""
-
-    backend = "torch"
-
-    def __init__(self, model_name: str, load_model: Callable[[], DualEncoder]) -> None:
-        self.model_name = str(model_name)
-        self._load_model = load_model
-        self._identity: str | None = None
-
-    @property
-    def identity(self) -> str:
-        if self._identity is None:
-            self._identity = model_identity(self.model_name)
-        return self._identity
-
-    @property
-    def embed_dim(self) -> int:
-        return int(self._load_model().config.embed_dim)
-
-    @property
-    def image_size(self) -> int:
-        """The square the image tower sees (photos are letterboxed to it)."""
-        return int(self._load_model().image_tower.image_size)
-
-    def encode_text(self, texts: Sequence[str]) -> np.ndarray:
-        return self._load_model().encode_text(list(texts))
-
-    def encode_image(self, images: Sequence[Image.Image]) -> np.ndarray:
-        return self._load_model().encode_image(list(images))
 
 
 class OnnxQueryEncoder:
@@ -153,13 +114,3 @@ def onnx_dir_from_env() -> Path | None:
     value = os.environ.get(ONNX_DIR_ENV, "").strip()
     return Path(value) if value else None
 
-
-def open_query_encoder(
-    model_name: str,
-    onnx_dir: str | Path | None,
-    load_model: Callable[[], DualEncoder],
-) -> QueryEncoder:
-    """The export's torch-free encoder when ``onnx_dir`` is given, else the PyTorch model."""
-    if onnx_dir is not None:
-        return OnnxQueryEncoder(onnx_dir, model=model_name)
-    return TorchQueryEncoder(model_name, load_model)

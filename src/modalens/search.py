@@ -4,15 +4,17 @@ The index stores image embeddings from one model; queries must come from the
 same model, so the index remembers the model's name and identity and
 refuses another one.
 
-Queries go through a :class:`~modalens.query_encoder.QueryEncoder`: the
-PyTorch model by default, or an ONNX export with no torch at all (the
+The model is a :class:`~modalens.models.ModelHandle`: given one, several
+engines (a server's query and ingest threads) share its model; given a name,
+the engine loads its own handle. Queries go through the handle's query
+encoder: the PyTorch model, or an ONNX export with no torch at all (the
 server's fast path). Writing to the index (``build``, ``similar`` on the
 torch path) uses the PyTorch model and its feature cache, imported only then.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,13 +26,9 @@ from .catalog.images import ImageError, load_image
 from .catalog.schema import Catalog, Product
 from .index import BuildReport, CatalogIndex, Hit, build_index
 from .index.build import EmbedResult, product_content_key
+from .models import DEFAULT_MODEL, ModelHandle, as_handle
 from .paths import cache_dir
-from .query_encoder import (
-    ExportMismatchError,
-    QueryEncoder,
-    TorchQueryEncoder,
-    model_identity,
-)
+from .query_encoder import ExportMismatchError, QueryEncoder
 
 if TYPE_CHECKING:
     from .embedding import CachedEncoder
@@ -38,7 +36,7 @@ if TYPE_CHECKING:
 
 QUERY_CACHE_SIZE = 4096
 
-__all__ = ["QUERY_CACHE_SIZE", "SearchEngine", "default_index_dir", "model_identity"]
+__all__ = ["QUERY_CACHE_SIZE", "SearchEngine", "default_index_dir"]
 
 
 def default_index_dir() -> Path:
@@ -49,40 +47,27 @@ class SearchEngine:
     """Index a catalogue, then search it by text, by image, or both."""
 
     def __init__(
-        self,
-        index_dir: str | Path | None = None,
-        model: str = "modalens-lite",
-        progress: bool = True,
-        shared_model: DualEncoder | None = None,
-        *,
-        query_encoder: QueryEncoder | None = None,
-        load_model: Callable[[], DualEncoder] | None = None,
+        self, index_dir: str | Path | None = None, model: str | Path | ModelHandle = DEFAULT_MODEL, progress: bool = True
     ) -> None:
-        """``shared_model`` / ``load_model`` let several engines (a server's query and ingest threads) share one
-        PyTorch model, given or loaded on first need; ``query_encoder`` answers queries instead of that model
-        (an :class:`~modalens.query_encoder.OnnxQueryEncoder` answers without importing torch)."""
+        """``model``: a name or saved folder (loaded as a new handle), or a handle to share with other engines."""
         self.index_dir = Path(index_dir) if index_dir else default_index_dir()
-        self.model_name = str(model)
+        self.handle = as_handle(model)
+        self.model_name = self.handle.name
         self.progress = progress
-        self._model: DualEncoder | None = shared_model
-        self._load_model = load_model
         self._index: CatalogIndex | None = None
         self._encoder: CachedEncoder | None = None
-        self.query_encoder: QueryEncoder = query_encoder or TorchQueryEncoder(self.model_name, lambda: self.model)
         # Shoppers repeat queries ("black dress"): the text tower runs once per distinct text.
         self._text_vector = lru_cache(maxsize=QUERY_CACHE_SIZE)(self._encode_text_query)
 
     @property
     def model(self) -> DualEncoder:
-        """The PyTorch model (torch is imported here, on first use)."""
-        if self._model is None:
-            if self._load_model is not None:
-                self._model = self._load_model()
-            else:
-                from .models import create_model
+        """The handle's PyTorch model (torch is imported here, on first use)."""
+        return self.handle.model
 
-                self._model = create_model(self.model_name)
-        return self._model
+    @property
+    def query_encoder(self) -> QueryEncoder:
+        """The handle's query encoder (shared by every engine on the handle)."""
+        return self.handle.query_encoder
 
     @property
     def identity(self) -> str:
@@ -137,10 +122,8 @@ class SearchEngine:
         )
 
     def _writer_identity(self) -> str:
-        """The PyTorch model's identity, which writes use; it must be the one queries come from."""
-        if isinstance(self.query_encoder, TorchQueryEncoder):
-            return self.query_encoder.identity
-        identity = model_identity(self.model_name)
+        """The PyTorch model's identity, which writes use; it must be the one queries come from (an export may be older)."""
+        identity = self.handle.identity
         if identity != self.identity:
             raise ExportMismatchError(
                 f"the ONNX export answers queries as {self.identity!r} but {self.model_name!r} is now {identity!r}: "
@@ -187,8 +170,9 @@ class SearchEngine:
         return [h for h in hits if h.id != product_id][:k]
 
     def _product_vector(self, product: Product) -> np.ndarray:
-        """The embedding of a product's main photo: through the feature cache on the torch path, else the query encoder."""
-        if isinstance(self.query_encoder, TorchQueryEncoder):
+        """The embedding of a product's main photo: through the feature cache on the torch path, else the query encoder
+        (an export's, which must not import torch)."""
+        if not self.handle.torch_free:
             vectors, failures = self.encoder.image_embeddings([product])
             if failures:
                 raise ValueError(f"product {product.id!r} has no usable image: {failures[0]}")

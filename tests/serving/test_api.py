@@ -26,7 +26,7 @@ def client(mini_catalog, tmp_path_factory):
     # ingest may read the tests' temporary folders and the fixture photos, nothing else
     roots = (tmp_path_factory.getbasetemp(), mini_catalog.parent)
     settings = ServeSettings(index_dir, api_keys=frozenset({KEY}), ingest_roots=roots)
-    with TestClient(create_app(settings, engine.model)) as c:
+    with TestClient(create_app(settings, engine.handle)) as c:
         yield c
 
 
@@ -145,7 +145,7 @@ def test_decompression_bomb_is_refused(client):
 
 def test_writes_refused_when_no_key_is_configured(mini_catalog, tmp_path, client):
     settings = ServeSettings(tmp_path / "empty-index")
-    with TestClient(create_app(settings, client.app.state.service.model)) as c:
+    with TestClient(create_app(settings, client.app.state.service.handle)) as c:
         assert c.get("/health").json()["products"] == 0
         assert c.delete("/api/products/x", headers={"X-API-Key": "anything"}).status_code == 403
 
@@ -164,11 +164,11 @@ def test_serves_fashion_mnist_too(tmp_path, client):
     if not Path("/usr/share/datasets/fashion-mnist").is_dir():
         pytest.skip("Debian's dataset-fashion-mnist is not installed")
     catalog = read_catalog("fashion-mnist:test", limit=60)
-    engine = SearchEngine(tmp_path / "fmnist", progress=False, shared_model=client.app.state.service.model)
+    engine = SearchEngine(tmp_path / "fmnist", client.app.state.service.handle, progress=False)
     assert engine.build(catalog).added == 60
     engine.close()
     settings = ServeSettings(tmp_path / "fmnist")
-    with TestClient(create_app(settings, client.app.state.service.model)) as c:
+    with TestClient(create_app(settings, client.app.state.service.handle)) as c:
         assert c.get("/health").json()["products"] == 60
         probe = catalog.products[11]
         found = c.post("/api/search/image", files={"image": ("f.png", Path(probe.image).read_bytes(), "image/png")}).json()
@@ -181,7 +181,7 @@ def test_serves_fashion_mnist_too(tmp_path, client):
 
 def test_review_page_mounts_beside_search_when_configured(tmp_path, client):
     settings = ServeSettings(tmp_path / "index", review_db=str(tmp_path / "reviews.sqlite"))
-    with TestClient(create_app(settings, client.app.state.service.model)) as c:
+    with TestClient(create_app(settings, client.app.state.service.handle)) as c:
         assert c.get("/review/").status_code == 200
         assert "/review/api/decide" in c.get("/openapi.json").json()["paths"]
     assert client.get("/review/").status_code == 404  # not mounted without a review database

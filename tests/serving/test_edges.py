@@ -33,7 +33,7 @@ def built(mini_catalog, tmp_path_factory):
     engine = SearchEngine(index_dir, progress=False)
     engine.build(read_catalog(mini_catalog))
     engine.close()
-    return index_dir, engine.model
+    return index_dir, engine.handle  # one model handle shared by every app of the module
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,7 @@ from PIL import Image
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
+from modalens import models
 from modalens.backends import ENV_VAR as BACKEND_ENV
 from modalens.backends import tower_backend
 from modalens.backends.runtime import read_manifest, write_manifest
@@ -62,7 +63,7 @@ def export_dir(tmp_path_factory, torch_engine) -> Path:
 
 @pytest.fixture(scope="module")
 def onnx_engine(torch_engine, export_dir):
-    engine = SearchEngine(torch_engine.index_dir, progress=False, query_encoder=OnnxQueryEncoder(export_dir, model="modalens-lite"))
+    engine = SearchEngine(torch_engine.index_dir, models.load("modalens-lite", onnx_dir=export_dir), progress=False)
     yield engine
     engine.close()
 
@@ -152,6 +153,39 @@ def test_server_answers_queries_without_torch(torch_engine, export_dir, products
     assert out["similar"] == [h.id for h in torch_engine.similar(similar, k=5)]
 
 
+def test_a_handle_on_an_export_never_builds_the_torch_model(torch_engine, export_dir, products, monkeypatch):
+    def refuse(name):
+        raise AssertionError(f"a handle on an export built the PyTorch model {name!r}")
+
+    monkeypatch.setattr(models.handle, "create_model", refuse)
+    handle = models.load("modalens-lite", onnx_dir=export_dir)
+    engine = SearchEngine(torch_engine.index_dir, handle, progress=False)
+    try:
+        assert handle.torch_free and handle.query_encoder.backend == "onnx-export"
+        assert [h.id for h in engine.search(QUERIES[1], k=5)] == [h.id for h in torch_engine.search(QUERIES[1], k=5)]
+        assert engine.search(image=products[3].image, k=1)[0].id == products[3].id
+        assert [h.id for h in engine.similar(products[0].id, k=3)] == [h.id for h in torch_engine.similar(products[0].id, k=3)]
+        assert not handle.loaded
+    finally:
+        engine.close()
+
+
+def test_loading_a_handle_on_an_export_imports_no_torch(export_dir, products):
+    code = (
+        "import sys\n"
+        "sys.modules['torch'] = None  # any `import torch` now fails\n"
+        "from modalens import models\n"
+        f"handle = models.load('modalens-lite', onnx_dir={str(export_dir)!r})\n"
+        "encoder = handle.query_encoder\n"
+        f"from PIL import Image; photo = Image.open({products[3].image!r}).convert('RGB')\n"
+        "vectors = [encoder.encode_text(['a red shirt']), encoder.encode_image([photo])]\n"
+        "print(encoder.identity == handle.identity, [v.shape for v in vectors], handle.loaded)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.strip() == "True [(1, 512), (1, 512)] False"
+
+
 def test_writes_and_tagging_load_the_model_on_first_use(torch_engine, export_dir, products, tmp_path):
     index_dir = tmp_path / "index"
     shutil.copytree(torch_engine.index_dir, index_dir)
@@ -159,7 +193,7 @@ def test_writes_and_tagging_load_the_model_on_first_use(torch_engine, export_dir
     with TestClient(create_app(settings)) as client:
         service = client.app.state.service
         assert client.post("/api/search", json={"q": "shirt"}).status_code == 200
-        assert service._model is None  # queries alone never load the PyTorch model
+        assert not service.handle.loaded  # queries alone never load the PyTorch model
         product = {"title": "Torch Free Test Watch", "attributes": {"article_type": "Watches"}}
         with open(products[7].image, "rb") as f:
             put = client.put(
@@ -167,7 +201,7 @@ def test_writes_and_tagging_load_the_model_on_first_use(torch_engine, export_dir
                 headers={"X-API-Key": KEY},
             )
         assert put.status_code == 200, put.text
-        assert service._model is not None
+        assert service.handle.loaded
         with open(products[7].image, "rb") as f:
             found = client.post("/api/search/image", files={"image": ("w.jpg", f.read(), "image/jpeg")}, data={"k": "2"}).json()
         assert {r["id"] for r in found["results"]} == {"new-1", products[7].id}
@@ -195,7 +229,7 @@ def test_an_export_of_another_model_is_refused(torch_engine, export_dir, tmp_pat
     other = _edited_export(export_dir, tmp_path / "other", model_identity="modalens-lite@0000000000")
     with pytest.raises(ExportMismatchError, match="not 'modalens-base'"):
         OnnxQueryEncoder(other, model="modalens-base")
-    engine = SearchEngine(torch_engine.index_dir, progress=False, query_encoder=OnnxQueryEncoder(other))
+    engine = SearchEngine(torch_engine.index_dir, models.load("modalens-lite", onnx_dir=other), progress=False)
     with pytest.raises(IndexMismatchError):
         engine.search("shirt")
 

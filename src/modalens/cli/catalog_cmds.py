@@ -65,12 +65,12 @@ def tag(
 ) -> None:
     """Zero-shot tagging: rank a label set for each image (no labelled data needed)."""
     from ..catalog.images import load_image
-    from ..models import create_model
+    from ..models import load
     from ..prompts import ZERO_SHOT_TEMPLATES
     from ..zeroshot import build_classifier
 
     label_list = [s.strip() for s in labels.split(",") if s.strip()]
-    model_ = create_model(model)
+    model_ = load(model).model
     templates = ZERO_SHOT_TEMPLATES[:1] if no_ensemble else ZERO_SHOT_TEMPLATES
     classifier = build_classifier(model_, label_list, templates)
     results = []
@@ -108,4 +108,7 @@ def quickstart(
     if serve:
         from .serve_cmd import serve as serve_command
 
-        serve_command(None, engine.index_dir, engine.model_name, "127.0.0.1", port, [], False)
+        # Every option by name: a typer command called directly gets its OptionInfo defaults, not their values.
+        serve_command(
+            None, engine.index_dir, engine.model_name, "127.0.0.1", port, api_key=[], ingest_root=[], open_browser=False, onnx=None
+        )

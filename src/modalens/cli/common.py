@@ -8,8 +8,10 @@ from typing import Callable
 
 import typer
 
+from ..models.factory import DEFAULT_MODEL  # torch-free: the CLI's --help stays quick
+
 INDEX_OPTION = typer.Option(None, "--index", "-i", help="Index folder (default: ~/.cache/modalens/indexes/default).")
-MODEL_OPTION = typer.Option("modalens-lite", "--model", "-m", help="Model name or a folder saved by `modalens train`.")
+MODEL_OPTION = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Model name or a folder saved by `modalens train`.")
 
 
 def user_errors(fn: Callable) -> Callable:

@@ -30,15 +30,17 @@ def serve(
     import uvicorn
 
     from ..catalog import read_catalog
+    from ..models import load
     from ..search import SearchEngine, default_index_dir
     from ..serving import ServeSettings, create_app
 
     index_dir = index_dir or default_index_dir()
+    settings = ServeSettings.from_env(index_dir, model, onnx_dir=onnx)
+    handle = load(settings.model, settings.onnx_dir)  # one model for the indexing step and the server
     if catalogue:
-        engine = SearchEngine(index_dir, model)
+        engine = SearchEngine(index_dir, handle)
         typer.echo(f"indexing {catalogue}: {engine.build(read_catalog(catalogue))}")
         engine.close()
-    settings = ServeSettings.from_env(index_dir, model, onnx_dir=onnx)
     if api_key:
         settings.api_keys = settings.api_keys | frozenset(api_key)
     if ingest_root:
@@ -51,4 +53,4 @@ def serve(
         import webbrowser
 
         threading.Timer(2.0, webbrowser.open, args=(url,)).start()
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(settings, handle), host=host, port=port, log_level="warning")

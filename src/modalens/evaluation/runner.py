@@ -17,7 +17,7 @@ from typing import Any, Sequence
 from .. import __version__
 from ..catalog import Catalog, CatalogError, Product, read_catalog
 from ..embedding import CachedEncoder
-from ..models import create_model
+from ..models import load
 from ..prompts import ZERO_SHOT_TEMPLATES
 from . import tasks as task_functions
 from .bootstrap import (
@@ -165,7 +165,7 @@ def evaluate(
     catalog = catalog if catalog is not None else read_catalog(data)
     if not catalog.products:
         raise ValueError(f"{data}: no products to evaluate")
-    encoder = CachedEncoder(create_model(model_name), progress=progress, image_view=settings.image_view)
+    encoder = CachedEncoder(load(model_name).model, progress=progress, image_view=settings.image_view)
     _, failures = encoder.image_embeddings(catalog.products)
     results: dict[str, Any] = {
         "schema": SCHEMA,

@@ -5,13 +5,13 @@
 above everything it uses, so the imports run one way (nothing below
 imports anything above it)::
 
-    export       query_encoder     whole-model export; queries -> vectors (from a model or an export folder)
-       |              |
-       +------+-------+
-              |
-            models                 the dual encoder (towers + heads), model_identity
-              |
-           backends                towers in ONNX Runtime or torch, the cache of tower exports
+    export                 whole-model export
+      |
+    models                 the dual encoder (towers + heads), model_identity, the one handle (models.load)
+      |
+    query_encoder          queries -> vectors: the protocol, and the torch-free encoder on an export folder
+      |
+    backends               towers in ONNX Runtime or torch, the cache of tower exports
 
 - :mod:`.model`: :func:`export_model` (the folder and its manifest) and :func:`export_head`;
 - :mod:`.quantize`: dynamic and static int8, and the int8-vs-fp32 agreement;

@@ -33,6 +33,7 @@ from ..backends.onnx import (
     fsync_dir,
 )
 from ..backends.runtime import OrtModel, read_manifest, write_manifest
+from ..models import DEFAULT_MODEL, ModelHandle, as_handle
 from .calibration import IMAGE_CALIBRATION_METHOD, IMAGE_CALIBRATION_PHOTOS, read_calibration
 from .quantize import int8_agreement, quantize, quantize_image_static
 
@@ -77,7 +78,7 @@ def export_head(head: nn.Module, path: str | Path, *, kind: str, exporter: str =
 
 
 def export_model(
-    model: str | Path = "modalens-lite",
+    model: str | Path | ModelHandle = DEFAULT_MODEL,
     output: str | Path | None = None,
     *,
     int8: bool = False,
@@ -89,6 +90,8 @@ def export_model(
     progress: Callable[[str], None] | None = None,
 ) -> ExportReport:
     """Export a model's towers, heads and tokenizer to ``output`` (default ``./<model>-onnx``), with a manifest.
+
+    ``model`` is a name, a saved folder, or a handle (``modalens.models.load``) whose model is then reused.
 
     The towers are copied from the on-disk cache when it holds them (the same
     graphs the model runs with), else exported. With ``int8`` the text tower
@@ -104,11 +107,10 @@ def export_model(
     place when done.
     """
     from ..encoders import create_image_tower, create_text_tower
-    from ..models import create_model, model_identity
-
     say = progress or (lambda message: None)
     start = time.perf_counter()
-    dual = create_model(model)
+    handle = as_handle(model)
+    dual = handle.model
     output = Path(output) if output else Path(f"{dual.name}-onnx")
     if output.exists() and any(output.iterdir()) and not (output / "manifest.json").exists():
         raise ValueError(f"{output} exists and is not a modalens ONNX export; choose another --output")
@@ -169,7 +171,7 @@ def export_model(
         manifest = {
             "model": dual.name,
             # What the search index records; a server answering queries from this folder checks it (query_encoder).
-            "model_identity": model_identity(str(model)),
+            "model_identity": handle.identity,
             "embed_dim": int(dual.config.embed_dim),
             "logit_scale": float(dual.logit_scale.detach()),
             "tokenizer": "tokenizer",

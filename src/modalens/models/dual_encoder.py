@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Sequence
 
 import numpy as np
@@ -13,6 +14,10 @@ from ..backends import build_image_tower, build_text_tower, tower_options
 from ..encoders import ImageTower, TextTower
 from .config import ModelConfig
 from .heads import ProjectionHead
+
+#: Guards lazy tower creation: one model is shared by a server's query and ingest threads, which may both
+#: ask for a tower first (two builds at once would race on the tower export cache and waste memory).
+_TOWER_LOCK = threading.RLock()
 
 #: Pooled output size of each registered tower, so heads can be built without loading a tower.
 TOWER_DIMS = {"efficientnet-lite0": 1280, "efficientnet-lite1": 1280, "efficientnet-lite2": 1280, "minilm-l6": 384}
@@ -55,16 +60,23 @@ class DualEncoder(nn.Module):
 
     @property
     def image_tower(self) -> ImageTower:
-        if "image" not in self._towers:
-            # ONNX Runtime when available (exported once, cached), else torch: see modalens.backends.
-            self._towers["image"] = build_image_tower(self.config.image_tower, getattr(self.config, "backend", None))
-        return self._towers["image"]  # type: ignore[return-value]
+        return self._tower("image")  # type: ignore[return-value]
 
     @property
     def text_tower(self) -> TextTower:
-        if "text" not in self._towers:
-            self._towers["text"] = build_text_tower(self.config.text_tower, getattr(self.config, "backend", None))
-        return self._towers["text"]  # type: ignore[return-value]
+        return self._tower("text")  # type: ignore[return-value]
+
+    def _tower(self, kind: str) -> nn.Module:
+        """The tower, built on first use, once even when two threads ask at the same moment."""
+        tower = self._towers.get(kind)
+        if tower is None:
+            with _TOWER_LOCK:
+                if kind not in self._towers:
+                    # ONNX Runtime when available (exported once, cached), else torch: see modalens.backends.
+                    build = build_image_tower if kind == "image" else build_text_tower
+                    self._towers[kind] = build(getattr(self.config, f"{kind}_tower"), getattr(self.config, "backend", None))
+                tower = self._towers[kind]
+        return tower
 
     def project_image(self, features: torch.Tensor) -> torch.Tensor:
         return self.image_head(features)

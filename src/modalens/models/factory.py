@@ -4,6 +4,10 @@ A model name resolves to ``model_configs/NAME.json``; its trained heads, when
 shipped, are ``pretrained/NAME.safetensors``. A folder saved by
 ``save_model`` (``config.json`` + ``heads.safetensors``) loads the same way, so a
 user's own training run is used exactly like the shipped default.
+
+Importing this module does not import torch (it is imported by the functions
+that build or save a model), so a torch-free server can name the default model,
+resolve a config and read a model's identity.
 """
 
 from __future__ import annotations
@@ -12,15 +16,18 @@ import hashlib
 import json
 import shutil
 from pathlib import Path
-
-import torch
-from safetensors.torch import load_file, save_file
+from typing import TYPE_CHECKING
 
 from ..errors import NotFoundError
 from ..paths import MODEL_CONFIG_DIR, PRETRAINED_DIR
 from .config import ModelConfig
-from .dual_encoder import DualEncoder
 
+if TYPE_CHECKING:
+    import torch
+
+    from .dual_encoder import DualEncoder
+
+#: The model every command, the server, training and export use unless told otherwise: the one place it is named.
 DEFAULT_MODEL = "modalens-lite"
 HEADS_FILE = "heads.safetensors"
 
@@ -61,7 +68,15 @@ def model_config(name_or_path: str | Path) -> ModelConfig:
 
 
 def create_model(name_or_path: str | Path = DEFAULT_MODEL, *, pretrained: bool = True) -> DualEncoder:
-    """Build a model; with ``pretrained`` its trained heads must exist (a clear error otherwise)."""
+    """Build a model; with ``pretrained`` its trained heads must exist (a clear error otherwise).
+
+    Callers that share a model (search, serve, eval, export) go through
+    :func:`modalens.models.load`, which calls this once per handle.
+    """
+    from safetensors.torch import load_file
+
+    from .dual_encoder import DualEncoder
+
     config, weights = _resolve(name_or_path)
     model = DualEncoder(config)
     if pretrained:
@@ -103,6 +118,8 @@ def save_model(
 
 
 def _atomic_save(state: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
+    from safetensors.torch import save_file
+
     tmp = path.with_name(f".{path.name}.tmp")
     save_file(state, str(tmp), metadata=metadata)
     tmp.chmod(0o644)
@@ -115,7 +132,7 @@ def model_metadata(name_or_path: str | Path) -> dict[str, str]:
         return {}
     from safetensors import safe_open
 
-    with safe_open(str(weights), "pt") as f:
+    with safe_open(str(weights), "numpy") as f:  # only the header is read; "pt" would import torch
         return dict(f.metadata() or {})
 
 

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import yaml
 
 from ..errors import InvalidInputError
+from ..models.factory import DEFAULT_MODEL
 from ..prompts import CaptionSetError, load_caption_set
 
 T = TypeVar("T")
@@ -104,8 +105,8 @@ class TrainConfig:
     """One training run: which model, which data, which captions, how long, and where the result goes."""
 
     recipe: str = "contrastive-heads"
-    model: str = "modalens-lite"
-    output: str = "runs/modalens-lite"
+    model: str = DEFAULT_MODEL
+    output: str = f"runs/{DEFAULT_MODEL}"
     data: DataConfig = field(default_factory=DataConfig)
     #: Caption templates: a set shipped in ``caption_sets/`` (``basic``, ``rich``) or a YAML file of that shape.
     caption_set: str = "basic"

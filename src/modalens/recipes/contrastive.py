@@ -35,8 +35,7 @@ from tqdm.auto import tqdm
 from ..embedding import CachedEncoder
 from ..evaluation import tasks
 from ..losses import MultiFieldLoss, create_loss
-from ..models import DualEncoder, ModelConfig, create_model, save_model
-from ..models.factory import model_config
+from ..models import DualEncoder, ModelConfig, load, save_model
 from .config import CAPTION_FIELD, ConfigError, TrainConfig, check_config
 from .data import PhotoDataset, TrainingData, caption_table, epoch_order, prepare
 from .distributed import gather, init_distributed
@@ -53,9 +52,12 @@ class TrainResult:
 
 
 def build_model(config: TrainConfig) -> DualEncoder:
-    """The model a run starts from: its config (+ overrides), heads (and tuned towers) from ``tune.init`` when given."""
-    merged = {**model_config(config.model).to_dict(), **config.model_overrides}
-    start = create_model(config.tune.init) if config.tune.init else None
+    """The model a run starts from: its config (+ overrides), heads (and tuned towers) from ``tune.init`` when given.
+
+    A new model (the one trained), not a shared handle's: only its config and the start's weights come from handles.
+    """
+    merged = {**load(config.model).config.to_dict(), **config.model_overrides}
+    start = load(config.tune.init).model if config.tune.init else None
     if start is not None:
         for kind in ("image", "text"):  # the start's tuned towers come with its heads, or its scores mean nothing
             ours, theirs = merged[f"{kind}_tower"], getattr(start.config, f"{kind}_tower")

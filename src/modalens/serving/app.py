@@ -28,20 +28,20 @@ from .service import Service
 from .settings import ServeSettings
 
 if TYPE_CHECKING:
-    from ..models import DualEncoder
+    from ..models import ModelHandle
 
 STATIC_DIR = Path(__file__).parent / "static"
 READ = [Depends(require_read)]
 
 
-def create_app(settings: ServeSettings, model: DualEncoder | None = None) -> FastAPI:
-    """Build the search server; the model and index open at start-up (``model`` lets tests share one)."""
+def create_app(settings: ServeSettings, handle: ModelHandle | None = None) -> FastAPI:
+    """Build the search server; the model and index open at start-up (``handle`` shares a model already loaded)."""
     if settings.index_dir is None:
         raise ValueError("the search server needs an index folder")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        app.state.service = Service(settings, model)
+        app.state.service = Service(settings, handle)
         await app.state.service.run(app.state.service.ensure_index)
         try:
             yield
@@ -74,7 +74,7 @@ def create_app(settings: ServeSettings, model: DualEncoder | None = None) -> Fas
             "status": "ok",
             "products": count,
             "model": settings.model,
-            "queries": service.query_encoder.backend,
+            "queries": service.handle.query_encoder.backend,
             "version": __version__,
         }
 

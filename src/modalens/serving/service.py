@@ -1,8 +1,10 @@
-"""The long-lived parts of the server: one model, a query engine on its own thread, and ingest jobs.
+"""The long-lived parts of the server: one model handle, a query engine on its own thread, and ingest jobs.
 
-Queries go through a query encoder: the PyTorch model, or, when the settings
-name an ONNX export (``onnx_dir``), the export alone, so a read-only server
-never imports torch. Tagging and writes load the PyTorch model on first use.
+The model is one :class:`~modalens.models.ModelHandle` that every engine of the
+server shares. Queries go through its query encoder: the PyTorch model, or,
+when the settings name an ONNX export (``onnx_dir``), the export alone, so a
+read-only server never imports torch. Tagging and writes load the PyTorch
+model on first use.
 
 SQLite connections belong to the thread that opened them, and two CPU cores
 gain nothing from parallel queries, so every query and single-product write
@@ -24,16 +26,13 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from typing import Any, Callable, TypeVar
 
 from ..catalog import read_catalog
-from ..query_encoder import QueryEncoder, open_query_encoder
+from ..models import ModelHandle, load
 from ..search import SearchEngine
 from .settings import ServeSettings
 from .validation import check_ingest_source, under_roots
-
-if TYPE_CHECKING:
-    from ..models import DualEncoder
 
 T = TypeVar("T")
 
@@ -67,39 +66,21 @@ class Job:
 
 
 class Service:
-    def __init__(self, settings: ServeSettings, model: DualEncoder | None = None) -> None:
+    def __init__(self, settings: ServeSettings, handle: ModelHandle | None = None) -> None:
+        """``handle`` shares a model already loaded (the CLI's indexing step, tests); else one is loaded from the settings."""
         self.settings = settings
-        self._model = model
-        self._model_ready = False
-        self._model_lock = threading.Lock()
-        self.query_encoder: QueryEncoder = open_query_encoder(settings.model, settings.onnx_dir, lambda: self.model)
-        if self.query_encoder.backend == "torch":
-            _ = self.model  # queries need it: load it now, not on the first request
+        self.handle = handle if handle is not None else load(settings.model, settings.onnx_dir)
+        if not self.handle.torch_free:
+            self.handle.warm()  # queries need the model: load it now, not on the first request
         self._query_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modalens-query")
         self._job_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modalens-ingest")
         self.engine = self._engine()
         self.jobs: dict[str, Job] = {}
         self._jobs_lock = threading.Lock()
 
-    @property
-    def model(self) -> DualEncoder:
-        """The PyTorch model (tagging, writes, and queries without an export), loaded once on first use."""
-        if not self._model_ready:
-            with self._model_lock:  # the query and ingest threads may both ask first
-                if self._model is None:
-                    from ..models import create_model
-
-                    self._model = create_model(self.settings.model)
-                # Load both towers here: lazy creation from two threads at once would race.
-                _ = self._model.image_tower, self._model.text_tower
-                self._model_ready = True
-        return self._model  # type: ignore[return-value]
-
     def _engine(self) -> SearchEngine:
-        """An engine on the shared query encoder and model (each thread needs its own SQLite connection)."""
-        return SearchEngine(
-            self.settings.index_dir, self.settings.model, progress=False, query_encoder=self.query_encoder, load_model=lambda: self.model
-        )
+        """An engine on the shared handle (each thread needs its own SQLite connection)."""
+        return SearchEngine(self.settings.index_dir, self.handle, progress=False)
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run ``fn`` on the query thread without blocking the event loop."""

@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..models import DEFAULT_MODEL
 from ..query_encoder import onnx_dir_from_env
 from .validation import DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_JSON_BYTES, DEFAULT_MAX_UPLOAD_BYTES, ingest_roots_from_env
 
@@ -21,7 +22,8 @@ MULTIPART_OVERHEAD_BYTES = 1 * 2**20
 class ServeSettings:
     #: The index folder (None only for the standalone review server, which has no index).
     index_dir: Path | None = None
-    model: str = "modalens-lite"
+    #: A model name or saved folder (``modalens.models.load``).
+    model: str = DEFAULT_MODEL
     #: Keys accepted in the ``X-API-Key`` header. Every write needs one; with none configured, writes are refused.
     api_keys: frozenset[str] = field(default_factory=frozenset)
     #: When True, read endpoints (search, tag, product pages, review stats and photos) need a key too:
@@ -47,7 +49,7 @@ class ServeSettings:
         return self.max_upload_bytes + MULTIPART_OVERHEAD_BYTES
 
     @classmethod
-    def from_env(cls, index_dir: Path | None, model: str = "modalens-lite", **overrides) -> "ServeSettings":
+    def from_env(cls, index_dir: Path | None, model: str = DEFAULT_MODEL, **overrides) -> "ServeSettings":
         """``MODALENS_API_KEYS`` (comma-separated) and ``MODALENS_READ_REQUIRES_KEY=1`` configure access;
         ``MODALENS_INGEST_ROOTS`` (``:``-separated folders) what ``/api/ingest`` may read;
         ``MODALENS_ONNX_DIR`` names an export to answer queries from."""

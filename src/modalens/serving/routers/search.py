@@ -81,8 +81,9 @@ async def tag(
     def run() -> list:
         from ...zeroshot import build_classifier  # imports torch: only tagging needs it
 
-        classifier = build_classifier(svc.model, label_list)
-        return classifier.top_k(svc.model.encode_image([photo]), k=min(top, len(label_list)))[0]
+        model = svc.handle.model  # loaded on first use (a torch-free server's queries never load it)
+        classifier = build_classifier(model, label_list)
+        return classifier.top_k(model.encode_image([photo]), k=min(top, len(label_list)))[0]
 
     ranked = await svc.run(run)
     return {"labels": [{"label": label, "score": round(score, 4)} for label, score in ranked]}
