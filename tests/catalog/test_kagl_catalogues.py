@@ -42,7 +42,7 @@ def test_named_kagl_catalogues_come_from_the_shared_data_folder(tmp_path, monkey
 
 
 def test_a_missing_kagl_full_is_a_clear_error(tmp_path):
-    with pytest.raises(CatalogError, match="kagl-full catalogue not found: no products.csv in .*nowhere"):
+    with pytest.raises(CatalogError, match=r"KAGL dataset not found \(kagl-full\): no products.csv in .*nowhere"):
         read_kagl(tmp_path / "nowhere", name="kagl-full")
 
 

@@ -580,7 +580,7 @@ def _find_kagl(root: str | Path | None, name: str = "kagl") -> Path:
     for candidate in candidates:
         if (candidate / "products.csv").is_file():
             return Path(os.path.abspath(candidate))
-    raise CatalogError(f"{name} catalogue not found: no products.csv in {', '.join(map(str, candidates))}")
+    raise CatalogError(f"KAGL dataset not found ({name}): no products.csv in {', '.join(map(str, candidates))}")
 
 
 def _is_kagl(folder: Path) -> bool:
