@@ -60,6 +60,16 @@ def test_text_search_with_filter_and_paging(client):
     assert women and {r["attributes"]["gender"] for r in women} == {"Women"}
 
 
+def test_filters_take_the_catalogues_column_names_and_list_the_allowed_ones(client):
+    """One vocabulary with the CLI: articleType/baseColour are the catalogue's names for article_type/colour."""
+    by_column = client.post("/api/search", json={"q": "black", "k": 40, "filters": {"articleType": "Watches", "baseColour": ["Black"]}})
+    by_name = client.post("/api/search", json={"q": "black", "k": 40, "filters": {"article_type": "Watches", "colour": "Black"}})
+    assert by_column.status_code == 200 and by_column.json()["results"] == by_name.json()["results"]
+    assert {r["id"] for r in by_column.json()["results"]} == {"11652", "13839"}
+    unknown = client.post("/api/search", json={"q": "shirt", "filters": {"colr": "Blue"}})
+    assert unknown.status_code == 400 and "allowed: " in unknown.json()["detail"] and "colour (baseColour, color)" in unknown.json()["detail"]
+
+
 def test_photo_search_finds_the_product_and_serves_its_image(client, products):
     target = products[5]
     response = client.post("/api/search/image", files={"image": ("q.jpg", jpeg_bytes(target.image), "image/jpeg")}, data={"k": "3"})

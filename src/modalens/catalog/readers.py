@@ -38,7 +38,7 @@ from PIL import Image
 
 from ..paths import cache_dir, shared_data_dir
 from .images import file_kind, open_regular_file
-from .schema import KNOWN_ATTRIBUTES, Catalog, CatalogError, Product, RowError
+from .schema import ATTRIBUTE_ALIASES, Catalog, CatalogError, Product, RowError, normalise_column
 
 __all__ = [
     "FASHION_MNIST_CLASSES",
@@ -63,14 +63,6 @@ FASHION_MNIST_CLASSES = (
 )  # fmt: skip
 FASHION_MNIST_ROOT = "/usr/share/datasets/fashion-mnist"
 
-#: Column names (normalised: lower case, no '_', '-' or spaces) that carry a known attribute.
-ATTRIBUTE_ALIASES: dict[str, str] = {
-    **{name.replace("_", ""): name for name in KNOWN_ATTRIBUTES},
-    "type": "article_type",
-    "basecolour": "colour",
-    "basecolor": "colour",
-    "color": "colour",
-}
 _IMAGE_KEYS = ("image", "images")
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -402,7 +394,7 @@ def _assign(fields: dict[str, Any], key: str, value: Any, base: Path) -> None:
 
 
 def _norm(name: str) -> str:
-    return re.sub(r"[\s_\-]", "", str(name).lower())
+    return normalise_column(name)
 
 
 def _present(value: Any) -> bool:

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from .common import INDEX_OPTION, MODEL_OPTION, parse_filters, print_hits, user_errors
+from .common import FILTER_HELP, INDEX_OPTION, MODEL_OPTION, parse_filters, print_hits, user_errors
 
 
 @user_errors
@@ -41,7 +41,9 @@ def search(
     query: Optional[str] = typer.Argument(None, help="Words to search for."),
     image: Optional[Path] = typer.Option(None, "--image", help="Search by a photo (with words too: both count)."),
     k: int = typer.Option(10, "-k", "--top", help="How many results."),
-    filters: list[str] = typer.Option([], "--filter", "-f", help="field=value, e.g. gender=Men or colour=Blue|Navy Blue."),
+    filters: list[str] = typer.Option([], "--filter", "-f", help=FILTER_HELP),
+    price_min: Optional[float] = typer.Option(None, "--price-min", min=0, help="Only products priced at least this."),
+    price_max: Optional[float] = typer.Option(None, "--price-max", min=0, help="Only products priced at most this."),
     hybrid: float = typer.Option(0.0, min=0.0, max=1.0, help="Blend in BM25 keyword matching on titles with this weight."),
     index_dir: Optional[Path] = INDEX_OPTION,
     model: str = MODEL_OPTION,
@@ -51,7 +53,7 @@ def search(
     from ..search import SearchEngine
 
     engine = SearchEngine(index_dir, model, progress=False)
-    print_hits(engine.search(query, image, k=k, where=parse_filters(filters), hybrid_weight=hybrid), as_json)
+    print_hits(engine.search(query, image, k=k, where=parse_filters(filters, price_min, price_max), hybrid_weight=hybrid), as_json)
 
 
 @user_errors

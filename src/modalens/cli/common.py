@@ -34,16 +34,23 @@ def user_errors(fn: Callable) -> Callable:
     return wrapper
 
 
-def parse_filters(filters: list[str]) -> dict[str, list[str] | float] | None:
-    """``-f field=value`` options as the index's ``where``, checked as the REST API checks its filters
-    (unknown fields and empty values are errors, so a typo is never silently "no results")."""
+FILTER_HELP = (
+    "field=value, repeatable; value1|value2 for any of several. Fields are the catalogue's column names "
+    "(articleType=Shirts, baseColour=Blue, brand=Acme) or modalens's (article_type, colour); an unknown field is an error."
+)
+
+
+def parse_filters(filters: list[str], price_min: float | None = None, price_max: float | None = None) -> dict[str, list[str] | float] | None:
+    """``-f field=value`` options (and ``--price-min/--price-max``) as the index's ``where``, checked as the
+    REST API checks its filters: catalogue column names work, unknown fields and empty values are
+    errors listing what is allowed, so a typo is never silently "no results"."""
     from ..serving.validation import where_clause  # the API's own check (no FastAPI import)
 
     fields: dict[str, list[str]] = {}
     prices: dict[str, float] = {}
     for item in filters:
         if "=" not in item:
-            raise ValueError(f"filter {item!r} must look like field=value (for example colour=Blue)")
+            raise ValueError(f"filter {item!r} must look like field=value (for example baseColour=Blue)")
         key, value = (s.strip() for s in item.split("=", 1))
         if key in ("price_min", "price_max"):
             try:
@@ -52,7 +59,9 @@ def parse_filters(filters: list[str]) -> dict[str, list[str] | float] | None:
                 raise ValueError(f"filter {key} needs a number, not {value!r}") from None
         else:
             fields.setdefault(key, []).extend(v.strip() for v in value.split("|"))
-    return where_clause(fields, prices.get("price_min"), prices.get("price_max"))
+    price_min = price_min if price_min is not None else prices.get("price_min")
+    price_max = price_max if price_max is not None else prices.get("price_max")
+    return where_clause(fields, price_min, price_max)
 
 
 def hit_record(hit) -> dict:
@@ -69,5 +78,8 @@ def print_hits(hits, as_json: bool) -> None:
     if not hits:
         typer.echo("no results")
     for rank, hit in enumerate(hits, 1):
-        attrs = ", ".join(f"{v}" for k, v in hit.product.attributes.items() if k in ("colour", "article_type", "gender"))
-        typer.echo(f"{rank:>2}. {hit.score:.3f}  {hit.id:<12} {hit.product.title[:60]:<60}  [{attrs}]")
+        product = hit.product
+        shown = [product.attributes[k] for k in ("brand", "colour", "article_type", "gender") if product.attributes.get(k)]
+        if product.price is not None:
+            shown.append(f"{product.price:.2f}")
+        typer.echo(f"{rank:>2}. {hit.score:.3f}  {hit.id:<12} {product.title[:60]:<60}  [{', '.join(shown)}]")
