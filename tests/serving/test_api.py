@@ -51,6 +51,18 @@ def test_health_openapi_and_metrics(client):
     assert "modalens_indexed_products 40.0" in metrics
 
 
+@pytest.mark.parametrize("path", ["/docs", "/redoc"])
+def test_api_docs_load_their_files_from_this_server(client, path):
+    """No CDN: every script and stylesheet the docs pages name is a path on this server, and it is served."""
+    import re
+
+    html = client.get(path).text
+    assets = re.findall(r'(?:src|href)="([^"]+)"', html) + re.findall(r"url: '([^']+)'", html)
+    assert assets and not [a for a in assets if "://" in a or a.startswith("//")], assets
+    for asset in (a for a in assets if a.startswith("/static-docs/")):
+        assert client.get(asset).status_code == 200, asset
+
+
 def test_text_search_with_filter_and_paging(client):
     first = client.post("/api/search", json={"q": "watch", "k": 5}).json()
     assert len(first["results"]) == 5 and first["results"][0]["attributes"]["article_type"] == "Watches"

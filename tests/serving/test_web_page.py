@@ -115,3 +115,32 @@ def test_paging_and_more_like_this(page):
     shown = page.locator("[data-testid=result]").evaluate_all("els => els.map(e => e.dataset.id)")
     assert shown and clicked not in shown
     assert not page.errors
+
+
+@pytest.mark.parametrize(
+    "path, operation, shown",
+    [("/docs", ".opblock-summary-path", ["/api/search", "/api/products/{product_id}"]), ("/redoc", "[data-section-id^='tag/search']", ["Search Text", "Get Product"])],
+)
+def test_api_docs_render_offline(server, path, operation, shown, tmp_path):
+    """/docs and /redoc draw the operations with nothing but this server: every other address is refused."""
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        outside: list[str] = []
+
+        def only_this_server(route):
+            if route.request.url.startswith(server):
+                route.continue_()
+            else:
+                outside.append(route.request.url)
+                route.abort()
+
+        page.route("**/*", only_this_server)
+        page.goto(server + path)
+        page.wait_for_selector(operation, timeout=30_000)
+        text = page.inner_text("body")
+        assert all(words in text for words in shown), text[:500]
+        page.screenshot(path=str(tmp_path / "docs.png"))
+        shutil.copy(tmp_path / "docs.png", Path(os.environ.get("MODALENS_SCREENSHOTS", tmp_path)) / f"api{path.replace('/', '-')}.png")
+        browser.close()
+    assert not outside, f"the docs page asked for {outside}"

@@ -109,11 +109,69 @@ def create_review_app(db: str | Path, *, lease_seconds: float = 300.0, settings:
 
 
 def _base_app(settings: ServeSettings, **kwargs: Any) -> FastAPI:
-    app = FastAPI(version=__version__, **kwargs)
+    app = FastAPI(version=__version__, docs_url=None, redoc_url=None, **kwargs)
     app.state.settings = settings
+    _add_offline_docs(app)
     app.add_middleware(BodyLimit, max_json_bytes=settings.max_json_bytes, max_multipart_bytes=settings.max_multipart_bytes)
     _add_error_handlers(app)
     return app
+
+
+#: Where the Swagger UI and ReDoc files are served from (they come from the fastapi-offline package).
+DOCS_ASSETS_URL = "/static-docs"
+#: The docs pages may load nothing from elsewhere: ReDoc's sidebar names a logo on a CDN (hidden when it fails),
+#: which this policy stops before it becomes a request that waits on an offline network.
+DOCS_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data: blob:; font-src 'self' data:; worker-src 'self' blob:; connect-src 'self'"
+)
+
+
+def _add_offline_docs(app: FastAPI) -> None:
+    """``/docs`` (Swagger UI) and ``/redoc`` served with their JavaScript and CSS from this server.
+
+    FastAPI's own pages load those files from a CDN, so offline they are blank. The files come
+    from the ``fastapi-offline`` package (a dependency: nothing copied by hand, updated by pip).
+    """
+    import fastapi_offline
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+
+    assets = Path(fastapi_offline.__file__).parent / "static"
+    app.mount(DOCS_ASSETS_URL, StaticFiles(directory=assets), name="docs-assets")
+    oauth2_redirect = app.swagger_ui_oauth2_redirect_url or "/docs/oauth2-redirect"
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return _local_only(get_swagger_ui_html(
+            openapi_url=f"{root}{app.openapi_url}",
+            title=f"{app.title} — API docs",
+            oauth2_redirect_url=f"{root}{oauth2_redirect}",
+            swagger_js_url=f"{root}{DOCS_ASSETS_URL}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{DOCS_ASSETS_URL}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{DOCS_ASSETS_URL}/favicon.png",
+            swagger_ui_parameters=app.swagger_ui_parameters,
+        ))
+
+    @app.get(oauth2_redirect, include_in_schema=False)
+    async def swagger_ui_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return _local_only(get_redoc_html(
+            openapi_url=f"{root}{app.openapi_url}",
+            title=f"{app.title} — API reference",
+            redoc_js_url=f"{root}{DOCS_ASSETS_URL}/redoc.standalone.js",
+            redoc_favicon_url=f"{root}{DOCS_ASSETS_URL}/favicon.png",
+            with_google_fonts=False,
+        ))
+
+
+def _local_only(response: HTMLResponse) -> HTMLResponse:
+    response.headers["Content-Security-Policy"] = DOCS_CSP
+    return response
 
 
 def _include_review(app: FastAPI, settings: ServeSettings) -> None:
