@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from .common import FILTER_HELP, INDEX_OPTION, MODEL_OPTION, parse_filters, print_hits, user_errors
+from .common import FILTER_HELP, INDEX_OPTION, MODEL_OPTION, PROGRESS_OPTION, parse_filters, print_hits, user_errors
 
 
 @user_errors
@@ -19,6 +19,7 @@ def index(
     limit: Optional[int] = typer.Option(None, help="Index only the first N products."),
     batch_size: int = typer.Option(64, help="Products per committed batch."),
     prune: bool = typer.Option(False, help="Remove indexed products that are no longer in the catalogue."),
+    progress: Optional[bool] = PROGRESS_OPTION,
 ) -> None:
     """Embed a catalogue's images into an on-disk index (resumes after an interruption)."""
     from ..catalog import read_catalog
@@ -29,7 +30,7 @@ def index(
         typer.echo(f"skipped {err}", err=True)
     if len(catalog.errors) > 20:
         typer.echo(f"... and {len(catalog.errors) - 20} more skipped rows", err=True)
-    engine = SearchEngine(index_dir, model)
+    engine = SearchEngine(index_dir, model, progress=progress)
     report = engine.build(catalog, batch_size=batch_size, prune=prune)
     for pid, reason in engine.index.failures()[:20]:
         typer.echo(f"not indexed {pid}: {reason}", err=True)
@@ -101,16 +102,18 @@ def quickstart(
     limit: Optional[int] = typer.Option(None, help="Index only the first N products."),
     serve: bool = typer.Option(True, help="End by serving the search page on the new index (Ctrl-C stops)."),
     port: int = typer.Option(8000, help="Port for the search page."),
+    progress: Optional[bool] = PROGRESS_OPTION,
 ) -> None:
     """The main job: index a catalogue with the default model, search and tag it, then serve the search page."""
     from ..quickstart import run_quickstart
 
-    engine = run_quickstart(catalogue, index_dir, limit, echo=typer.echo)
+    engine = run_quickstart(catalogue, index_dir, limit, echo=typer.echo, progress=progress)
     engine.close()
     if serve:
         from .serve_cmd import serve as serve_command
 
         # Every option by name: a typer command called directly gets its OptionInfo defaults, not their values.
         serve_command(
-            None, engine.index_dir, engine.model_name, "127.0.0.1", port, api_key=[], ingest_root=[], open_browser=False, onnx=None
+            None, engine.index_dir, engine.model_name, "127.0.0.1", port, api_key=[], ingest_root=[], open_browser=False, onnx=None,
+            progress=progress,
         )

@@ -12,6 +12,10 @@ from ..models.factory import DEFAULT_MODEL  # torch-free: the CLI's --help stays
 
 INDEX_OPTION = typer.Option(None, "--index", "-i", help="Index folder (default: ~/.cache/modalens/indexes/default).")
 MODEL_OPTION = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Model name or a folder saved by `modalens train`.")
+PROGRESS_OPTION = typer.Option(
+    None, "--progress/--no-progress", show_default=False,
+    help="Progress bars on stderr. Default: only when stderr is a terminal (logs get the one-line summary).",
+)
 
 
 def user_errors(fn: Callable) -> Callable:

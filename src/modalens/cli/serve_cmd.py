@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .common import MODEL_OPTION, user_errors
+from .common import MODEL_OPTION, PROGRESS_OPTION, user_errors
 
 
 @user_errors
@@ -25,6 +25,7 @@ def serve(
     onnx: Optional[Path] = typer.Option(
         None, "--onnx", help="An export folder (`modalens export`): answer queries from it without PyTorch; also MODALENS_ONNX_DIR."
     ),
+    progress: Optional[bool] = PROGRESS_OPTION,
 ) -> None:
     """Serve search by words and photos, tagging and product management, with a web page at /."""
     import uvicorn
@@ -38,7 +39,7 @@ def serve(
     settings = ServeSettings.from_env(index_dir, model, onnx_dir=onnx)
     handle = load(settings.model, settings.onnx_dir)  # one model for the indexing step and the server
     if catalogue:
-        engine = SearchEngine(index_dir, handle)
+        engine = SearchEngine(index_dir, handle, progress=progress)
         typer.echo(f"indexing {catalogue}: {engine.build(read_catalog(catalogue))}")
         engine.close()
     if api_key:
