@@ -72,7 +72,7 @@ for _ in range(600):
     except OSError:
         time.sleep(0.2)
 for path, needle in [("/", b"modalens"), ("/static/app.js", b"fetch"), ("/docs", b"/static-docs/swagger-ui-bundle.js"),
-                     ("/static-docs/swagger-ui-bundle.js", b"SwaggerUIBundle")]:
+                     ("/static-docs/swagger-ui-bundle.js", b"SwaggerUIBundle"), ("/api/facets", b'"name":"brand"')]:
     body = urllib.request.urlopen(base + path, timeout=10).read()
     assert needle in body, (path, body[:200])
 print("wheel check: served the page, the API and /docs from the wheel")

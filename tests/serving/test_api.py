@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import time
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -80,6 +81,27 @@ def test_filters_take_the_catalogues_column_names_and_list_the_allowed_ones(clie
     assert {r["id"] for r in by_column.json()["results"]} == {"11652", "13839"}
     unknown = client.post("/api/search", json={"q": "shirt", "filters": {"colr": "Blue"}})
     assert unknown.status_code == 400 and "allowed: " in unknown.json()["detail"] and "colour (baseColour, color)" in unknown.json()["detail"]
+
+
+def test_facets_come_from_the_data(client):
+    facets = client.get("/api/facets").json()
+    names = [f["name"] for f in facets["fields"]]
+    assert names[:3] == ["gender", "article_type", "colour"] and "split" not in names  # the mini catalogue's KAGL columns
+    assert all(2 <= len(f["values"]) <= 60 for f in facets["fields"]) and facets["price"] is None and facets["products"] == 40
+
+
+def test_facets_of_a_custom_catalogue_offer_brand_and_price(client, tmp_path):
+    shop = read_catalog(Path(__file__).parents[1] / "fixtures" / "custom-shop" / "products.csv")
+    engine = SearchEngine(tmp_path / "shop", client.app.state.service.handle, progress=False)
+    engine.build(shop)
+    engine.close()
+    with TestClient(create_app(ServeSettings(tmp_path / "shop"), client.app.state.service.handle)) as c:
+        facets = c.get("/api/facets").json()
+        assert [f["name"] for f in facets["fields"]] == ["brand"]  # no empty KAGL menus
+        assert {v["value"]: v["count"] for v in facets["fields"][0]["values"]}["Benetton"] == 5
+        assert facets["price"] == {"min": 9.99, "max": 129.0, "count": 20}
+        hit = c.post("/api/search", json={"q": "watch", "k": 1, "filters": {"brand": "Puma"}, "price_min": 100}).json()["results"][0]
+        assert (hit["id"], hit["price"], hit["attributes"]) == ("SKU-004", 129.0, {"brand": "Puma"})
 
 
 def test_photo_search_finds_the_product_and_serves_its_image(client, products):
@@ -197,7 +219,7 @@ def test_serves_fashion_mnist_too(tmp_path, client):
         assert found["results"][0]["id"] == probe.id
         text = c.post("/api/search", json={"q": "ankle boot", "k": 5}).json()["results"]
         assert len(text) == 5 and all(r["attributes"]["article_type"] in {p.get("article_type") for p in catalog} for r in text)
-        facets = c.get("/api/facets").json()
+        facets = {f["name"]: f["values"] for f in c.get("/api/facets").json()["fields"]}
         assert sum(f["count"] for f in facets["article_type"]) == 60
 
 

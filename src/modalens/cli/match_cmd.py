@@ -77,8 +77,8 @@ def run(
     from ..matching.offers import read_offers
     from ..matching.pipeline import Matcher, write_result
 
-    new = read_offers(new_offers)
-    catalogue = read_offers(against)
+    new = read_offers(new_offers, seller="new offers")  # so a reviewer sees which side is which
+    catalogue = read_offers(against, seller="catalogue")
     if not new:
         raise ValueError(f"{new_offers} holds no offers")
     matcher = Matcher.load(model, featurizer=_featurizer(onnx, progress))

@@ -130,11 +130,11 @@ def product_id(product_id: str) -> str:
 ProductId = Annotated[str, Depends(product_id)]
 
 
-def filters_field(raw: str, field: str = "filters") -> dict | None:
+def filters_field(raw: str, field: str = "filters", *, price_min: float | None = None, price_max: float | None = None) -> dict | None:
     """Filters sent as a JSON string (the photo search's form field): parsed with limits, then the same checks as the JSON body."""
     value = loads_json(raw, field)
     validation_errors(_FILTERS, value, ("body", field))
-    return where_clause(value)
+    return where_clause(value, price_min, price_max)
 
 
 def validation_errors(adapter: TypeAdapter, value: Any, loc: tuple) -> Any:
