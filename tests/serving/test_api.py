@@ -104,6 +104,14 @@ def test_facets_of_a_custom_catalogue_offer_brand_and_price(client, tmp_path):
         assert (hit["id"], hit["price"], hit["attributes"]) == ("SKU-004", 129.0, {"brand": "Puma"})
 
 
+def test_a_product_names_its_photos_by_url_never_by_server_path(client, products):
+    response = client.get(f"/api/products/{products[0].id}")
+    record = response.json()
+    assert "images" not in record and record["image_urls"] == [f"/api/products/{products[0].id}/image?n=0"]
+    assert str(products[0].image) not in response.text and str(Path(products[0].image).parent) not in response.text
+    assert client.get(record["image_urls"][0]).headers["content-type"] == "image/jpeg"
+
+
 def test_photo_search_finds_the_product_and_serves_its_image(client, products):
     target = products[5]
     response = client.post("/api/search/image", files={"image": ("q.jpg", jpeg_bytes(target.image), "image/jpeg")}, data={"k": "3"})

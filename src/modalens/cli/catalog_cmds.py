@@ -8,7 +8,21 @@ from typing import Optional
 
 import typer
 
-from .common import FILTER_HELP, INDEX_OPTION, MODEL_OPTION, PROGRESS_OPTION, parse_filters, print_hits, user_errors
+from .common import (
+    FILTER_HELP,
+    ID_COL_OPTION,
+    IMAGE_COL_OPTION,
+    INDEX_OPTION,
+    MODEL_OPTION,
+    PROGRESS_OPTION,
+    TITLE_COL_OPTION,
+    column_names,
+    error_for,
+    image_paths,
+    parse_filters,
+    print_hits,
+    user_errors,
+)
 
 
 @user_errors
@@ -19,22 +33,50 @@ def index(
     limit: Optional[int] = typer.Option(None, help="Index only the first N products."),
     batch_size: int = typer.Option(64, help="Products per committed batch."),
     prune: bool = typer.Option(False, help="Remove indexed products that are no longer in the catalogue."),
+    id_col: Optional[str] = ID_COL_OPTION,
+    image_col: Optional[str] = IMAGE_COL_OPTION,
+    title_col: Optional[str] = TITLE_COL_OPTION,
     progress: Optional[bool] = PROGRESS_OPTION,
 ) -> None:
     """Embed a catalogue's images into an on-disk index (resumes after an interruption)."""
     from ..catalog import read_catalog
     from ..search import SearchEngine
 
-    catalog = read_catalog(catalogue, limit=limit)
+    catalog = read_catalog(catalogue, limit=limit, columns=column_names(id_col, image_col, title_col))
     for err in catalog.errors[:20]:
         typer.echo(f"skipped {err}", err=True)
     if len(catalog.errors) > 20:
         typer.echo(f"... and {len(catalog.errors) - 20} more skipped rows", err=True)
+    if index_dir is None and not prune:
+        _warn_if_default_index_holds_others(catalog, catalogue)
     engine = SearchEngine(index_dir, model, progress=progress)
     report = engine.build(catalog, batch_size=batch_size, prune=prune)
     for pid, reason in engine.index.failures()[:20]:
         typer.echo(f"not indexed {pid}: {reason}", err=True)
     typer.echo(f"{report}; index {engine.index_dir} holds {len(engine.index)} products")
+
+
+def _warn_if_default_index_holds_others(catalog, catalogue: str) -> None:
+    """Indexing into the default index adds to whatever it holds: say so when that is another catalogue's products."""
+    from ..index import CatalogIndex
+    from ..search import default_index_dir
+
+    folder = default_index_dir()
+    try:
+        index = CatalogIndex.open(folder)
+    except Exception:  # no default index yet (or none readable: the build says why)
+        return
+    try:
+        others = len(set(index.ids()) - {p.id for p in catalog.products})
+    finally:
+        index.close()
+    if others:
+        typer.echo(
+            f"warning: the default index {folder} already holds {others} products that are not in {catalogue}; "
+            "they stay searchable beside the new ones. Give --index DIR to keep this catalogue apart, "
+            "or --prune to leave only it.",
+            err=True,
+        )
 
 
 @user_errors
@@ -59,11 +101,11 @@ def search(
 
 @user_errors
 def tag(
-    images: list[Path] = typer.Argument(..., help="Image files to tag."),
+    images: list[Path] = typer.Argument(..., help="Image files to tag, or folders of them."),
     labels: str = typer.Option(..., "--labels", "-l", help="Comma-separated labels, e.g. 'dress,shirt,jeans'."),
     top: int = typer.Option(3, help="Labels to show per image."),
     model: str = MODEL_OPTION,
-    no_ensemble: bool = typer.Option(False, help="Use one prompt per label instead of the ensemble."),
+    no_ensemble: bool = typer.Option(False, "--no-ensemble", help="Use one prompt per label instead of the ensemble."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Zero-shot tagging: rank a label set for each image (no labelled data needed)."""
@@ -77,7 +119,7 @@ def tag(
     templates = ZERO_SHOT_TEMPLATES[:1] if no_ensemble else ZERO_SHOT_TEMPLATES
     classifier = build_classifier(model_, label_list, templates)
     results = []
-    for path in images:
+    for path in image_paths(images):
         try:
             embeds = model_.encode_image([load_image(path)])
         except Exception as e:  # one bad file is reported, the others are still tagged
@@ -89,7 +131,7 @@ def tag(
         typer.echo(json.dumps(results, indent=2))
     else:
         for r in results:
-            shown = r.get("error") or ", ".join(f"{x['label']} ({x['score']:.2f})" for x in r["labels"])
+            shown = error_for(Path(r["image"]), r["error"]) if "error" in r else ", ".join(f"{x['label']} ({x['score']:.2f})" for x in r["labels"])
             typer.echo(f"{r['image']}: {shown}")
     if any("error" in r for r in results):
         raise typer.Exit(1)
@@ -115,5 +157,5 @@ def quickstart(
         # Every option by name: a typer command called directly gets its OptionInfo defaults, not their values.
         serve_command(
             None, engine.index_dir, engine.model_name, "127.0.0.1", port, api_key=[], ingest_root=[], open_browser=False, onnx=None,
-            progress=progress,
+            id_col=None, image_col=None, title_col=None, progress=progress,
         )
