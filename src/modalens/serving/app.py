@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fastapi import Depends, FastAPI, Request
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -23,7 +25,7 @@ from ..errors import ModalensError
 from ..index.store import IndexStoreError
 from .dependencies import require_read
 from .middleware import BodyLimit
-from .routers import ingest, products, review, search
+from .routers import embeddings, ingest, products, review, search
 from .service import Service
 from .settings import ServeSettings
 
@@ -55,7 +57,7 @@ def create_app(settings: ServeSettings, handle: ModelHandle | None = None) -> Fa
         description="Fashion catalogue search by words and photos, zero-shot tagging, and product management.",
         lifespan=lifespan,
     )
-    for router in (search.router, products.router, ingest.router):
+    for router in (search.router, products.router, ingest.router, embeddings.router):
         app.include_router(router, dependencies=READ)
     if settings.review_db:
         _include_review(app, settings)
@@ -211,17 +213,35 @@ def _add_metrics(app: FastAPI) -> None:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
+def _openai_route(request: Request) -> bool:
+    return request.url.path.startswith("/v1/")
+
+
+def _error_body(request: Request, exc: Exception, status: int) -> dict[str, Any]:
+    """``{"detail": ...}``, or OpenAI's ``{"error": {...}}`` on the OpenAI-compatible routes (/v1/...)."""
+    return embeddings.error_body(exc, status) if _openai_route(request) else {"detail": str(exc)}
+
+
 def _add_error_handlers(app: FastAPI) -> None:
     """The one mapping of user errors to HTTP: a ModalensError answers its ``http_status`` with a one-line ``detail``."""
 
     @app.exception_handler(ModalensError)
     async def user_error(request: Request, exc: ModalensError) -> JSONResponse:
         headers = {"WWW-Authenticate": "X-API-Key"} if exc.http_status == 401 else None
-        return JSONResponse({"detail": str(exc)}, status_code=exc.http_status, headers=headers)
+        return JSONResponse(_error_body(request, exc, exc.http_status), status_code=exc.http_status, headers=headers)
 
     @app.exception_handler(ValueError)
     async def bad_value(request: Request, exc: ValueError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=400)
+        return JSONResponse(_error_body(request, exc, 400), status_code=400)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        if not _openai_route(request):
+            return await request_validation_exception_handler(request, exc)
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(part) for part in first.get("loc", ())[1:])
+        message = f"{where}: {first.get('msg', 'invalid request')}" if where else str(first.get("msg", "invalid request"))
+        return JSONResponse(embeddings.error_body(ValueError(message), 400), status_code=400)
 
     @app.exception_handler(IndexStoreError)
     async def index_error(request: Request, exc: IndexStoreError) -> JSONResponse:

@@ -77,9 +77,17 @@ def _reviewer_of(request: Request, key: str | None) -> str | None:
         return state.queue.reviewer_for_key(key)
 
 
+def _bearer(request: Request) -> str | None:
+    """The key of an ``Authorization: Bearer KEY`` header: what OpenAI's clients send (``/v1/embeddings``)."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
 async def require_read(request: Request, x_api_key: ApiKey = None) -> None:
-    """Reads are open, unless the server requires a key for them: then an API key or a reviewer key."""
+    """Reads are open, unless the server requires a key for them: then an API key or a reviewer key
+    (in ``X-API-Key``, or as ``Authorization: Bearer KEY``)."""
     settings = get_settings(request)
+    x_api_key = x_api_key or _bearer(request)
     if not settings.read_requires_key or _is_api_key(settings, x_api_key):
         return
     if await run_in_threadpool(_reviewer_of, request, x_api_key) is None:  # a database lookup: off the event loop
