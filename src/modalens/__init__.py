@@ -1,6 +1,19 @@
 """modalens: an open, reproducible fashion vision-language system.
 
+The Python API (``docs/python.md``)::
+
+    import modalens
+    m = modalens.load()                                   # the default model, or a name / trained folder
+    vectors = m.encode_images(["photo.jpg"])              # also PIL images; m.encode_text(["red dress"])
+    m.zero_shot(["photo.jpg"], ["dress", "shirt", "shoes"])
+    hits = modalens.Index("my-index").search("red dress", k=5)
+
+Importing this package is cheap (no torch, no numpy): the names above are
+imported on first use (PEP 562 ``__getattr__``), so ``modalens --help`` and
+``import modalens`` stay quick.
+
 Layout (one concern per subpackage):
+    api         the Python face above: load, Model, Index
     catalog     products, catalogue readers, safe image decoding
     encoders    pretrained image/text towers behind a registry
     models      the dual encoder (towers + projection heads), configs and factory
@@ -12,4 +25,35 @@ Layout (one concern per subpackage):
     cli         the `modalens` command
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 __version__ = "0.1.0"
+
+#: Public names → the module that defines them, imported when a name is first used. (No import statement
+#: names them, not even under TYPE_CHECKING: every module of the package imports this one, and
+#: tests/test_import_graph.py would rightly read such an import as a circle.)
+_LAZY = {
+    "load": ".api",
+    "Model": ".api",
+    "Index": ".api",
+    "Hit": ".index.base",
+    "Product": ".catalog.schema",
+    "DEFAULT_MODEL": ".models.factory",
+}
+
+__all__ = ["DEFAULT_MODEL", "Hit", "Index", "Model", "Product", "__version__", "load"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value  # once imported, a plain attribute
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

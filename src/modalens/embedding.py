@@ -22,7 +22,7 @@ class CachedEncoder:
         self,
         model: DualEncoder,
         *,
-        progress: bool = True,
+        progress: bool | None = None,
         batch_size: int = 32,
         use_cache: bool = True,
         image_view: str | None = None,
@@ -30,6 +30,7 @@ class CachedEncoder:
     ) -> None:
         """``image_view`` (an ``encoders.views`` name) is applied to every image unless a call names its own.
 
+        ``progress``: bars on stderr (None: only when it is a terminal, see :mod:`modalens.progress`).
         ``workers``: processes decoding photos ahead of the image tower (None:
         ``encoders.pipeline.default_workers``, which keeps small jobs in-process).
         """

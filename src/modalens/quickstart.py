@@ -26,13 +26,14 @@ def run_quickstart(
     index_dir: Path | None = None,
     limit: int | None = None,
     echo: Callable[[str], None] = print,
+    progress: bool | None = None,
 ) -> SearchEngine:
     catalogue = catalogue or default_catalogue()
     if catalogue.startswith("fashion-mnist") and limit is None:
         limit = 2000  # 28×28 thumbnails: a sample is enough to try things out
     catalog = read_catalog(catalogue, limit=limit)
     echo(f"catalogue {catalogue}: {len(catalog)} products ({len(catalog.errors)} rows skipped)")
-    engine = SearchEngine(index_dir)
+    engine = SearchEngine(index_dir, progress=progress)
     report = engine.build(catalog)
     echo(f"index {engine.index_dir}: {report}")
 

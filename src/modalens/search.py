@@ -47,9 +47,10 @@ class SearchEngine:
     """Index a catalogue, then search it by text, by image, or both."""
 
     def __init__(
-        self, index_dir: str | Path | None = None, model: str | Path | ModelHandle = DEFAULT_MODEL, progress: bool = True
+        self, index_dir: str | Path | None = None, model: str | Path | ModelHandle = DEFAULT_MODEL, progress: bool | None = None
     ) -> None:
-        """``model``: a name or saved folder (loaded as a new handle), or a handle to share with other engines."""
+        """``model``: a name or saved folder (loaded as a new handle), or a handle to share with other engines.
+        ``progress``: bars while indexing (None: only when stderr is a terminal)."""
         self.index_dir = Path(index_dir) if index_dir else default_index_dir()
         self.handle = as_handle(model)
         self.model_name = self.handle.name

@@ -52,13 +52,41 @@ def test_search_by_image_and_filter(index_dir, mini_catalog):
 
 @pytest.mark.parametrize(
     "bad, message",
-    [("nosuch=1", "unknown filter fields ['nosuch']"), ("colour=", "non-empty"), ("price_min=cheap", "number"), ("price_max=-1", "non-negative")],
+    [("nosuch=1", "unknown filter field 'nosuch'; allowed: "), ("colr=Blue", "colour (baseColour, color)"), ("colour=", "non-empty"), ("price_min=cheap", "number"), ("price_max=-1", "non-negative")],
 )
 def test_search_refuses_bad_filters_as_the_api_does(index_dir, bad, message):
     """The CLI and the API share one filter check: a typo in a field is an error (exit 2), never "no results"."""
     result = runner.invoke(app, ["search", "shirt", "--index", str(index_dir), "-f", bad])
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output and "no results" not in result.output
+
+
+@pytest.mark.parametrize("field", ["articleType=Watches", "article_type=Watches", "ArticleType=Watches"])
+def test_search_filters_take_the_catalogues_column_names(index_dir, field):
+    """The README names the catalogue's columns (articleType, baseColour): they filter as modalens's names do."""
+    hits = json.loads(invoke("search", "black", "--index", index_dir, "-f", field, "-f", "baseColour=Black", "--json").output)
+    assert {h["id"] for h in hits} == {"11652", "13839"}
+
+
+@pytest.fixture(scope="module")
+def shop_index(tmp_path_factory) -> Path:
+    """The custom catalogue of a newcomer: id,image,title,price,brand."""
+    folder = tmp_path_factory.mktemp("shop") / "index"
+    shop = Path(__file__).parents[1] / "fixtures" / "custom-shop" / "products.csv"
+    assert invoke("index", shop, "--index", folder).exit_code == 0
+    return folder
+
+
+def test_search_price_range_and_brand_on_a_custom_catalogue(shop_index):
+    args = ("search", "shoes", "--index", shop_index, "-k", "20", "--json")
+    hits = json.loads(invoke(*args, "--price-min", "20", "--price-max", "70").output)
+    assert hits and all(20 <= h["price"] <= 70 for h in hits) and len(hits) < 20
+    puma = json.loads(invoke(*args, "-f", "brand=Puma|Nike").output)
+    assert {h["attributes"]["brand"] for h in puma} == {"Puma", "Nike"} and len(puma) == 4
+    shown = invoke("search", "black watch", "--index", shop_index, "-k", "2").output
+    assert "Black Dial Watch" in shown and "Puma, 129.00" in shown  # brand and price in the plain output
+    bad = runner.invoke(app, ["search", "shoes", "--index", str(shop_index), "--price-min", "80", "--price-max", "10"])
+    assert bad.exit_code == 2 and "above price_max" in bad.output
 
 
 def test_search_json_hit_is_the_apis_hit_with_the_photo_file(index_dir):

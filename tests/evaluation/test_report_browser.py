@@ -83,3 +83,15 @@ def test_report_renders_in_chromium(browser, mini_report, tmp_path):
     keep = os.environ.get("MODALENS_REPORT_SCREENSHOT")  # to look at it: MODALENS_REPORT_SCREENSHOT=/tmp/report.png
     if keep:
         shutil.copy(shot, keep)
+
+
+def test_report_fits_a_phone(browser, mini_report, tmp_path):
+    """At 390 px nothing spills sideways: wide tables scroll inside themselves, sections stack."""
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    page.goto(mini_report.as_uri(), wait_until="load")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390, "the page scrolls sideways on a phone"
+    shot = tmp_path / "report-phone.png"
+    page.screenshot(path=str(shot))
+    if os.environ.get("MODALENS_SCREENSHOTS"):
+        shutil.copy(shot, Path(os.environ["MODALENS_SCREENSHOTS"]) / "report-phone.png")
+    page.close()

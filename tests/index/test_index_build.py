@@ -105,8 +105,14 @@ def test_duplicate_catalogue_ids_and_bad_batch_size(index):
 
 
 def test_progress_bar_runs(index, capsys):
-    build_index(index, make_products(4), CountingEmbed(fail={pid(0)}), batch_size=2, content_key=product_content_key)
+    build_index(index, make_products(4), CountingEmbed(fail={pid(0)}), batch_size=2, content_key=product_content_key, progress=True)
     assert "failed=1" in capsys.readouterr().err
+
+
+def test_no_bar_by_default_when_stderr_is_no_terminal(index, capsys):
+    """progress=None (the default): bars only on a terminal; pytest's captured stderr is none."""
+    build_index(index, make_products(4), CountingEmbed(), batch_size=2, content_key=product_content_key)
+    assert capsys.readouterr().err == ""
 
 
 def test_content_key_is_stable_and_sensitive():

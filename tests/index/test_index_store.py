@@ -344,6 +344,22 @@ def test_attribute_counts_group_values_by_field(tmp_path):
     assert counts == {"gender": {"Men": 3, "Women": 1}, "colour": {"Blue": 2, "Red": 1}, "season": {}}
 
 
+def test_attribute_values_and_price_range_come_from_the_data(tmp_path) -> None:
+    """What a page builds its filter menus from: every attribute any product carries, and the prices."""
+    from modalens.catalog.schema import Product
+
+    products = [
+        Product(id="a", attributes={"brand": "Acme", "fit": "slim"}, price=10),
+        Product(id="b", attributes={"brand": "Acme"}, price=25.5),
+        Product(id="c", attributes={"brand": "Zed"}),
+    ]
+    with CatalogIndex.create(tmp_path / "idx", model="m", dim=2) as index:
+        assert index.price_range() is None
+        index.add(products, np.eye(2, dtype=np.float32)[[0, 1, 0]], ["k"] * 3)
+        assert index.attribute_values() == {"brand": {"Acme": 2, "Zed": 1}, "fit": {"slim": 1}}
+        assert index.price_range() == (10.0, 25.5, 2)
+
+
 # ------------------------------------------------------------------ the face
 
 
@@ -355,6 +371,6 @@ def test_the_split_store_keeps_one_face() -> None:
     assert {"ANN_FILE", "ANN_THRESHOLD", "BACKENDS", "INDEX_FILE", "MAX_K"} <= set(vars(store))
     public = {name for name in dir(CatalogIndex) if not name.startswith("_")}
     assert public == {
-        "add", "attribute_counts", "backend", "close", "compact", "content_keys", "create", "delete", "dim", "failures",
-        "get", "ids", "keyword_search", "meta", "model", "open", "record_failures", "search", "search_backend", "sync",
+        "add", "attribute_counts", "attribute_values", "backend", "close", "compact", "content_keys", "create", "delete", "dim", "failures",
+        "get", "ids", "keyword_search", "meta", "model", "open", "price_range", "record_failures", "search", "search_backend", "sync",
     }

@@ -76,3 +76,11 @@ def _check_decisions(pairs: list[dict], truth: dict[str, str], target: float) ->
 def test_user_errors_are_one_line(tmp_path):
     result = runner.invoke(app, [str(tmp_path / "missing.csv"), "--against", str(tmp_path / "missing.csv")])
     assert result.exit_code == 2 and "error:" in result.output
+
+
+def test_offers_read_from_a_catalogue_say_which_side_they_come_from(mini_catalog):
+    """`match run` names the two sources, so the review page never shows "catalogue" on both sides."""
+    from modalens.matching.offers import read_offers
+
+    assert {o.seller for o in read_offers(mini_catalog, seller="new offers")} == {"new offers"}
+    assert {o.seller for o in read_offers(mini_catalog)} == {"catalogue"}

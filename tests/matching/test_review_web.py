@@ -124,3 +124,32 @@ def test_reviewer_decides_with_the_keyboard_and_a_restart_loses_nothing(queue_db
         assert data["pair"]["id"] == fourth and data["stats"]["decided"] == 3
     finally:
         server.kill()
+
+
+def test_review_page_stacks_on_a_phone_and_names_each_side(queue_db, ann_key, tmp_path):
+    server = Server(queue_db)
+    server.start()
+    try:
+        with playwright_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+            page = browser.new_page(viewport={"width": 390, "height": 844})
+            page.goto(server.url + "/review/")
+            page.fill("[data-testid=key]", ann_key)
+            page.press("[data-testid=key]", "Enter")
+            page.wait_for_selector("[data-testid=pair]:not([hidden])")
+            page.wait_for_function("[...document.querySelectorAll('#left img, #right img')].every(i => i.complete && i.naturalWidth > 0)")
+            assert page.evaluate("document.documentElement.scrollWidth") <= 390  # nothing spills sideways
+            left, right = page.locator("[data-testid=left]").bounding_box(), page.locator("[data-testid=right]").bounding_box()
+            assert right["y"] >= left["y"] + left["height"] and right["x"] + right["width"] <= 390  # stacked, inside the screen
+            for button in ("accept", "reject", "skip", "undo"):
+                box = page.locator(f"[data-testid={button}]").bounding_box()
+                assert box["x"] >= 0 and box["x"] + box["width"] <= 390, button
+            sources = [page.text_content(f"[data-testid={side}] [data-testid=source]") for side in ("left", "right")]
+            assert sources[1] == "from catalogue" and sources[0].startswith("from seller-")  # not "catalogue" twice
+            shot = tmp_path / "review-phone.png"
+            page.screenshot(path=str(shot), full_page=True)
+            if os.environ.get("MODALENS_SCREENSHOTS"):
+                shutil.copy(shot, Path(os.environ["MODALENS_SCREENSHOTS"]) / "review-phone.png")
+            browser.close()
+    finally:
+        server.kill()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import time
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -51,6 +52,18 @@ def test_health_openapi_and_metrics(client):
     assert "modalens_indexed_products 40.0" in metrics
 
 
+@pytest.mark.parametrize("path", ["/docs", "/redoc"])
+def test_api_docs_load_their_files_from_this_server(client, path):
+    """No CDN: every script and stylesheet the docs pages name is a path on this server, and it is served."""
+    import re
+
+    html = client.get(path).text
+    assets = re.findall(r'(?:src|href)="([^"]+)"', html) + re.findall(r"url: '([^']+)'", html)
+    assert assets and not [a for a in assets if "://" in a or a.startswith("//")], assets
+    for asset in (a for a in assets if a.startswith("/static-docs/")):
+        assert client.get(asset).status_code == 200, asset
+
+
 def test_text_search_with_filter_and_paging(client):
     first = client.post("/api/search", json={"q": "watch", "k": 5}).json()
     assert len(first["results"]) == 5 and first["results"][0]["attributes"]["article_type"] == "Watches"
@@ -58,6 +71,45 @@ def test_text_search_with_filter_and_paging(client):
     assert not {r["id"] for r in first["results"]} & {r["id"] for r in second["results"]}
     women = client.post("/api/search", json={"q": "shoes", "k": 40, "filters": {"gender": "Women"}}).json()["results"]
     assert women and {r["attributes"]["gender"] for r in women} == {"Women"}
+
+
+def test_filters_take_the_catalogues_column_names_and_list_the_allowed_ones(client):
+    """One vocabulary with the CLI: articleType/baseColour are the catalogue's names for article_type/colour."""
+    by_column = client.post("/api/search", json={"q": "black", "k": 40, "filters": {"articleType": "Watches", "baseColour": ["Black"]}})
+    by_name = client.post("/api/search", json={"q": "black", "k": 40, "filters": {"article_type": "Watches", "colour": "Black"}})
+    assert by_column.status_code == 200 and by_column.json()["results"] == by_name.json()["results"]
+    assert {r["id"] for r in by_column.json()["results"]} == {"11652", "13839"}
+    unknown = client.post("/api/search", json={"q": "shirt", "filters": {"colr": "Blue"}})
+    assert unknown.status_code == 400 and "allowed: " in unknown.json()["detail"] and "colour (baseColour, color)" in unknown.json()["detail"]
+
+
+def test_facets_come_from_the_data(client):
+    facets = client.get("/api/facets").json()
+    names = [f["name"] for f in facets["fields"]]
+    assert names[:3] == ["gender", "article_type", "colour"] and "split" not in names  # the mini catalogue's KAGL columns
+    assert all(2 <= len(f["values"]) <= 60 for f in facets["fields"]) and facets["price"] is None and facets["products"] == 40
+
+
+def test_facets_of_a_custom_catalogue_offer_brand_and_price(client, tmp_path):
+    shop = read_catalog(Path(__file__).parents[1] / "fixtures" / "custom-shop" / "products.csv")
+    engine = SearchEngine(tmp_path / "shop", client.app.state.service.handle, progress=False)
+    engine.build(shop)
+    engine.close()
+    with TestClient(create_app(ServeSettings(tmp_path / "shop"), client.app.state.service.handle)) as c:
+        facets = c.get("/api/facets").json()
+        assert [f["name"] for f in facets["fields"]] == ["brand"]  # no empty KAGL menus
+        assert {v["value"]: v["count"] for v in facets["fields"][0]["values"]}["Benetton"] == 5
+        assert facets["price"] == {"min": 9.99, "max": 129.0, "count": 20}
+        hit = c.post("/api/search", json={"q": "watch", "k": 1, "filters": {"brand": "Puma"}, "price_min": 100}).json()["results"][0]
+        assert (hit["id"], hit["price"], hit["attributes"]) == ("SKU-004", 129.0, {"brand": "Puma"})
+
+
+def test_a_product_names_its_photos_by_url_never_by_server_path(client, products):
+    response = client.get(f"/api/products/{products[0].id}")
+    record = response.json()
+    assert "images" not in record and record["image_urls"] == [f"/api/products/{products[0].id}/image?n=0"]
+    assert str(products[0].image) not in response.text and str(Path(products[0].image).parent) not in response.text
+    assert client.get(record["image_urls"][0]).headers["content-type"] == "image/jpeg"
 
 
 def test_photo_search_finds_the_product_and_serves_its_image(client, products):
@@ -175,7 +227,7 @@ def test_serves_fashion_mnist_too(tmp_path, client):
         assert found["results"][0]["id"] == probe.id
         text = c.post("/api/search", json={"q": "ankle boot", "k": 5}).json()["results"]
         assert len(text) == 5 and all(r["attributes"]["article_type"] in {p.get("article_type") for p in catalog} for r in text)
-        facets = c.get("/api/facets").json()
+        facets = {f["name"]: f["values"] for f in c.get("/api/facets").json()["fields"]}
         assert sum(f["count"] for f in facets["article_type"]) == 60
 
 

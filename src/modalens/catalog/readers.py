@@ -38,7 +38,7 @@ from PIL import Image
 
 from ..paths import cache_dir, shared_data_dir
 from .images import file_kind, open_regular_file
-from .schema import KNOWN_ATTRIBUTES, Catalog, CatalogError, Product, RowError
+from .schema import ATTRIBUTE_ALIASES, Catalog, CatalogError, Product, RowError, normalise_column
 
 __all__ = [
     "FASHION_MNIST_CLASSES",
@@ -63,14 +63,6 @@ FASHION_MNIST_CLASSES = (
 )  # fmt: skip
 FASHION_MNIST_ROOT = "/usr/share/datasets/fashion-mnist"
 
-#: Column names (normalised: lower case, no '_', '-' or spaces) that carry a known attribute.
-ATTRIBUTE_ALIASES: dict[str, str] = {
-    **{name.replace("_", ""): name for name in KNOWN_ATTRIBUTES},
-    "type": "article_type",
-    "basecolour": "colour",
-    "basecolor": "colour",
-    "color": "colour",
-}
 _IMAGE_KEYS = ("image", "images")
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -84,12 +76,21 @@ def default_cache_dir() -> Path:
 # ---------------------------------------------------------------- tables
 
 
-def read_table(path: str | Path, images_root: str | Path | None = None, *, limit: int | None = None) -> Catalog:
+#: The columns a catalogue may name otherwise (``read_table(columns=...)``, ``modalens index --id-col`` ...).
+MAPPABLE_COLUMNS = ("id", "image", "title", "description", "price", "split")
+
+
+def read_table(
+    path: str | Path, images_root: str | Path | None = None, *, limit: int | None = None, columns: dict[str, str] | None = None
+) -> Catalog:
     """Read a CSV/TSV/JSONL catalogue; bad rows go to ``Catalog.errors`` and are skipped.
 
     Relative image paths resolve against ``images_root`` (default: the
     table's folder) and must exist; URLs are kept as they are, unchecked.
-    ``limit`` stops after that many good products.
+    ``limit`` stops after that many good products. ``columns`` maps a role
+    (``id``, ``image``, ``title``, ``description``, ``price``, ``split``) to the
+    catalogue's own column for it, e.g. ``{"id": "sku", "image": "picture_url"}``;
+    a column that already has the role's name is then kept as ``source_<name>``.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -97,7 +98,11 @@ def read_table(path: str | Path, images_root: str | Path | None = None, *, limit
         raise CatalogError(f"{path}: unsupported catalogue format {suffix or '(no suffix)'!r}; supported: {', '.join(TABLE_SUFFIXES)}")
     text = _read_text(path)
     delimiter = TABLE_SUFFIXES[suffix]
-    records = _jsonl_records(text) if delimiter is None else _csv_records(text, path, delimiter)
+    mapping = _column_mapping(columns)
+    if delimiter is None:
+        records = _renamed_records(_jsonl_records(text), mapping)
+    else:
+        records = _csv_records(text, path, delimiter, mapping)
     base = Path(os.path.abspath(images_root if images_root is not None else path.parent))
     return _collect(records, str(path), base, limit, name=path.stem)
 
@@ -152,7 +157,32 @@ def undecodable(text: str) -> str | None:
     return None if found is None else f"invalid byte 0x{ord(found.group()) - 0xDC00:02x}"
 
 
-def _csv_records(text: str, source: Path, delimiter: str) -> Iterator[tuple[int, dict[str, str] | str]]:
+def _column_mapping(columns: dict[str, str] | None) -> dict[str, str]:
+    """``columns`` (role → the catalogue's column) checked: known roles, non-empty names."""
+    mapping = {}
+    for role, column in (columns or {}).items():
+        if role not in MAPPABLE_COLUMNS:
+            raise CatalogError(f"cannot map a column to {role!r}; roles: {', '.join(MAPPABLE_COLUMNS)}")
+        if column is not None and str(column).strip():
+            mapping[role] = str(column).strip()
+    return mapping
+
+
+def _rename(names: Iterable[str], mapping: dict[str, str]) -> list[str]:
+    """Column names with the mapped ones given their role's name (and any column already called so moved aside)."""
+    roles = {column: role for role, column in mapping.items()}
+    taken = {_norm(role) for role in mapping}
+    return [roles.get(name) or (f"source_{name}" if _norm(name) in taken else name) for name in names]
+
+
+def _renamed_records(records: Iterable[tuple[int, dict[str, Any] | str]], mapping: dict[str, str]) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    for line, record in records:
+        if mapping and isinstance(record, dict):
+            record = dict(zip(_rename(record, mapping), record.values()))
+        yield line, record
+
+
+def _csv_records(text: str, source: Path, delimiter: str, mapping: dict[str, str] | None = None) -> Iterator[tuple[int, dict[str, str] | str]]:
     """(line, row dict) per data row, or (line, reason) for a row that cannot be split into the header's columns."""
     lines = CsvLines(io.StringIO(text, newline=""))
     reader = csv.reader(lines, delimiter=delimiter)
@@ -162,6 +192,12 @@ def _csv_records(text: str, source: Path, delimiter: str) -> Iterator[tuple[int,
         header = next(reader, None)
     if header is None:
         raise CatalogError(f"{source}: no header row")
+    names = [cell.strip() for cell in header]
+    missing = [f"{column!r} (for {role})" for role, column in (mapping or {}).items() if column not in names]
+    if missing:
+        raise CatalogError(f"{source}: no column {', '.join(missing)} in the header (columns: {', '.join(names)})")
+    if mapping:
+        header = _rename(names, mapping)
     yield from csv_rows(lines, _header_names(header, source, lines.record[0][0]), delimiter)
 
 
@@ -402,7 +438,7 @@ def _assign(fields: dict[str, Any], key: str, value: Any, base: Path) -> None:
 
 
 def _norm(name: str) -> str:
-    return re.sub(r"[\s_\-]", "", str(name).lower())
+    return normalise_column(name)
 
 
 def _present(value: Any) -> bool:
@@ -678,15 +714,21 @@ def _fmnist_product(split: str, index: int, label: int, image: Path) -> Product:
 # ---------------------------------------------------------------- one entry point and writing
 
 
-def read_catalog(source: str | Path, *, limit: int | None = None) -> Catalog:
+def read_catalog(source: str | Path, *, limit: int | None = None, columns: dict[str, str] | None = None) -> Catalog:
     """Any catalogue by one name: 'kagl', 'kagl-full', 'kagl-all', 'fashion-mnist[:train|:test]', a KAGL-style folder,
     a table or an image folder.
 
     ``SOURCE:SPLIT`` (e.g. ``kagl:test``) keeps one split of a catalogue that has splits.
     ``NAME=ROOT[:SPLIT]`` (e.g. ``fashion200k=/data/fashion200k:train``) reads an open
     dataset from its published layout (names: ``modalens.catalog.datasets.DATASETS``).
+    ``columns`` names a table's columns for id, image, title... (see :func:`read_table`).
     """
     text = str(source)
+    if columns and any(columns.values()):
+        path = Path(text).expanduser()
+        if path.suffix.lower() not in TABLE_SUFFIXES:
+            raise CatalogError(f"{text}: column names can be given only for a table catalogue ({', '.join(TABLE_SUFFIXES)})")
+        return read_table(path, limit=limit, columns=columns)
     from .datasets import parse_dataset_spec, read_dataset  # lazy: the dataset readers are optional weight
 
     spec = parse_dataset_spec(text)

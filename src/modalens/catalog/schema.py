@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,28 @@ KNOWN_ATTRIBUTES = (
     "material",
     "pattern",
 )
+
+
+#: Column names (normalised by :func:`normalise_column`: lower case, no '_', '-' or spaces) that carry a
+#: known attribute: a catalogue's ``articleType`` is ``article_type``, its ``baseColour`` is ``colour``.
+#: The readers map columns with it, and the filters of the CLI, the REST API and the page accept the same names.
+ATTRIBUTE_ALIASES: dict[str, str] = {
+    **{name.replace("_", ""): name for name in KNOWN_ATTRIBUTES},
+    "type": "article_type",
+    "basecolour": "colour",
+    "basecolor": "colour",
+    "color": "colour",
+}
+
+
+def normalise_column(name: str) -> str:
+    """A column name as :data:`ATTRIBUTE_ALIASES` keys it: lower case, without spaces, '_' or '-'."""
+    return re.sub(r"[\s_\-]", "", str(name).lower())
+
+
+def attribute_name(column: str) -> str | None:
+    """The known attribute a catalogue column (or filter field) names, e.g. ``baseColour`` → ``colour``; else None."""
+    return ATTRIBUTE_ALIASES.get(normalise_column(column))
 
 
 #: The longest product id accepted, in characters (ids travel in URLs, file names and log lines).

@@ -8,7 +8,21 @@ from typing import Optional
 
 import typer
 
-from .common import INDEX_OPTION, MODEL_OPTION, parse_filters, print_hits, user_errors
+from .common import (
+    FILTER_HELP,
+    ID_COL_OPTION,
+    IMAGE_COL_OPTION,
+    INDEX_OPTION,
+    MODEL_OPTION,
+    PROGRESS_OPTION,
+    TITLE_COL_OPTION,
+    column_names,
+    error_for,
+    image_paths,
+    parse_filters,
+    print_hits,
+    user_errors,
+)
 
 
 @user_errors
@@ -19,21 +33,50 @@ def index(
     limit: Optional[int] = typer.Option(None, help="Index only the first N products."),
     batch_size: int = typer.Option(64, help="Products per committed batch."),
     prune: bool = typer.Option(False, help="Remove indexed products that are no longer in the catalogue."),
+    id_col: Optional[str] = ID_COL_OPTION,
+    image_col: Optional[str] = IMAGE_COL_OPTION,
+    title_col: Optional[str] = TITLE_COL_OPTION,
+    progress: Optional[bool] = PROGRESS_OPTION,
 ) -> None:
     """Embed a catalogue's images into an on-disk index (resumes after an interruption)."""
     from ..catalog import read_catalog
     from ..search import SearchEngine
 
-    catalog = read_catalog(catalogue, limit=limit)
+    catalog = read_catalog(catalogue, limit=limit, columns=column_names(id_col, image_col, title_col))
     for err in catalog.errors[:20]:
         typer.echo(f"skipped {err}", err=True)
     if len(catalog.errors) > 20:
         typer.echo(f"... and {len(catalog.errors) - 20} more skipped rows", err=True)
-    engine = SearchEngine(index_dir, model)
+    if index_dir is None and not prune:
+        _warn_if_default_index_holds_others(catalog, catalogue)
+    engine = SearchEngine(index_dir, model, progress=progress)
     report = engine.build(catalog, batch_size=batch_size, prune=prune)
     for pid, reason in engine.index.failures()[:20]:
         typer.echo(f"not indexed {pid}: {reason}", err=True)
     typer.echo(f"{report}; index {engine.index_dir} holds {len(engine.index)} products")
+
+
+def _warn_if_default_index_holds_others(catalog, catalogue: str) -> None:
+    """Indexing into the default index adds to whatever it holds: say so when that is another catalogue's products."""
+    from ..index import CatalogIndex
+    from ..search import default_index_dir
+
+    folder = default_index_dir()
+    try:
+        index = CatalogIndex.open(folder)
+    except Exception:  # no default index yet (or none readable: the build says why)
+        return
+    try:
+        others = len(set(index.ids()) - {p.id for p in catalog.products})
+    finally:
+        index.close()
+    if others:
+        typer.echo(
+            f"warning: the default index {folder} already holds {others} products that are not in {catalogue}; "
+            "they stay searchable beside the new ones. Give --index DIR to keep this catalogue apart, "
+            "or --prune to leave only it.",
+            err=True,
+        )
 
 
 @user_errors
@@ -41,7 +84,9 @@ def search(
     query: Optional[str] = typer.Argument(None, help="Words to search for."),
     image: Optional[Path] = typer.Option(None, "--image", help="Search by a photo (with words too: both count)."),
     k: int = typer.Option(10, "-k", "--top", help="How many results."),
-    filters: list[str] = typer.Option([], "--filter", "-f", help="field=value, e.g. gender=Men or colour=Blue|Navy Blue."),
+    filters: list[str] = typer.Option([], "--filter", "-f", help=FILTER_HELP),
+    price_min: Optional[float] = typer.Option(None, "--price-min", min=0, help="Only products priced at least this."),
+    price_max: Optional[float] = typer.Option(None, "--price-max", min=0, help="Only products priced at most this."),
     hybrid: float = typer.Option(0.0, min=0.0, max=1.0, help="Blend in BM25 keyword matching on titles with this weight."),
     index_dir: Optional[Path] = INDEX_OPTION,
     model: str = MODEL_OPTION,
@@ -51,16 +96,16 @@ def search(
     from ..search import SearchEngine
 
     engine = SearchEngine(index_dir, model, progress=False)
-    print_hits(engine.search(query, image, k=k, where=parse_filters(filters), hybrid_weight=hybrid), as_json)
+    print_hits(engine.search(query, image, k=k, where=parse_filters(filters, price_min, price_max), hybrid_weight=hybrid), as_json)
 
 
 @user_errors
 def tag(
-    images: list[Path] = typer.Argument(..., help="Image files to tag."),
+    images: list[Path] = typer.Argument(..., help="Image files to tag, or folders of them."),
     labels: str = typer.Option(..., "--labels", "-l", help="Comma-separated labels, e.g. 'dress,shirt,jeans'."),
     top: int = typer.Option(3, help="Labels to show per image."),
     model: str = MODEL_OPTION,
-    no_ensemble: bool = typer.Option(False, help="Use one prompt per label instead of the ensemble."),
+    no_ensemble: bool = typer.Option(False, "--no-ensemble", help="Use one prompt per label instead of the ensemble."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Zero-shot tagging: rank a label set for each image (no labelled data needed)."""
@@ -74,7 +119,7 @@ def tag(
     templates = ZERO_SHOT_TEMPLATES[:1] if no_ensemble else ZERO_SHOT_TEMPLATES
     classifier = build_classifier(model_, label_list, templates)
     results = []
-    for path in images:
+    for path in image_paths(images):
         try:
             embeds = model_.encode_image([load_image(path)])
         except Exception as e:  # one bad file is reported, the others are still tagged
@@ -86,7 +131,7 @@ def tag(
         typer.echo(json.dumps(results, indent=2))
     else:
         for r in results:
-            shown = r.get("error") or ", ".join(f"{x['label']} ({x['score']:.2f})" for x in r["labels"])
+            shown = error_for(Path(r["image"]), r["error"]) if "error" in r else ", ".join(f"{x['label']} ({x['score']:.2f})" for x in r["labels"])
             typer.echo(f"{r['image']}: {shown}")
     if any("error" in r for r in results):
         raise typer.Exit(1)
@@ -99,16 +144,18 @@ def quickstart(
     limit: Optional[int] = typer.Option(None, help="Index only the first N products."),
     serve: bool = typer.Option(True, help="End by serving the search page on the new index (Ctrl-C stops)."),
     port: int = typer.Option(8000, help="Port for the search page."),
+    progress: Optional[bool] = PROGRESS_OPTION,
 ) -> None:
     """The main job: index a catalogue with the default model, search and tag it, then serve the search page."""
     from ..quickstart import run_quickstart
 
-    engine = run_quickstart(catalogue, index_dir, limit, echo=typer.echo)
+    engine = run_quickstart(catalogue, index_dir, limit, echo=typer.echo, progress=progress)
     engine.close()
     if serve:
         from .serve_cmd import serve as serve_command
 
         # Every option by name: a typer command called directly gets its OptionInfo defaults, not their values.
         serve_command(
-            None, engine.index_dir, engine.model_name, "127.0.0.1", port, api_key=[], ingest_root=[], open_browser=False, onnx=None
+            None, engine.index_dir, engine.model_name, "127.0.0.1", port, api_key=[], ingest_root=[], open_browser=False, onnx=None,
+            id_col=None, image_col=None, title_col=None, progress=progress,
         )

@@ -14,11 +14,12 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Optional
 
 import typer
 from typer.core import TyperGroup
 
-from .common import user_errors
+from .common import PROGRESS_OPTION, user_errors
 
 
 class _DefaultRun(TyperGroup):
@@ -41,10 +42,12 @@ MODEL_DIR = typer.Option(None, "--model", "-m", help="Matcher folder (default: t
 ONNX = typer.Option(True, "--onnx/--no-onnx", help="Run the image tower in ONNX Runtime when available (same features, faster).")
 
 
-def _featurizer(onnx: bool, progress: bool = True):
+def _featurizer(onnx: bool, progress: bool | None = None):
+    """``progress``: the command's --progress/--no-progress (None: bars only when stderr is a terminal)."""
     from ..matching.features import OfferFeaturizer, fast_image_tower
+    from ..progress import show_progress
 
-    return OfferFeaturizer(fast_image_tower() if onnx else None, progress=progress)
+    return OfferFeaturizer(fast_image_tower() if onnx else None, progress=show_progress(progress))
 
 
 def _split(source: str, name: str):
@@ -68,16 +71,17 @@ def run(
     review_db: str | None = typer.Option(None, "--review-db", help="Queue the doubtful pairs here (SQLite path or postgresql:// URL)."),
     new_new: bool = typer.Option(True, "--new-new/--no-new-new", help="Also match new offers among themselves."),
     onnx: bool = ONNX,
+    progress: Optional[bool] = PROGRESS_OPTION,
 ) -> None:
     """Match NEW_OFFERS against a catalogue: candidates, scores, groups, and accept / reject / review per pair."""
     from ..matching.offers import read_offers
     from ..matching.pipeline import Matcher, write_result
 
-    new = read_offers(new_offers)
-    catalogue = read_offers(against)
+    new = read_offers(new_offers, seller="new offers")  # so a reviewer sees which side is which
+    catalogue = read_offers(against, seller="catalogue")
     if not new:
         raise ValueError(f"{new_offers} holds no offers")
-    matcher = Matcher.load(model, featurizer=_featurizer(onnx))
+    matcher = Matcher.load(model, featurizer=_featurizer(onnx, progress))
     result = matcher.match(new, catalogue, k=k, new_new=new_new)
     paths = write_result(result, out)
     counts = result.counts()
@@ -114,6 +118,7 @@ def train(
     calibration: str = typer.Option("isotonic", help="isotonic or platt"),
     seed: int = typer.Option(0),
     onnx: bool = ONNX,
+    progress: Optional[bool] = PROGRESS_OPTION,
 ) -> None:
     """Train an offer model on generated pairs of the train split, calibrate it on the val split."""
     from ..matching.evaluate import Scenario, calibrate
@@ -121,7 +126,7 @@ def train(
     from ..matching.pipeline import Matcher
     from ..matching.train import TrainConfig, train_offer_model, training_data
 
-    featurizer = _featurizer(onnx)
+    featurizer = _featurizer(onnx, progress)
     config = TrainConfig(epochs=epochs, batch_size=batch_size, seed=seed)
     model, history = train_offer_model(
         training_data(_split(data, "train"), seed=seed, copies=config.copies), featurizer,
@@ -151,6 +156,7 @@ def evaluate(
     ablations: bool = typer.Option(True, "--ablations/--no-ablations", help="Also train single-part and two-part models."),
     save_model: Path | None = typer.Option(None, "--save-model", help="Also save the full matcher here."),
     onnx: bool = ONNX,
+    progress: Optional[bool] = PROGRESS_OPTION,
 ) -> None:
     """Train on train, calibrate on val, measure on test (offers generated from products never trained on); baseline included."""
     import logging
@@ -163,7 +169,7 @@ def evaluate(
     variants = ev.VARIANTS if ablations else (ev.VARIANTS[0], ev.VARIANTS[3])
     summary = ev.run(
         read_catalog(data).products, out_dir=out, variants=variants, train_config=TrainConfig(epochs=epochs, seed=seed),
-        featurizer=_featurizer(onnx), k=k, target_precision=target_precision,
+        featurizer=_featurizer(onnx, progress), k=k, target_precision=target_precision,
         target_npv=target_npv, seed=seed, save_best=save_model,
     )
     typer.echo(ev.markdown_table(summary["rows"]))
@@ -227,6 +233,7 @@ def retrain_cmd(
     lr: float = typer.Option(2e-4, help="Fine-tuning learning rate (a tenth of training's)."),
     seed: int = typer.Option(0),
     onnx: bool = ONNX,
+    progress: Optional[bool] = PROGRESS_OPTION,
 ) -> None:
     """Use reviewed decisions as labels: continue training, re-calibrate the thresholds, save a new matcher."""
     from ..matching.retrain import retrain
@@ -235,7 +242,7 @@ def retrain_cmd(
     train_products = _split(data, "train") if data else ()
     val_products = _split(data, "val") if data else ()
     _, report = retrain(model, reviews, out, train_products=train_products, val_products=val_products,
-                        config=TrainConfig(epochs=epochs, lr=lr, seed=seed), featurizer=_featurizer(onnx, progress=False))
+                        config=TrainConfig(epochs=epochs, lr=lr, seed=seed), featurizer=_featurizer(onnx, progress))
     typer.echo(json.dumps(report, indent=2, default=float))
     typer.echo(f"saved to {out}")
 

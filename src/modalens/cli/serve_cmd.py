@@ -7,13 +7,22 @@ from typing import Optional
 
 import typer
 
-from .common import MODEL_OPTION, user_errors
+from .common import (
+    ID_COL_OPTION,
+    IMAGE_COL_OPTION,
+    INDEX_OPTION,
+    MODEL_OPTION,
+    PROGRESS_OPTION,
+    TITLE_COL_OPTION,
+    column_names,
+    user_errors,
+)
 
 
 @user_errors
 def serve(
     catalogue: Optional[str] = typer.Argument(None, help="Catalogue to index first (kagl:test, a .csv/.jsonl, a folder); omit to serve the index as it is."),
-    index_dir: Optional[Path] = typer.Option(None, "--index", "-i", help="Index folder (default: ~/.cache/modalens/indexes/default)."),
+    index_dir: Optional[Path] = INDEX_OPTION,
     model: str = MODEL_OPTION,
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(8000, help="Port to listen on."),
@@ -25,6 +34,10 @@ def serve(
     onnx: Optional[Path] = typer.Option(
         None, "--onnx", help="An export folder (`modalens export`): answer queries from it without PyTorch; also MODALENS_ONNX_DIR."
     ),
+    id_col: Optional[str] = ID_COL_OPTION,
+    image_col: Optional[str] = IMAGE_COL_OPTION,
+    title_col: Optional[str] = TITLE_COL_OPTION,
+    progress: Optional[bool] = PROGRESS_OPTION,
 ) -> None:
     """Serve search by words and photos, tagging and product management, with a web page at /."""
     import uvicorn
@@ -34,12 +47,13 @@ def serve(
     from ..search import SearchEngine, default_index_dir
     from ..serving import ServeSettings, create_app
 
+    check_port_free(host, port)  # before minutes of indexing, and never "serving at ..." then a traceback
     index_dir = index_dir or default_index_dir()
     settings = ServeSettings.from_env(index_dir, model, onnx_dir=onnx)
     handle = load(settings.model, settings.onnx_dir)  # one model for the indexing step and the server
     if catalogue:
-        engine = SearchEngine(index_dir, handle)
-        typer.echo(f"indexing {catalogue}: {engine.build(read_catalog(catalogue))}")
+        engine = SearchEngine(index_dir, handle, progress=progress)
+        typer.echo(f"indexing {catalogue}: {engine.build(read_catalog(catalogue, columns=column_names(id_col, image_col, title_col)))}")
         engine.close()
     if api_key:
         settings.api_keys = settings.api_keys | frozenset(api_key)
@@ -54,3 +68,23 @@ def serve(
 
         threading.Timer(2.0, webbrowser.open, args=(url,)).start()
     uvicorn.run(create_app(settings, handle), host=host, port=port, log_level="warning")
+
+
+def check_port_free(host: str, port: int) -> None:
+    """A port another process listens on is a one-line error naming it, with the way out."""
+    import errno
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        raise ValueError(f"cannot listen on {host}: {e.strerror}") from None
+    family, _, _, _, address = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: a port in TIME_WAIT is free
+        try:
+            probe.bind(address)
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise ValueError(f"port {port} on {host} is already in use; try another with --port (e.g. --port {port + 1})") from None
+            raise ValueError(f"cannot listen on {host}:{port}: {e.strerror}") from None

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from ..catalog.images import MAX_IMAGE_BYTES, ImageError, image_sha1
 from ..paths import cache_dir
+from ..progress import show_progress
 from .base import ImageTower, TextTower, normalise_pixels
 from .views import get_view, view_id
 
@@ -134,7 +135,7 @@ def image_features(
     *,
     store: FeatureStore | None = None,
     batch_size: int = 32,
-    progress: bool = True,
+    progress: bool | None = None,
     load_image: Callable[[str], object] | None = None,
     view: str | None = None,
     workers: int | None = None,
@@ -157,7 +158,7 @@ def image_features(
     out = np.zeros((len(sources), tower.output_dim), dtype=np.float32)
     failures: dict[int, str] = {}
     keys, todo = _cached_image_rows(sources, salt, store, out, failures)
-    bar = tqdm(total=len(todo), desc=f"{tower.name} images", unit="img", disable=not progress or not todo)
+    bar = tqdm(total=len(todo), desc=f"{tower.name} images", unit="img", disable=not show_progress(progress) or not todo)
     if standard:
         batches = _standard_batches(tower, [sources[i] for i in todo], batch_size, view, workers)
     else:
@@ -270,7 +271,7 @@ def text_features(
     *,
     store: FeatureStore | None = None,
     batch_size: int = 128,
-    progress: bool = True,
+    progress: bool | None = None,
     by_length: bool = True,
 ) -> np.ndarray:
     """Features for each text, in input order.
@@ -292,7 +293,7 @@ def text_features(
             todo.append(i)
     if by_length:
         todo.sort(key=lambda i: len(texts[i]))  # characters: a free, close proxy for the token count
-    bar = tqdm(total=len(todo), desc=f"{tower.name} texts", unit="txt", disable=not progress or len(todo) < 512)
+    bar = tqdm(total=len(todo), desc=f"{tower.name} texts", unit="txt", disable=not show_progress(progress) or len(todo) < 512)
     tower.eval()
     with torch.inference_mode(), _flushing(store):
         for j in range(0, len(todo), batch_size):

@@ -82,6 +82,9 @@ pre{background:#f1f5f9;border-radius:8px;padding:10px;font-size:12px;overflow:au
 
 .exlabel{font-weight:700;font-size:12px;text-transform:uppercase;letter-spacing:.05em;margin:10px 0 6px}.exlabel.ok{color:var(--green)}.exlabel.bad{color:var(--red)}
 footer{color:var(--muted);font-size:12px;text-align:center;padding:20px}
+@media (max-width:700px){header{padding:18px 14px 14px}header h1{font-size:21px}nav{padding:8px 14px;gap:10px}
+main{padding:10px 10px 40px}section{padding:12px;margin:12px 0}table{display:block;overflow-x:auto;max-width:100%}
+.rowex .q{width:100%}pre{white-space:pre-wrap;overflow-wrap:anywhere}}
 """
 
 

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from modalens.catalog.schema import Product
 from modalens.index.store import CatalogIndex
+from modalens.progress import show_progress
 
 
 class EmbedResult(NamedTuple):
@@ -68,7 +69,7 @@ def build_index(
     *,
     batch_size: int = 64,
     content_key: Callable[[Product], str],
-    progress: bool = True,
+    progress: bool | None = None,
     prune: bool = False,
 ) -> BuildReport:
     """Embed and store every product not already indexed under its current content key.
@@ -88,7 +89,7 @@ def build_index(
     existing = index.content_keys(None if len(products) > 10_000 else list(keys))
     todo = [p for p in products if existing.get(p.id) != keys[p.id]]
     added = failed = 0
-    with tqdm(total=len(todo), disable=not progress, unit="product", desc="indexing") as bar:
+    with tqdm(total=len(todo), disable=not show_progress(progress), unit="product", desc="indexing") as bar:
         for start in range(0, len(todo), batch_size):
             batch = todo[start : start + batch_size]
             n_added, n_failed = _index_batch(index, batch, embed_batch, keys)

@@ -266,6 +266,25 @@ class CatalogIndex(WritesMixin, VectorsMixin, FiltersMixin, KeywordMixin):
             counts[name] = {str(value): int(n) for value, n in rows}
         return counts
 
+    def attribute_values(self) -> dict[str, dict[str, int]]:
+        """Every attribute name the products carry, with how many products have each value, in one pass
+        (what a page builds its filter menus from, whatever columns the catalogue had)."""
+        rows = self._conn.execute(
+            "SELECT j.key, CAST(j.value AS TEXT), COUNT(*) FROM products p, json_each(p.json, '$.attributes') j "
+            "WHERE j.value IS NOT NULL GROUP BY j.key, j.value"
+        )
+        counts: dict[str, dict[str, int]] = {}
+        for name, value, n in rows:
+            counts.setdefault(str(name), {})[str(value)] = int(n)
+        return {name: dict(sorted(values.items())) for name, values in sorted(counts.items())}
+
+    def price_range(self) -> tuple[float, float, int] | None:
+        """(lowest, highest, products with a price), or None when no product has one."""
+        low, high, n = self._conn.execute(
+            "SELECT MIN(v), MAX(v), COUNT(v) FROM (SELECT json_extract(json, '$.price') AS v FROM products)"
+        ).fetchone()
+        return (float(low), float(high), int(n)) if n else None
+
     def failures(self) -> list[tuple[str, str]]:
         """(product id, reason) of products that could not be embedded, by id."""
         return [(r[0], r[1]) for r in self._conn.execute("SELECT id, reason FROM failures ORDER BY id")]

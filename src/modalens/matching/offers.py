@@ -113,8 +113,9 @@ def offers_from_catalog(catalog: Catalog | Iterable[Product], *, seller: str = "
     return [Offer.from_product(p, seller=seller) for p in catalog]
 
 
-def read_offers(source: str | Path) -> list[Offer]:
-    """Offers from a JSONL file written by :func:`write_offers` (has ``views``), else any catalogue ``read_catalog`` reads."""
+def read_offers(source: str | Path, *, seller: str = "catalogue") -> list[Offer]:
+    """Offers from a JSONL file written by :func:`write_offers` (has ``views``), else any catalogue ``read_catalog`` reads
+    (``seller`` names where its offers come from, unless a ``seller`` column says otherwise)."""
     path = Path(str(source))
     if path.suffix.lower() in (".jsonl", ".ndjson") and path.is_file():
         with open(path, encoding="utf-8") as f:
@@ -133,7 +134,7 @@ def read_offers(source: str | Path) -> list[Offer]:
             return offers
     from ..catalog import read_catalog
 
-    return offers_from_catalog(read_catalog(str(source)))
+    return offers_from_catalog(read_catalog(str(source)), seller=seller)
 
 
 def _resolve(image: str, base: Path) -> str:

@@ -77,9 +77,17 @@ def _reviewer_of(request: Request, key: str | None) -> str | None:
         return state.queue.reviewer_for_key(key)
 
 
+def _bearer(request: Request) -> str | None:
+    """The key of an ``Authorization: Bearer KEY`` header: what OpenAI's clients send (``/v1/embeddings``)."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
 async def require_read(request: Request, x_api_key: ApiKey = None) -> None:
-    """Reads are open, unless the server requires a key for them: then an API key or a reviewer key."""
+    """Reads are open, unless the server requires a key for them: then an API key or a reviewer key
+    (in ``X-API-Key``, or as ``Authorization: Bearer KEY``)."""
     settings = get_settings(request)
+    x_api_key = x_api_key or _bearer(request)
     if not settings.read_requires_key or _is_api_key(settings, x_api_key):
         return
     if await run_in_threadpool(_reviewer_of, request, x_api_key) is None:  # a database lookup: off the event loop
@@ -130,11 +138,11 @@ def product_id(product_id: str) -> str:
 ProductId = Annotated[str, Depends(product_id)]
 
 
-def filters_field(raw: str, field: str = "filters") -> dict | None:
+def filters_field(raw: str, field: str = "filters", *, price_min: float | None = None, price_max: float | None = None) -> dict | None:
     """Filters sent as a JSON string (the photo search's form field): parsed with limits, then the same checks as the JSON body."""
     value = loads_json(raw, field)
     validation_errors(_FILTERS, value, ("body", field))
-    return where_clause(value)
+    return where_clause(value, price_min, price_max)
 
 
 def validation_errors(adapter: TypeAdapter, value: Any, loc: tuple) -> Any:

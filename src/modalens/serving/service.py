@@ -32,14 +32,17 @@ from ..catalog import read_catalog
 from ..models import ModelHandle, load
 from ..search import SearchEngine
 from .settings import ServeSettings
-from .validation import check_ingest_source, under_roots
+from .validation import FILTER_FIELDS, check_ingest_source, under_roots
 
 T = TypeVar("T")
 
 INGEST_BATCH = 64
 #: Problems a job keeps for its report (all are counted in ``skipped_rows``).
 JOB_PROBLEMS = 20
-FACET_FIELDS = ("gender", "article_type", "colour", "season", "usage")
+#: Filter menus come first in this order; any other filterable attribute the products carry follows, by name.
+FACET_ORDER = ("gender", "article_type", "colour", "brand", "season", "usage", "master_category", "sub_category", "category")
+#: An attribute with more distinct values than this (or fewer than two) gets no menu: it would not help to choose.
+MAX_FACET_VALUES = 60
 
 
 @dataclass
@@ -76,6 +79,7 @@ class Service:
         self._job_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modalens-ingest")
         self.engine = self._engine()
         self.jobs: dict[str, Job] = {}
+        self._facets: tuple[tuple[int, int], dict[str, Any]] | None = None
         self._jobs_lock = threading.Lock()
 
     def _engine(self) -> SearchEngine:
@@ -133,10 +137,22 @@ class Service:
                 refused.append(f"{product.id}: photo {outside} lies outside the ingest roots")
         return kept, refused
 
-    def facets(self) -> dict[str, list[dict[str, Any]]]:
-        """Counts of each value of the menu fields (one grouped SQL query per field)."""
-        counts = self.engine.index.attribute_counts(FACET_FIELDS)
-        return {name: [{"value": v, "count": n} for v, n in values.items()] for name, values in counts.items()}
+    def facets(self) -> dict[str, Any]:
+        """What the products can be filtered by, from the data: each filterable attribute with 2 to
+        MAX_FACET_VALUES values (with counts), and the price range. Cached until the index changes."""
+        index = self.engine.index
+        generation = (index.meta["generation"], len(index))
+        if self._facets is None or self._facets[0] != generation:
+            counts = {name: values for name, values in index.attribute_values().items()
+                      if name in FILTER_FIELDS and name != "split" and 2 <= len(values) <= MAX_FACET_VALUES}
+            order = sorted(counts, key=lambda name: (FACET_ORDER.index(name) if name in FACET_ORDER else len(FACET_ORDER), name))
+            price = index.price_range()
+            self._facets = (generation, {
+                "fields": [{"name": name, "values": [{"value": v, "count": n} for v, n in counts[name].items()]} for name in order],
+                "price": None if price is None else {"min": price[0], "max": price[1], "count": price[2]},
+                "products": generation[1],
+            })
+        return self._facets[1]
 
     def close(self) -> None:
         self._job_thread.shutdown(wait=False, cancel_futures=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from ..catalog.schema import KNOWN_ATTRIBUTES
+from ..catalog.schema import KNOWN_ATTRIBUTES, attribute_name, normalise_column
 from ..errors import ForbiddenError, InvalidInputError, NotFoundError
 
 # ----------------------------------------------------------------- limits (the one place they are written)
@@ -57,24 +57,66 @@ class FilterError(InvalidInputError):
     http_status = 400
 
 
+def filter_field(name: Any) -> str:
+    """The field a filter names, in modalens's words: a catalogue's column name works as the readers read it
+    (``articleType`` → ``article_type``, ``baseColour`` or ``color`` → ``colour``), a modalens name as it is.
+
+    Anything else raises :class:`FilterError` listing the allowed fields, so a typo (``colr``) is an
+    error on the command line, in the API and on the page alike, never a silent "no results".
+    """
+    if isinstance(name, str):
+        if name in FILTER_FIELDS:
+            return name
+        if normalise_column(name) == "split":
+            return "split"
+        canonical = attribute_name(name)
+        if canonical is not None:
+            return canonical
+    raise FilterError(f"unknown filter field {str(name)!r}; allowed: {allowed_filter_fields()}")
+
+
+def allowed_filter_fields() -> str:
+    """The filter fields for an error message: each modalens name with the catalogue column names that mean it."""
+    spellings: dict[str, list[str]] = {name: [] for name in sorted(FILTER_FIELDS)}
+    for column in _CATALOGUE_COLUMNS:
+        target = attribute_name(column)
+        if target in spellings and column != target:
+            spellings[target].append(column)
+    parts = [f"{name} ({', '.join(names)})" if names else name for name, names in spellings.items()]
+    return ", ".join(parts) + ", price_min, price_max"
+
+
+#: The catalogue column spellings an error message mentions (the readers accept any case, '_', '-' or spaces).
+_CATALOGUE_COLUMNS = ("articleType", "masterCategory", "subCategory", "baseColour", "color", "type")
+
+
 def where_clause(filters: Mapping[str, Any] | None, price_min: float | None = None, price_max: float | None = None) -> dict | None:
     """Filters as the index's ``where``: known fields only, each with one or more non-empty string values.
 
-    The one check of the REST API (text and photo search) and ``modalens search -f``: unknown
-    fields and empty values raise :class:`FilterError`; values of the wrong type raise
-    :class:`~modalens.errors.InvalidInputError`.
+    The one check of the REST API (text and photo search), the web page, ``modalens search -f``
+    and ``modalens.Index.search``: field names are mapped by :func:`filter_field` (two names of one
+    field pool their values); unknown fields and empty values raise :class:`FilterError`; values of
+    the wrong type raise :class:`~modalens.errors.InvalidInputError`. ``price_min``/``price_max``
+    may also come inside ``filters``.
     """
     if filters is None:
         filters = {}
     if not isinstance(filters, Mapping):
         raise InvalidInputError(f"filters must be an object of field → value(s), not {type(filters).__name__}")
-    unknown = sorted(str(k) for k in filters if k not in FILTER_FIELDS)
+    unknown = sorted(str(k) for k in filters if k not in PRICE_KEYS and not _known_field(k))
     if unknown:
-        raise FilterError(f"unknown filter fields {unknown}; allowed: {sorted(FILTER_FIELDS)}")
+        raise FilterError(f"unknown filter field{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
+                          f"allowed: {allowed_filter_fields()}")
     if len(filters) > MAX_FILTER_FIELDS:
         raise InvalidInputError(f"at most {MAX_FILTER_FIELDS} filter fields")
+    bounds = {"price_min": price_min, "price_max": price_max}
     where: dict[str, Any] = {}
     for key, value in filters.items():
+        if key in PRICE_KEYS:
+            if bounds[key] is not None and bounds[key] != value:
+                raise InvalidInputError(f"{key} is given twice, with different values")
+            bounds[key] = value
+            continue
         values = [value] if isinstance(value, str) else value
         if not isinstance(values, (list, tuple)) or not all(isinstance(v, str) for v in values):
             raise InvalidInputError(f"filter {key!r} takes a string or a list of strings, not {_kind(value)}")
@@ -82,13 +124,24 @@ def where_clause(filters: Mapping[str, Any] | None, price_min: float | None = No
             raise FilterError(f"filter {key!r} needs one or more non-empty values")
         if len(values) > MAX_FILTER_VALUES or any(len(v) > MAX_FILTER_VALUE_CHARS for v in values):
             raise InvalidInputError(f"filter {key!r}: at most {MAX_FILTER_VALUES} values of {MAX_FILTER_VALUE_CHARS} characters")
-        where[key] = list(values)
-    for name, bound in (("price_min", price_min), ("price_max", price_max)):
+        field = filter_field(key)
+        where[field] = list(dict.fromkeys([*where.get(field, []), *values]))
+    for name, bound in bounds.items():
         if bound is not None:
             if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not math.isfinite(bound) or bound < 0:
                 raise InvalidInputError(f"{name} must be a non-negative number, not {bound!r}")
             where[name] = float(bound)
+    if "price_min" in where and "price_max" in where and where["price_min"] > where["price_max"]:
+        raise InvalidInputError(f"price_min ({where['price_min']:g}) is above price_max ({where['price_max']:g})")
     return where or None
+
+
+def _known_field(name: Any) -> bool:
+    try:
+        filter_field(name)
+    except FilterError:
+        return False
+    return True
 
 
 def _kind(value: Any) -> str:

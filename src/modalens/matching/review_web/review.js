@@ -34,9 +34,12 @@ function renderOffer(el, offer) {
   const meta = document.createElement("div");
   meta.className = "meta";
   const attrs = offer.attributes || {};
-  meta.textContent = [offer.seller && `seller ${offer.seller}`, offer.n_sizes && `${offer.n_sizes} sizes`,
-                      attrs.colour, attrs.article_type, `id ${offer.id}`].filter(Boolean).join(" · ");
-  el.append(photos, title, price, meta);
+  meta.textContent = [offer.n_sizes && `${offer.n_sizes} sizes`, attrs.brand, attrs.colour, attrs.article_type, `id ${offer.id}`]
+    .filter(Boolean).join(" · ");
+  const source = document.createElement("p");
+  source.className = "source"; source.dataset.testid = "source";
+  source.textContent = offer.seller ? `from ${offer.seller}` : "";
+  el.append(source, photos, title, price, meta);
   if (offer.description) {
     const d = document.createElement("p"); d.textContent = offer.description; el.append(d);
   }

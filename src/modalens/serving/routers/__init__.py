@@ -4,4 +4,5 @@
     products.py   GET/PUT/DELETE /api/products/{id} (ids may contain "/"), its photos, "more like this"
     ingest.py     POST /api/ingest, GET /api/jobs/{id}
     review.py     the match-review page (/review/) and its API (/review/api/...)
+    embeddings.py POST /v1/embeddings, GET /v1/models: the OpenAI embeddings API (texts, and photos as data URLs)
 """

@@ -26,7 +26,7 @@ from ...errors import InvalidInputError, ModalensError, NotFoundError
 from ..dependencies import ProductId, get_service, get_settings, read_upload, require_write, validation_errors
 from ..service import Service
 from ..settings import ServeSettings
-from ..validation import MAX_K, MAX_OFFSET, check_id, loads_json
+from ..validation import MAX_K, MAX_OFFSET, check_id, loads_json, product_url
 from .search import page
 
 
@@ -108,8 +108,12 @@ async def product_image(product_id: ProductId, svc: ServiceDep, n: int = Query(0
 
 @router.get("/products/{product_id:id}")
 async def get_product(product_id: ProductId, svc: ServiceDep) -> dict[str, Any]:
+    """A product as stored, its photos as URLs on this server (``image_urls``): the server's file paths stay private."""
     product = await svc.run(_get_or_404, svc, product_id)
-    return product.to_dict()
+    record = product.to_dict()
+    record.pop("images")
+    record["image_urls"] = [product_url(product_id, "image", query=f"n={n}") for n in range(len(product.images))]
+    return record
 
 
 @router.put("/products/{product_id:id}", dependencies=WRITE)

@@ -55,10 +55,12 @@ async def search_image(
     k: int = Form(12, ge=1, le=MAX_K),
     offset: int = Form(0, ge=0, le=MAX_OFFSET),
     filters: str = Form("{}", description="JSON object field → value(s), checked as /api/search checks its filters."),
+    price_min: Optional[float] = Form(None, ge=0, allow_inf_nan=False),
+    price_max: Optional[float] = Form(None, ge=0, allow_inf_nan=False),
 ) -> dict[str, Any]:
     """Search by an uploaded photo, optionally with words."""
     started = time.perf_counter()
-    where = filters_field(filters)
+    where = filters_field(filters, price_min=price_min, price_max=price_max)
     photo = await read_upload(image, settings)
     hits = await svc.run(svc.engine.search, q, photo, offset + k, where)
     return page(hits, offset, k, started)
@@ -91,5 +93,6 @@ async def tag(
 
 @router.get("/facets")
 async def facets(svc: ServiceDep) -> dict[str, Any]:
-    """Values of the filterable fields, with counts, for the page's filter menus."""
+    """What the products can be filtered by, built from the data: ``fields`` (each filterable attribute with
+    2 to 60 values, each value with its product count) and ``price`` (``min``, ``max``, ``count``, or null)."""
     return await svc.run(svc.facets)
