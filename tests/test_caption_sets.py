@@ -85,3 +85,14 @@ def test_training_config_names_a_caption_set(tmp_path: Path):
     missing.write_text("caption_set: nowhere\n")
     with pytest.raises(ConfigError, match="nowhere"):
         load_train_config(missing)
+
+
+def test_template_weights_repeat_a_templates_caption_in_the_draw(tmp_path: Path):
+    weighted = tmp_path / "weighted.yaml"
+    weighted.write_text("templates:\n  title: {template: '{title}', weight: 3}\n  plain: '{colour} {article_type}'\n")
+    texts, choices = caption_table([_shirt()], load_caption_set(str(weighted)))
+    assert sorted(texts[i] for i in choices[0]) == ["Nike Dri-FIT Tee"] * 3 + ["navy blue t-shirt"]
+    bad = tmp_path / "bad-weight.yaml"
+    bad.write_text("templates:\n  title: {template: '{title}', weight: 0}\n")
+    with pytest.raises(CaptionSetError, match="weight"):
+        load_caption_set(str(bad))

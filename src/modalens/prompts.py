@@ -36,6 +36,9 @@ class CaptionSet:
     name: str
     templates: dict[str, str]
     synonyms: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)  # field -> value -> wordings used instead
+    #: How often training draws each template relative to the others (1 when not given): a whole number,
+    #: so a product's caption list simply holds a template's caption that many times.
+    weights: dict[str, int] = field(default_factory=dict)
 
     def select(self, names: Sequence[str]) -> "CaptionSet":
         """The same set with only the named templates (all of them when ``names`` is empty)."""
@@ -43,7 +46,7 @@ class CaptionSet:
         if unknown:
             raise CaptionSetError(f"unknown caption templates {sorted(unknown)} in set {self.name!r}; known: {sorted(self.templates)}")
         chosen = {n: self.templates[n] for n in names} if names else dict(self.templates)
-        return CaptionSet(self.name, chosen, self.synonyms)
+        return CaptionSet(self.name, chosen, self.synonyms, {n: w for n, w in self.weights.items() if n in chosen})
 
     def captions(self, product: Product) -> dict[str, str]:
         """One caption per template the product has every field for; synonyms drawn per product and template."""
@@ -82,14 +85,23 @@ def load_caption_set(name_or_path: str) -> CaptionSet:
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise CaptionSetError(f"{path}: cannot parse caption set: {e}") from None
     templates = data.get("templates") if isinstance(data, dict) else None
-    if not isinstance(templates, dict) or not templates or not all(isinstance(t, str) for t in templates.values()):
-        raise CaptionSetError(f"{path}: needs 'templates', a mapping of name -> template text")
+    if not isinstance(templates, dict) or not templates:
+        raise CaptionSetError(f"{path}: needs 'templates', a mapping of name -> template text (or {{template: ..., weight: N}})")
+    weights = {}
+    for name, entry in list(templates.items()):
+        if isinstance(entry, dict) and isinstance(entry.get("template"), str):
+            weight = entry.get("weight", 1)
+            if not isinstance(weight, int) or isinstance(weight, bool) or weight < 1:
+                raise CaptionSetError(f"{path}: templates.{name}.weight must be a whole number from 1, not {weight!r}")
+            templates[name], weights[str(name)] = entry["template"], weight
+        elif not isinstance(entry, str):
+            raise CaptionSetError(f"{path}: templates.{name} must be template text or {{template: ..., weight: N}}")
     synonyms = {}
     for field_name, table in (data.get("synonyms") or {}).items():
         if not isinstance(table, dict):
             raise CaptionSetError(f"{path}: synonyms.{field_name} must map a value to a list of wordings")
         synonyms[field_name] = {str(k).lower(): tuple(str(w) for w in (v if isinstance(v, list) else [v])) for k, v in table.items()}
-    return CaptionSet(path.stem, {str(k): v for k, v in templates.items()}, synonyms)
+    return CaptionSet(path.stem, {str(k): v for k, v in templates.items()}, synonyms, weights)
 
 
 #: The ``basic`` set's templates (modalens-lite's captions); fields are a product's attributes plus title/description.

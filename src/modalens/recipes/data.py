@@ -41,7 +41,8 @@ class TrainingData:
 
 
 def caption_table(products: list[Product], templates: CaptionSet | list[str]) -> tuple[list[str], list[list[int]]]:
-    """Unique caption texts, and for each product the indices of its captions.
+    """Unique caption texts, and for each product the indices of its captions (a template's caption
+    repeated by its weight, so a uniform draw from the list honours the weights).
 
     ``templates``: a caption set, or names of templates in the ``basic`` set.
     """
@@ -49,8 +50,8 @@ def caption_table(products: list[Product], templates: CaptionSet | list[str]) ->
     texts: dict[str, int] = {}
     choices = []
     for product in products:
-        built = caption_set.captions(product).values()
-        choices.append([texts.setdefault(t, len(texts)) for t in built])
+        built = caption_set.captions(product)
+        choices.append([texts.setdefault(t, len(texts)) for name, t in built.items() for _ in range(caption_set.weights.get(name, 1))])
     return list(texts), choices
 
 
