@@ -70,7 +70,7 @@ def test_config_rejects_unknown_fields_and_bad_json(tmp_path: Path) -> None:
 def test_shipped_config_loads() -> None:
     assert DEFAULT_MODEL in list_models()
     config = create_model(DEFAULT_MODEL, pretrained=False).config
-    assert config.name == "modalens-lite"
+    assert config.name == DEFAULT_MODEL
     assert config.image_tower["name"] == "efficientnet-lite0"
     assert config.text_tower["name"] == "minilm-l6"
     assert config.embed_dim == 512
@@ -239,7 +239,12 @@ def test_heads_file_with_missing_key_fails_strictly(tmp_path: Path) -> None:
         create_model(folder)
 
 
-SHIPPED_REFERENCE = Path(__file__).with_name("shipped_heads_reference.json")
+#: The models whose heads ship in ``pretrained/``; each has its recorded outputs beside this file.
+SHIPPED_MODELS = ("modalens-lite", "modalens-photo")
+
+
+def _shipped_reference(name: str) -> Path:
+    return Path(__file__).with_name(f"shipped_heads_reference.{name}.json")
 
 
 def _reference_inputs() -> tuple[np.ndarray, np.ndarray]:
@@ -259,26 +264,31 @@ def _reference_outputs(model: DualEncoder) -> dict:
     }
 
 
-def write_shipped_reference() -> None:
-    """Record the shipped heads' outputs; run after deliberately shipping new heads:
-    ``PYTHONPATH=src python -c "import sys; sys.path.insert(0, 'tests/models'); import test_models_factory as t; t.write_shipped_reference()"``"""
-    SHIPPED_REFERENCE.write_text(json.dumps(_reference_outputs(create_model("modalens-lite")), indent=1) + "\n")
+def write_shipped_reference(name: str) -> None:
+    """Record a shipped model's head outputs; run after deliberately shipping new heads:
+    ``PYTHONPATH=src python -c "import sys; sys.path.insert(0, 'tests/models'); import test_models_factory as t; t.write_shipped_reference('NAME')"``"""
+    _shipped_reference(name).write_text(json.dumps(_reference_outputs(create_model(name)), indent=1) + "\n")
 
 
-def test_shipped_default_heads() -> None:
-    weights = PRETRAINED_DIR / "modalens-lite.safetensors"
+def test_the_default_model_ships_its_heads() -> None:
+    assert DEFAULT_MODEL in SHIPPED_MODELS
+
+
+@pytest.mark.parametrize("name", SHIPPED_MODELS)
+def test_shipped_heads(name: str) -> None:
+    weights = PRETRAINED_DIR / f"{name}.safetensors"
     if not weights.exists():
         with pytest.raises(ModelNotFoundError, match="no trained heads"):
-            create_model("modalens-lite")
-        pytest.skip("no shipped modalens-lite.safetensors yet; checked the clear error instead")
+            create_model(name)
+        pytest.skip(f"no shipped {name}.safetensors yet; checked the clear error instead")
     # the shipped file fits the configured architecture exactly: every tensor, with the configured shape
-    architecture = create_model("modalens-lite", pretrained=False).state_dict()
+    architecture = create_model(name, pretrained=False).state_dict()
     shipped = load_file(str(weights))
     assert {k: tuple(v.shape) for k, v in shipped.items()} == {k: tuple(v.shape) for k, v in architecture.items()}
     # ...and the loaded model reproduces the outputs recorded when these heads were shipped
-    model = create_model("modalens-lite")
+    model = create_model(name)
     assert not torch.equal(model.image_head.linear.weight, architecture["image_head.linear.weight"])  # not the init
-    expected, got = json.loads(SHIPPED_REFERENCE.read_text()), _reference_outputs(model)
+    expected, got = json.loads(_shipped_reference(name).read_text()), _reference_outputs(model)
     assert got["logit_scale"] == pytest.approx(expected["logit_scale"], abs=1e-6)
     for key in ("image_embeddings_first16", "text_embeddings_first16", "image_text_cosines"):
         np.testing.assert_allclose(got[key], expected[key], atol=2e-5, err_msg=key)

@@ -12,7 +12,7 @@ from .common import PROGRESS_OPTION, user_errors
 
 @user_errors
 def train(
-    config: Path = typer.Argument(..., help="Training config (YAML or JSON), e.g. configs/modalens-lite.yaml."),
+    config: Path = typer.Argument(..., help="Training config (YAML or JSON), e.g. configs/modalens-photo.yaml."),
     output: Optional[Path] = typer.Option(None, help="Override the config's output folder."),
     resume: bool = typer.Option(False, help="Continue an interrupted run from its checkpoint, exactly."),
     progress: Optional[bool] = PROGRESS_OPTION,
