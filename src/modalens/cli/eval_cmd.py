@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from .common import MODEL_OPTION, user_errors
+from .common import MODEL_OPTION, PROGRESS_OPTION, user_errors
 
 TASKS_HELP = (
     "Comma-separated, or 'all': retrieval, zero-shot, category-retrieval, image-retrieval, knn, linear-probe; "
@@ -112,7 +112,7 @@ def evaluate(
     report: Optional[Path] = typer.Option(None, "--report", help="HTML report path (default: beside the results)."),
     no_report: bool = typer.Option(False, "--no-report", help="Write results.json only."),
     as_json: bool = typer.Option(False, "--json", help="Print the results JSON instead of the summary."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bars on stderr."),
+    progress: Optional[bool] = PROGRESS_OPTION,
 ) -> None:
     """Evaluate a model (or --compare several) on a catalogue: results.json plus a self-contained HTML report."""
     from ..catalog import read_catalog
@@ -121,7 +121,9 @@ def evaluate(
     from ..evaluation.runner import compare as compare_models
     from ..evaluation.runner import evaluate as evaluate_model
     from ..evaluation.templates import read_templates
+    from ..progress import show_progress
 
+    progress = show_progress(progress)  # bars on a terminal, none in logs, unless asked
     if suite:
         _run_suite(suite, models or [model], data or [], output, resamples, seed, progress, as_json)
         return
