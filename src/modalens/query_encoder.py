@@ -69,11 +69,13 @@ class OnnxQueryEncoder:
 
     backend = "onnx-export"
 
-    def __init__(self, folder: str | Path, *, model: str | None = None, threads: int | None = None) -> None:
+    def __init__(self, folder: str | Path, *, model: str | None = None, threads: int | None = None, verify: str = "sha256") -> None:
+        """``verify``: ``"sha256"`` checks every file and opens every session now (a server, once);
+        ``"stat"`` skips files that passed before unchanged and opens sessions on first use (a one-shot command)."""
         from .backends.runtime import load_export
 
         self.folder = Path(folder)
-        self.exported = load_export(self.folder, threads=threads)
+        self.exported = load_export(self.folder, threads=threads, verify=verify)
         self._identity = export_identity(self.exported.manifest, self.folder, model)
 
     @property
@@ -88,6 +90,11 @@ class OnnxQueryEncoder:
     def image_size(self) -> int:
         """The square the image tower sees (photos are letterboxed to it)."""
         return int(self.exported.manifest["components"]["image_tower"]["image_size"])
+
+    @property
+    def logit_scale(self) -> float:
+        """The model's learned logit scale (before ``exp``): zero-shot tagging's temperature."""
+        return self.exported.logit_scale
 
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
         return self.exported.encode_texts(list(texts))
