@@ -381,6 +381,16 @@ class ExportedModel:
             return np.zeros((0, 3, size, size), np.float32)
         return np.stack([letterbox_pixels(image, size, mean, std) for image in images])
 
+    def project_features(self, features: np.ndarray, kind: str) -> np.ndarray:
+        """Tower features → embeddings through the ``image`` or ``text`` head, in chunks (the twin of
+        ``DualEncoder.project_features``, which the feature cache's users call)."""
+        if kind not in ("image", "text"):
+            raise ValueError(f"kind must be 'image' or 'text', not {kind!r}")
+        head = self.image_head if kind == "image" else self.text_head
+        features = np.ascontiguousarray(features, dtype=np.float32)
+        chunks = [head.run({"features": features[i : i + 4096]})[0] for i in range(0, len(features), 4096)]
+        return np.concatenate(chunks) if chunks else np.zeros((0, self.embed_dim), np.float32)
+
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Texts → (n, embed_dim) normalised embeddings: the numpy twin of ``DualEncoder.encode_text``."""
         if not len(texts):
@@ -392,6 +402,63 @@ class ExportedModel:
         if not len(images):
             return np.zeros((0, self.embed_dim), np.float32)
         return self.image_embeddings(self.preprocess(images))
+
+
+class ExportImageTower:
+    """An export's image tower as the feature cache sees a tower (``encoders.features``), on numpy: no torch.
+
+    Name, size, normalisation and ``preprocess_id`` are the PyTorch tower's, as the manifest recorded them,
+    so its features land in (and are read from) the same cache entries as the PyTorch model's.
+    """
+
+    numpy_io = True
+    backend = "onnx"
+
+    def __init__(self, exported: ExportedModel) -> None:
+        component = exported.manifest["components"]["image_tower"]
+        self.exported = exported
+        self.name = str(component["tower"])
+        self.output_dim = int(component["output_dim"])
+        self.image_size = int(component["image_size"])
+        self.pixel_mean = tuple(float(v) for v in component["pixel_mean"])
+        self.pixel_std = tuple(float(v) for v in component["pixel_std"])
+        self.preprocess_id = str(component["preprocess_id"])
+
+    def __repr__(self) -> str:
+        return f"ExportImageTower({self.name!r}, folder={str(self.exported.folder)!r})"
+
+    def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """(n, 3, S, S) float32 → (n, output_dim) pooled features."""
+        if len(pixels) == 0:
+            return np.zeros((0, self.output_dim), np.float32)
+        return self.exported.image_features(pixels)
+
+    def preprocess_numpy(self, image: Any) -> np.ndarray:
+        """One PIL image → (3, S, S) float32: the letterbox, as ``ImageTower.preprocess`` does it."""
+        return letterbox_pixels(image, self.image_size, self.pixel_mean, self.pixel_std)
+
+
+class ExportTextTower:
+    """An export's text tower as the feature cache sees a tower, on numpy (the export's tokenizer): no torch."""
+
+    numpy_io = True
+    backend = "onnx"
+
+    def __init__(self, exported: ExportedModel) -> None:
+        component = exported.manifest["components"]["text_tower"]
+        self.exported = exported
+        self.name = str(component["tower"])
+        self.output_dim = int(component["output_dim"])
+        self.max_length = int(component.get("max_length", 64))
+
+    def __repr__(self) -> str:
+        return f"ExportTextTower({self.name!r}, folder={str(self.exported.folder)!r})"
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Texts → (n, output_dim) tower features."""
+        if not len(texts):
+            return np.zeros((0, self.output_dim), np.float32)
+        return self.exported.text_features(self.exported.tokenize(list(texts)))
 
 
 COMPONENTS = ("image_tower", "text_tower", "image_head", "text_head")

@@ -167,7 +167,32 @@ def ensure_model_export(
         elif sys.stderr.isatty():  # a one-off pause of seconds deserves a word; pipes stay clean
             print(message, file=sys.stderr, flush=True)
         export_model(handle, folder, manifest_extra={"cache_key": key_digest(key), "cache_key_fields": key})
+        _discard_superseded(folder, key)
     return folder
+
+
+def _same_model(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Two keys of one model (the same name and heads file), whatever changed since."""
+    name = lambda key: str(key.get("identity", "")).rsplit("@", 1)[0]  # noqa: E731
+    heads = lambda key: (key.get("heads") or [None])[0]  # noqa: E731
+    return name(a) == name(b) and heads(a) == heads(b)
+
+
+def _discard_superseded(folder: Path, key: dict[str, Any]) -> None:
+    """Remove this model's older exports (made before its heads, the code or modalens changed): nothing finds them now."""
+    from ..backends.onnx import discard_folder
+
+    prefix = folder.name.rsplit("-", 1)[0]
+    for other in folder.parent.glob(f"{prefix}-*"):
+        if other == folder or not other.is_dir():
+            continue
+        try:
+            old = read_manifest(other).get("cache_key_fields") or {}
+        except CorruptExportError:
+            continue  # someone's export in progress is in a .tmp folder, never here; a broken folder is left alone
+        if _same_model(old, key):
+            log.info("removing the superseded export %s", other)
+            discard_folder(other)
 
 
 def exports_wanted(config: ModelConfig) -> bool:
