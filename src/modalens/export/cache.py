@@ -205,7 +205,11 @@ def exports_wanted(config: ModelConfig) -> bool:
 
 
 def query_handle(
-    model: str | Path = DEFAULT_MODEL, *, make: bool = True, progress: Callable[[str], None] | None = None
+    model: str | Path = DEFAULT_MODEL,
+    *,
+    make: bool = True,
+    progress: Callable[[str], None] | None = None,
+    root: str | Path | None = None,
 ) -> ModelHandle:
     """The handle a query command uses: answers from the model's cached export without torch, else PyTorch.
 
@@ -213,18 +217,18 @@ def query_handle(
     The export's files are checked by size, times and inode (``verify="stat"``), its sessions opened
     on first use. Falls back to the PyTorch handle, with a warning where something failed, when the
     export cannot be made or used (see the module's notes); an unknown model raises as
-    :func:`modalens.models.load` does.
+    :func:`modalens.models.load` does. ``root``: another cache root for the model exports (tests).
     """
     handle = load(model)  # an unknown model fails here, in one line
     if not exports_wanted(handle.config):
         return handle
     for attempt in range(2):
-        folder = cached_model_export(model)
+        folder = cached_model_export(model, root)
         if folder is None:
             if not make or not onnx_export_available():  # nothing to export with: the PyTorch path, as before
                 return handle
             try:
-                folder = ensure_model_export(handle, progress=progress)
+                folder = ensure_model_export(handle, root=root, progress=progress)
             except Exception as e:  # an exporter failure: the PyTorch path still answers
                 warnings.warn(f"queries on {handle.name} use PyTorch: its ONNX export failed ({type(e).__name__}: {e})",
                               RuntimeWarning, stacklevel=2)
