@@ -72,7 +72,11 @@ def test_the_numpy_offer_model_embeds_as_the_torch_one(matcher_dir, offers, feat
 
 _WRAPPER = """
 import json, sys
-sys.modules["torch"] = None  # any `import torch` now fails
+class Blocker:  # any `import torch` now fails, as where it is not installed
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "torch":
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked)")
+sys.meta_path.insert(0, Blocker())
 sys.argv = ["modalens", *json.loads(sys.argv[1])]
 from modalens.cli.main import app
 try:
