@@ -153,6 +153,10 @@ def test_the_key_follows_what_the_vectors_depend_on(export_dir, tmp_path):
 
 
 def test_torch_is_kept_where_asked_for(export_dir, monkeypatch):
+    monkeypatch.setenv(cache.AUTO_EXPORT_ENV, "off")  # the PyTorch model for queries, as before the export cache
+    assert not query_handle("modalens-lite").torch_free
+    monkeypatch.delenv(cache.AUTO_EXPORT_ENV)
+    assert query_handle("modalens-lite").torch_free
     monkeypatch.setenv(BACKEND_ENV, "torch")  # the user's choice: towers in torch, so queries too
     handle = query_handle("modalens-lite")
     assert not handle.torch_free and handle.query_encoder.backend == "torch"

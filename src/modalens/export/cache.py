@@ -24,8 +24,9 @@ no longer match their recorded sha256 is discarded and made again.
 
 Torch stays the path when an export cannot be used: ``MODALENS_BACKEND=torch``
 (or a model config that puts a tower on torch, whose vectors the export would not
-reproduce exactly), no ``onnxruntime``, or an export that cannot be made here
-(no ``onnx`` package, an exporter failure: a warning says why). Training and
+reproduce exactly), ``MODALENS_AUTO_EXPORT=0`` (the PyTorch model as before, towers
+where the back-end puts them), no ``onnxruntime``, or an export that cannot be made
+here (no ``onnx`` package, an exporter failure: a warning says why). Training and
 writes to an index use the PyTorch model as before.
 """
 
@@ -34,6 +35,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
 import shutil
 import sys
@@ -52,6 +54,8 @@ from ..paths import PACKAGE_DIR
 if TYPE_CHECKING:
     from ..models.config import ModelConfig
 
+#: ``0``, ``off``, ``false`` or ``no``: query commands use the PyTorch model even where an export could answer.
+AUTO_EXPORT_ENV = "MODALENS_AUTO_EXPORT"
 #: Bump when a whole-model export changes meaning (its layout or what it holds), so cached ones are made again.
 MODEL_EXPORT_VERSION = 1
 #: Sub-folder of the ONNX cache root holding whole-model exports (the tower exports sit beside it).
@@ -197,7 +201,10 @@ def _discard_superseded(folder: Path, key: dict[str, Any]) -> None:
 
 def exports_wanted(config: ModelConfig) -> bool:
     """Whether queries may come from an export: both towers would run in ONNX Runtime anyway (so the export's
-    vectors are the PyTorch path's), which ``MODALENS_BACKEND=torch`` or a config naming torch rules out."""
+    vectors are the PyTorch path's), which ``MODALENS_BACKEND=torch`` or a config naming torch rules out,
+    and the user has not turned it off (:data:`AUTO_EXPORT_ENV`)."""
+    if os.environ.get(AUTO_EXPORT_ENV, "").strip().lower() in ("0", "off", "false", "no"):
+        return False
     if not onnxruntime_available():
         return False
     top = getattr(config, "backend", None)
@@ -252,6 +259,7 @@ def query_handle(
 
 
 __all__ = [
+    "AUTO_EXPORT_ENV",
     "GRAPH_SOURCES",
     "MODELS_DIR",
     "MODEL_EXPORT_VERSION",

@@ -134,6 +134,8 @@ def export_model(
                 _, cached, data = cached_export(tower, kind, exporter=exporter, progress=False)
                 (tmp / f"{kind}.onnx").write_bytes(data)
                 components[kind] = dict(cached["components"][kind], file=f"{kind}.onnx")
+                if kind == "text_tower":  # truncation is this model's setting, not the cached graph's (one graph serves any)
+                    components[kind]["max_length"] = int(tower.max_length)
             else:
                 export = export_image_tower if kind == "image_tower" else export_text_tower
                 components[kind] = export(tower, tmp / f"{kind}.onnx", exporter=exporter)  # type: ignore[operator]
