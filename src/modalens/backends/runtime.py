@@ -11,7 +11,13 @@ onnxruntime and ``tokenizers``, never torch or transformers: the search
 server answers queries from an export without PyTorch (see
 ``modalens.query_encoder``). :func:`load_export` gives embeddings from
 pixels and tokens, :class:`ExportTokenizer` tokens from texts, and
-:func:`letterbox_pixels` pixels from photos.
+:func:`letterbox_pixels` pixels from photos; :class:`ExportImageTower` and
+:class:`ExportTextTower` are an export's towers as the feature cache sees a
+tower (numpy in and out), for a torch-free evaluation.
+
+A one-shot command loads with ``verify="stat"``: files that passed their
+sha256 check before, unchanged since (size, times, inode: :func:`verify_by_stat`),
+are not hashed again, and each session is opened from its file on first use.
 """
 
 from __future__ import annotations
