@@ -164,6 +164,16 @@ def test_torch_is_kept_where_asked_for(export_dir, monkeypatch):
         query_handle("no-such-model")
 
 
+def test_an_export_that_fails_leaves_queries_on_torch_with_a_warning(tmp_path, monkeypatch):
+    def fail(handle, *, root=None, progress=None):
+        raise RuntimeError("the exporter does not know this op")
+
+    monkeypatch.setattr(cache, "ensure_model_export", fail)
+    with pytest.warns(RuntimeWarning, match="use PyTorch: its ONNX export failed .*does not know this op"):
+        handle = query_handle("modalens-lite", root=tmp_path)
+    assert not handle.torch_free and handle.query_encoder.backend == "torch"
+
+
 _KILLED = textwrap.dedent(
     """
     import sys, time
