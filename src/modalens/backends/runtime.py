@@ -212,10 +212,6 @@ class OrtModel:
     def from_folder(cls, folder: str | Path, file: str, manifest: Mapping[str, Any] | None = None, **kwargs: Any) -> OrtModel:
         return cls(read_verified(folder, file, manifest), **kwargs)
 
-    @property
-    def providers(self) -> list[str]:
-        return list(self.session.get_providers())
-
     def run(self, feeds: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None) -> list[np.ndarray]:
         return self.session.run(list(outputs) if outputs else None, dict(feeds))
 
