@@ -2,17 +2,25 @@
 
 Training, evaluation and indexing all go through here, so a photo's tower
 features are computed once per machine whatever asks for them.
+
+The model is a ``DualEncoder`` (PyTorch heads) or a whole-model ONNX export's
+query encoder (:class:`~modalens.query_encoder.OnnxQueryEncoder`: numpy towers
+and ONNX Runtime heads, no torch), which a read-only evaluation uses when the
+model has one; both read and fill the same cache entries.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from .catalog.schema import Product
 from .encoders.features import FeatureStore, default_store, image_features, text_features
-from .models import DualEncoder
+
+if TYPE_CHECKING:
+    from .models import DualEncoder
+    from .query_encoder import OnnxQueryEncoder
 
 
 class CachedEncoder:
@@ -20,7 +28,7 @@ class CachedEncoder:
 
     def __init__(
         self,
-        model: DualEncoder,
+        model: DualEncoder | OnnxQueryEncoder,
         *,
         progress: bool | None = None,
         batch_size: int = 32,

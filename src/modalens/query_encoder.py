@@ -33,6 +33,8 @@ from .errors import InvalidInputError
 if TYPE_CHECKING:
     from PIL import Image
 
+    from .backends.runtime import ExportImageTower, ExportTextTower
+
 #: An export folder to answer queries from without torch (``modalens serve --onnx DIR`` sets it too).
 ONNX_DIR_ENV = "MODALENS_ONNX_DIR"
 
@@ -69,12 +71,16 @@ class OnnxQueryEncoder:
 
     backend = "onnx-export"
 
-    def __init__(self, folder: str | Path, *, model: str | None = None, threads: int | None = None) -> None:
+    def __init__(self, folder: str | Path, *, model: str | None = None, threads: int | None = None, verify: str = "sha256") -> None:
+        """``verify``: ``"sha256"`` checks every file and opens every session now (a server, once);
+        ``"stat"`` skips files that passed before unchanged and opens sessions on first use (a one-shot command)."""
         from .backends.runtime import load_export
 
         self.folder = Path(folder)
-        self.exported = load_export(self.folder, threads=threads)
+        self.exported = load_export(self.folder, threads=threads, verify=verify)
         self._identity = export_identity(self.exported.manifest, self.folder, model)
+        self._image_tower: ExportImageTower | None = None
+        self._text_tower: ExportTextTower | None = None
 
     @property
     def identity(self) -> str:
@@ -88,6 +94,39 @@ class OnnxQueryEncoder:
     def image_size(self) -> int:
         """The square the image tower sees (photos are letterboxed to it)."""
         return int(self.exported.manifest["components"]["image_tower"]["image_size"])
+
+    @property
+    def logit_scale(self) -> float:
+        """The model's learned logit scale (before ``exp``): zero-shot tagging's temperature."""
+        return self.exported.logit_scale
+
+    @property
+    def name(self) -> str:
+        """The model's name, as ``DualEncoder.name``."""
+        return str(self.exported.manifest.get("model") or self._identity.rsplit("@", 1)[0])
+
+    # What the feature cache (``embedding.CachedEncoder``: evaluation) needs of a model, on numpy: the towers
+    # (whose features share the cache with the PyTorch model's) and the heads.
+
+    @property
+    def image_tower(self) -> ExportImageTower:
+        if self._image_tower is None:
+            from .backends.runtime import ExportImageTower
+
+            self._image_tower = ExportImageTower(self.exported)
+        return self._image_tower
+
+    @property
+    def text_tower(self) -> ExportTextTower:
+        if self._text_tower is None:
+            from .backends.runtime import ExportTextTower
+
+            self._text_tower = ExportTextTower(self.exported)
+        return self._text_tower
+
+    def project_features(self, features: np.ndarray, kind: str) -> np.ndarray:
+        """Cached tower features → embeddings (``image`` or ``text``), as ``DualEncoder.project_features``."""
+        return self.exported.project_features(features, kind)
 
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
         return self.exported.encode_texts(list(texts))

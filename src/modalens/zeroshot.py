@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from .models import DualEncoder
 from .prompts import ZERO_SHOT_TEMPLATES, zero_shot_prompts
+
+if TYPE_CHECKING:
+    from .models import DualEncoder
+    from .query_encoder import QueryEncoder
+
+#: The largest logit scale a model's temperature may use (CLIP's clamp: exp(4.6052) = 100).
+MAX_LOGIT_SCALE = 4.6052
 
 
 @dataclass
@@ -35,13 +41,26 @@ class ZeroShotClassifier:
         return [[(self.labels[j], float(p[j])) for j in row] for row, p in zip(order, probs)]
 
 
+def model_temperature(model: DualEncoder | QueryEncoder | Any) -> float:
+    """``exp(min(logit_scale, MAX_LOGIT_SCALE))`` in float32, from a ``DualEncoder`` (a tensor) or a query encoder (a float)."""
+    scale = model.logit_scale
+    if hasattr(scale, "detach"):  # the PyTorch parameter: float32, as the export records it
+        scale = scale.detach().cpu().numpy()
+    return float(np.exp(np.minimum(np.float32(scale), np.float32(MAX_LOGIT_SCALE))))
+
+
 def build_classifier(
-    model: DualEncoder,
+    model: DualEncoder | QueryEncoder,
     labels: Sequence[str],
     templates: Sequence[str] = ZERO_SHOT_TEMPLATES,
     text_features=None,
 ) -> ZeroShotClassifier:
-    """Average the prompt embeddings of each label; ``text_features(texts) -> array`` lets callers use a cache."""
+    """Average the prompt embeddings of each label; ``text_features(texts) -> array`` lets callers use a cache.
+
+    ``model`` is a ``DualEncoder`` or a query encoder (``ModelHandle.query_encoder``: the PyTorch model or an
+    ONNX export, no torch): ``encode_text`` and ``logit_scale`` are all it needs, and ``project_features``
+    with ``text_features``.
+    """
     labels = list(dict.fromkeys(str(label) for label in labels if str(label).strip()))
     if not labels:
         raise ValueError("the label set is empty")
@@ -53,5 +72,4 @@ def build_classifier(
         embeds = model.project_features(text_features(flat), "text")
     embeds = embeds.reshape(len(labels), len(templates), -1).mean(axis=1)
     embeds /= np.linalg.norm(embeds, axis=1, keepdims=True)
-    temperature = float(model.logit_scale.detach().clamp(max=4.6052).exp())
-    return ZeroShotClassifier(labels, embeds.astype(np.float32), temperature)
+    return ZeroShotClassifier(labels, embeds.astype(np.float32), model_temperature(model))

@@ -50,10 +50,11 @@ from torch import nn
 
 from .. import __version__
 from ..encoders.base import ImageTower, TextTower
-from ..paths import cache_dir
-from .runtime import (
+from .runtime import (  # noqa: F401  (ONNX_CACHE_ENV, onnx_cache_root: torch-free, named here too)
+    ONNX_CACHE_ENV,
     CorruptExportError,
     OrtModel,
+    onnx_cache_root,
     read_manifest,
     read_verified,
     write_manifest,
@@ -359,16 +360,6 @@ def tower_fingerprint(tower: nn.Module, kind: str) -> str:
         h.update(f"{key}|{value.dtype}|{tuple(value.shape)}".encode())
         h.update(_tensor_bytes(value))
     return h.hexdigest()
-
-
-#: Overrides where tower exports are cached (default ``cache_dir()/onnx``): exports depend only on the
-#: weights and code, so a test run with a fresh feature cache can still reuse them.
-ONNX_CACHE_ENV = "MODALENS_ONNX_CACHE"
-
-
-def onnx_cache_root() -> Path:
-    """``$MODALENS_ONNX_CACHE`` or ``cache_dir()/onnx``."""
-    return Path(os.environ.get(ONNX_CACHE_ENV) or cache_dir() / "onnx")
 
 
 def tower_cache_dir(tower: nn.Module, kind: str, root: str | Path | None = None) -> Path:

@@ -11,7 +11,13 @@ onnxruntime and ``tokenizers``, never torch or transformers: the search
 server answers queries from an export without PyTorch (see
 ``modalens.query_encoder``). :func:`load_export` gives embeddings from
 pixels and tokens, :class:`ExportTokenizer` tokens from texts, and
-:func:`letterbox_pixels` pixels from photos.
+:func:`letterbox_pixels` pixels from photos; :class:`ExportImageTower` and
+:class:`ExportTextTower` are an export's towers as the feature cache sees a
+tower (numpy in and out), for a torch-free evaluation.
+
+A one-shot command loads with ``verify="stat"``: files that passed their
+sha256 check before, unchanged since (size, times, inode: :func:`verify_by_stat`),
+are not hashed again, and each session is opened from its file on first use.
 """
 
 from __future__ import annotations
@@ -19,8 +25,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+import threading
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +35,18 @@ import numpy as np
 MANIFEST = "manifest.json"
 #: Version of the manifest layout (bump on incompatible changes).
 FORMAT = 1
+#: Beside the manifest: the size, times and inode of files once checked against their sha256 (``verify="stat"``).
+VERIFIED_STAMP = ".verified.json"
+#: Overrides where exports are cached (default ``cache_dir()/onnx``): exports depend only on the
+#: weights and code, so a test run with a fresh feature cache can still reuse them.
+ONNX_CACHE_ENV = "MODALENS_ONNX_CACHE"
+
+
+def onnx_cache_root() -> Path:
+    """``$MODALENS_ONNX_CACHE`` or ``cache_dir()/onnx``: the tower exports, and whole-model exports under ``models/``."""
+    from ..paths import cache_dir
+
+    return Path(os.environ.get(ONNX_CACHE_ENV) or cache_dir() / "onnx")
 
 
 class CorruptExportError(RuntimeError):
@@ -126,6 +144,49 @@ def read_verified(folder: str | Path, file: str, manifest: Mapping[str, Any] | N
     if actual != expected:
         raise CorruptExportError(f"{folder / file} is corrupt or partial: sha256 {actual[:12]}… ≠ recorded {expected[:12]}…")
     return data
+
+
+def _stat_key(path: Path) -> list[int]:
+    st = path.stat()
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+
+
+def verify_by_stat(folder: str | Path, files: Sequence[str], manifest: Mapping[str, Any]) -> None:
+    """Check ``files`` against the manifest's sha256, except those this very file (same size, times and inode,
+    and the same manifest) already passed: hashing 100 MB of towers costs a cold command a fifth of a second.
+
+    The stamp (:data:`VERIFIED_STAMP`) is written after a successful check. ``ctime`` cannot be set by a
+    user, so a file rewritten in place (even with its old mtime restored) is hashed again; a copy or a
+    new export has new inodes. A folder that cannot be written is hashed every time.
+    """
+    folder = Path(folder)
+    try:
+        stamp = json.loads((folder / VERIFIED_STAMP).read_text())
+        known = stamp["files"] if stamp.get("manifest") == _stat_key(folder / MANIFEST) else {}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        known = {}
+    fresh: dict[str, list[int]] = {}
+    for file in files:
+        try:
+            key = _stat_key(folder / file)
+        except OSError as e:
+            raise CorruptExportError(f"{folder / file} cannot be read: {e.strerror or e}") from None
+        if known.get(file) == key:
+            continue
+        expected = manifest.get("files", {}).get(file)
+        if not expected:
+            raise CorruptExportError(f"{folder / MANIFEST} records no sha256 for {file}")
+        actual = sha256_file(folder / file)
+        if actual != expected:
+            raise CorruptExportError(f"{folder / file} is corrupt or partial: sha256 {actual[:12]}… ≠ recorded {expected[:12]}…")
+        fresh[file] = key
+    if fresh:
+        tmp = folder / f"{VERIFIED_STAMP}.{os.getpid()}.tmp"
+        try:
+            tmp.write_text(json.dumps({"manifest": _stat_key(folder / MANIFEST), "files": {**known, **fresh}}))
+            os.replace(tmp, folder / VERIFIED_STAMP)
+        except OSError:  # a read-only cache: verified, just not remembered
+            tmp.unlink(missing_ok=True)
 
 
 def verify_export(folder: str | Path) -> dict[str, Any]:
@@ -228,22 +289,64 @@ def _token_text(token: Any) -> str | None:
     return token if isinstance(token, str) and token else None
 
 
-@dataclass
 class ExportedModel:
     """A whole exported model (towers + heads) on numpy: photos, pixels, texts or tokens → normalised embeddings.
 
     Preprocessing a photo is the manifest's ``image_tower`` recipe (letterbox to
     ``image_size`` on white, then ``(x - pixel_mean) / pixel_std`` per channel,
     NCHW float32); tokenising is the tokenizer saved in ``tokenizer/``.
+
+    Each component's ONNX Runtime session is made by ``open_component`` on first
+    use (once, under a lock): a text query never loads the image tower.
+    :func:`load_export` opens all four at once unless asked for ``verify="stat"``.
     """
 
-    folder: Path
-    manifest: dict[str, Any]
-    image_tower: OrtModel
-    text_tower: OrtModel
-    image_head: OrtModel
-    text_head: OrtModel
-    _tokenizer: ExportTokenizer | None = field(default=None, repr=False)
+    def __init__(self, folder: Path, manifest: dict[str, Any], open_component: Callable[[str], OrtModel]) -> None:
+        self.folder = Path(folder)
+        self.manifest = manifest
+        self._open = open_component
+        self._sessions: dict[str, OrtModel] = {}
+        self._lock = threading.Lock()
+        self._tokenizer: ExportTokenizer | None = None
+
+    def __repr__(self) -> str:
+        return f"ExportedModel({str(self.folder)!r}, opened={sorted(self._sessions)})"
+
+    def session(self, component: str) -> OrtModel:
+        """The component's session (``image_tower``, ``text_tower``, ``image_head``, ``text_head``), opened on first use."""
+        session = self._sessions.get(component)
+        if session is None:
+            with self._lock:
+                session = self._sessions.get(component)
+                if session is None:
+                    session = self._sessions[component] = self._open(component)
+        return session
+
+    @property
+    def opened(self) -> list[str]:
+        """The components whose sessions exist so far."""
+        return sorted(self._sessions)
+
+    @property
+    def image_tower(self) -> OrtModel:
+        return self.session("image_tower")
+
+    @property
+    def text_tower(self) -> OrtModel:
+        return self.session("text_tower")
+
+    @property
+    def image_head(self) -> OrtModel:
+        return self.session("image_head")
+
+    @property
+    def text_head(self) -> OrtModel:
+        return self.session("text_head")
+
+    @property
+    def logit_scale(self) -> float:
+        """The model's learned logit scale (before ``exp``), as the export recorded it."""
+        return float(self.manifest["logit_scale"])
 
     @property
     def embed_dim(self) -> int:
@@ -280,6 +383,16 @@ class ExportedModel:
             return np.zeros((0, 3, size, size), np.float32)
         return np.stack([letterbox_pixels(image, size, mean, std) for image in images])
 
+    def project_features(self, features: np.ndarray, kind: str) -> np.ndarray:
+        """Tower features → embeddings through the ``image`` or ``text`` head, in chunks (the twin of
+        ``DualEncoder.project_features``, which the feature cache's users call)."""
+        if kind not in ("image", "text"):
+            raise ValueError(f"kind must be 'image' or 'text', not {kind!r}")
+        head = self.image_head if kind == "image" else self.text_head
+        features = np.ascontiguousarray(features, dtype=np.float32)
+        chunks = [head.run({"features": features[i : i + 4096]})[0] for i in range(0, len(features), 4096)]
+        return np.concatenate(chunks) if chunks else np.zeros((0, self.embed_dim), np.float32)
+
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Texts → (n, embed_dim) normalised embeddings: the numpy twin of ``DualEncoder.encode_text``."""
         if not len(texts):
@@ -293,15 +406,81 @@ class ExportedModel:
         return self.image_embeddings(self.preprocess(images))
 
 
+class ExportImageTower:
+    """An export's image tower as the feature cache sees a tower (``encoders.features``), on numpy: no torch.
+
+    Name, size, normalisation and ``preprocess_id`` are the PyTorch tower's, as the manifest recorded them,
+    so its features land in (and are read from) the same cache entries as the PyTorch model's.
+    """
+
+    numpy_io = True
+    backend = "onnx"
+
+    def __init__(self, exported: ExportedModel) -> None:
+        component = exported.manifest["components"]["image_tower"]
+        self.exported = exported
+        self.name = str(component["tower"])
+        self.output_dim = int(component["output_dim"])
+        self.image_size = int(component["image_size"])
+        self.pixel_mean = tuple(float(v) for v in component["pixel_mean"])
+        self.pixel_std = tuple(float(v) for v in component["pixel_std"])
+        self.preprocess_id = str(component["preprocess_id"])
+
+    def __repr__(self) -> str:
+        return f"ExportImageTower({self.name!r}, folder={str(self.exported.folder)!r})"
+
+    def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """(n, 3, S, S) float32 → (n, output_dim) pooled features."""
+        if len(pixels) == 0:
+            return np.zeros((0, self.output_dim), np.float32)
+        return self.exported.image_features(pixels)
+
+    def preprocess_numpy(self, image: Any) -> np.ndarray:
+        """One PIL image → (3, S, S) float32: the letterbox, as ``ImageTower.preprocess`` does it."""
+        return letterbox_pixels(image, self.image_size, self.pixel_mean, self.pixel_std)
+
+
+class ExportTextTower:
+    """An export's text tower as the feature cache sees a tower, on numpy (the export's tokenizer): no torch."""
+
+    numpy_io = True
+    backend = "onnx"
+
+    def __init__(self, exported: ExportedModel) -> None:
+        component = exported.manifest["components"]["text_tower"]
+        self.exported = exported
+        self.name = str(component["tower"])
+        self.output_dim = int(component["output_dim"])
+        self.max_length = int(component.get("max_length", 64))
+
+    def __repr__(self) -> str:
+        return f"ExportTextTower({self.name!r}, folder={str(self.exported.folder)!r})"
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Texts → (n, output_dim) tower features."""
+        if not len(texts):
+            return np.zeros((0, self.output_dim), np.float32)
+        return self.exported.text_features(self.exported.tokenize(list(texts)))
+
+
 COMPONENTS = ("image_tower", "text_tower", "image_head", "text_head")
 
 
-def load_export(folder: str | Path, *, int8: bool | Collection[str] = False, threads: int | None = None) -> ExportedModel:
+def load_export(
+    folder: str | Path, *, int8: bool | Collection[str] = False, threads: int | None = None, verify: str = "sha256"
+) -> ExportedModel:
     """Open an export folder written by ``modalens export``; every file is checked against its sha256.
 
     ``int8``: True runs every component that has an int8 file in int8; a
     collection of component names (e.g. ``{"text_tower"}``) only those.
+
+    ``verify``: ``"sha256"`` (the default, what a server does once at start) reads and hashes every
+    component now and opens all four sessions; ``"stat"`` hashes only files whose size, times or inode
+    changed since they last passed (:func:`verify_by_stat`) and opens each session from its file on
+    first use: what a one-shot command wants (no 100 MB hashed, no image tower for a text query).
     """
+    if verify not in ("sha256", "stat"):
+        raise ValueError(f"verify must be 'sha256' or 'stat', not {verify!r}")
     folder = Path(folder)
     manifest = read_manifest(folder)
     components = manifest["components"]
@@ -313,9 +492,14 @@ def load_export(folder: str | Path, *, int8: bool | Collection[str] = False, thr
     if unknown:
         raise ValueError(f"int8 names unknown components {sorted(unknown)}; known: {', '.join(COMPONENTS)}")
 
-    def open_(name: str) -> OrtModel:
+    def file_of(name: str) -> str:
         component = components[name]
-        file = component.get("int8_file") if name in quantised and component.get("int8_file") else component["file"]
-        return OrtModel.from_folder(folder, file, manifest, threads=threads)
+        return component.get("int8_file") if name in quantised and component.get("int8_file") else component["file"]
 
-    return ExportedModel(folder, manifest, *(open_(n) for n in COMPONENTS))
+    if verify == "stat":
+        verify_by_stat(folder, [file_of(n) for n in COMPONENTS], manifest)
+        return ExportedModel(folder, manifest, lambda name: OrtModel(folder / file_of(name), threads=threads))
+    exported = ExportedModel(folder, manifest, lambda name: OrtModel.from_folder(folder, file_of(name), manifest, threads=threads))
+    for name in COMPONENTS:
+        exported.session(name)
+    return exported

@@ -13,7 +13,7 @@ import io
 import os
 import stat
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Callable
@@ -32,6 +32,7 @@ __all__ = [
     "load_image",
     "load_letterboxed",
     "load_letterboxed_many",
+    "normalise_pixels",
     "open_image_file",
     "open_regular_file",
     "read_image_bytes",
@@ -333,3 +334,25 @@ def _high_depth_to_l(image: Image.Image) -> Image.Image:
         scale = 255.0 if peak <= 255 else (65535.0 if peak <= 65535 else peak)
     scaled = np.nan_to_num(array / scale * 255.0)
     return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8))
+
+
+def normalise_pixels(pixels: np.ndarray, mean: Sequence[float], std: Sequence[float], *, channels_last: bool = False) -> np.ndarray:
+    """uint8 (B, H, W, 3) → float32 (B, 3, H, W) as ``(x - mean) / std``, in two passes over the batch: a tower's input.
+
+    The subtraction reads the uint8 channels-last stack through a transposed
+    view and writes the planar float result directly, so stacking decoded
+    photos costs no float copy per image (several times faster than per-image
+    conversion). Values are bit-identical to the per-image float32 arithmetic.
+    With ``channels_last`` the result is a (B, 3, H, W) view of channels-last
+    memory, which is what torch's convolutions prefer.
+    """
+    mean32 = np.asarray(mean, dtype=np.float32)
+    std32 = np.asarray(std, dtype=np.float32)
+    if channels_last:
+        out = np.subtract(pixels, mean32, dtype=np.float32)
+        np.divide(out, std32, out=out)
+        return out.transpose(0, 3, 1, 2)
+    out = np.empty((pixels.shape[0], pixels.shape[3], pixels.shape[1], pixels.shape[2]), dtype=np.float32)
+    np.subtract(pixels.transpose(0, 3, 1, 2), mean32[:, None, None], out=out, dtype=np.float32)
+    np.divide(out, std32[:, None, None], out=out)
+    return out

@@ -54,6 +54,21 @@ def index(
     for pid, reason in engine.index.failures()[:20]:
         typer.echo(f"not indexed {pid}: {reason}", err=True)
     typer.echo(f"{report}; index {engine.index_dir} holds {len(engine.index)} products")
+    _export_for_queries(engine.handle)
+
+
+def _export_for_queries(handle) -> None:
+    """Make the model's ONNX export now (once per model and machine), while the model is loaded anyway,
+    so the first `modalens search` and `tag` already answer without PyTorch."""
+    from ..backends import onnx_export_available
+    from ..export.cache import cached_model_export, ensure_model_export, exports_wanted
+
+    if not exports_wanted(handle.config) or not onnx_export_available() or cached_model_export(handle.name) is not None:
+        return
+    try:
+        ensure_model_export(handle, progress=lambda m: typer.echo(m, err=True))
+    except Exception as e:  # the index is built; queries will use PyTorch
+        typer.echo(f"warning: no ONNX export of {handle.name} ({type(e).__name__}: {e}); queries will use PyTorch", err=True)
 
 
 def _warn_if_default_index_holds_others(catalog, catalogue: str) -> None:
@@ -93,9 +108,11 @@ def search(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Search the index by words, by a photo, or both."""
+    from ..export.cache import query_handle
     from ..search import SearchEngine
 
-    engine = SearchEngine(index_dir, model, progress=False)
+    # Queries come from the model's ONNX export (made once, the first time), without importing torch.
+    engine = SearchEngine(index_dir, query_handle(model), progress=False)
     print_hits(engine.search(query, image, k=k, where=parse_filters(filters, price_min, price_max), hybrid_weight=hybrid), as_json)
 
 
@@ -110,18 +127,18 @@ def tag(
 ) -> None:
     """Zero-shot tagging: rank a label set for each image (no labelled data needed)."""
     from ..catalog.images import load_image
-    from ..models import load
+    from ..export.cache import query_handle
     from ..prompts import ZERO_SHOT_TEMPLATES
     from ..zeroshot import build_classifier
 
     label_list = [s.strip() for s in labels.split(",") if s.strip()]
-    model_ = load(model).model
+    encoder = query_handle(model).query_encoder  # the ONNX export (no torch) when there is one, else PyTorch
     templates = ZERO_SHOT_TEMPLATES[:1] if no_ensemble else ZERO_SHOT_TEMPLATES
-    classifier = build_classifier(model_, label_list, templates)
+    classifier = build_classifier(encoder, label_list, templates)
     results = []
     for path in image_paths(images):
         try:
-            embeds = model_.encode_image([load_image(path)])
+            embeds = encoder.encode_image([load_image(path)])
         except Exception as e:  # one bad file is reported, the others are still tagged
             results.append({"image": str(path), "error": str(e)})
             continue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from functools import wraps
 from pathlib import Path
 from typing import Callable
@@ -59,14 +60,17 @@ def user_errors(fn: Callable) -> Callable:
 
     @wraps(fn)
     def wrapper(*args, **kwargs):
-        from ..catalog import CatalogError
-        from ..index.store import IndexStoreError
+        # CatalogError and recipes' ConfigError are ModalensErrors; IndexStoreError is looked up only once
+        # an error is caught (a module never imported raised nothing), so a command imports only what it uses.
         from ..errors import ModalensError
-        from ..recipes import ConfigError
 
         try:
             return fn(*args, **kwargs)
-        except (ModalensError, CatalogError, IndexStoreError, ConfigError, FileNotFoundError, KeyError, ValueError) as e:
+        except (ModalensError, RuntimeError, FileNotFoundError, KeyError, ValueError) as e:
+            index_base = sys.modules.get("modalens.index.base")
+            store_error = getattr(index_base, "IndexStoreError", ())
+            if isinstance(e, RuntimeError) and not isinstance(e, (ModalensError, store_error)):
+                raise
             message = e.args[0] if isinstance(e, KeyError) and e.args else e
             typer.echo(f"error: {message}", err=True)
             raise typer.Exit(2) from None

@@ -50,6 +50,18 @@ def _featurizer(onnx: bool, progress: bool | None = None):
     return OfferFeaturizer(fast_image_tower() if onnx else None, progress=show_progress(progress))
 
 
+def _scoring_matcher(model: Path | None, onnx: bool, progress: bool | None = None):
+    """The matcher `match run` scores with: with --onnx, both towers from the default model's cached ONNX export and
+    the offer model on numpy (no torch imported) when the export has the matcher's towers; else PyTorch, as before."""
+    from ..matching.features import OfferFeaturizer, export_towers
+    from ..matching.pipeline import Matcher
+
+    towers = export_towers() if onnx else None
+    if towers is not None:
+        return Matcher.load(model, featurizer=OfferFeaturizer(*towers), numpy=True)
+    return Matcher.load(model, featurizer=_featurizer(onnx, progress))
+
+
 def _split(source: str, name: str):
     from ..catalog import read_catalog
 
@@ -75,13 +87,13 @@ def run(
 ) -> None:
     """Match NEW_OFFERS against a catalogue: candidates, scores, groups, and accept / reject / review per pair."""
     from ..matching.offers import read_offers
-    from ..matching.pipeline import Matcher, write_result
+    from ..matching.pipeline import write_result
 
     new = read_offers(new_offers, seller="new offers")  # so a reviewer sees which side is which
     catalogue = read_offers(against, seller="catalogue")
     if not new:
         raise ValueError(f"{new_offers} holds no offers")
-    matcher = Matcher.load(model, featurizer=_featurizer(onnx, progress))
+    matcher = _scoring_matcher(model, onnx, progress)
     result = matcher.match(new, catalogue, k=k, new_new=new_new)
     paths = write_result(result, out)
     counts = result.counts()

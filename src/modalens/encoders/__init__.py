@@ -1,15 +1,45 @@
-"""Pretrained towers, created by name: ``create_image_tower("efficientnet-lite0")``, ``create_text_tower("minilm-l6")``."""
+"""Pretrained towers, created by name: ``create_image_tower("efficientnet-lite0")``, ``create_text_tower("minilm-l6")``.
 
-from .base import ImageTower, TextTower, letterbox
-from .registry import (
-    UnknownTowerError,
-    create_image_tower,
-    create_text_tower,
-    list_image_towers,
-    list_text_towers,
-    register_image_tower,
-    register_text_tower,
-)
+Names are imported on first use (PEP 562): the towers import torch, and a module of this package that
+does not (``features``' cache, ``pipeline``'s decoders, ``views``) must be importable without it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .base import ImageTower, TextTower, letterbox
+    from .registry import (
+        UnknownTowerError,
+        create_image_tower,
+        create_text_tower,
+        list_image_towers,
+        list_text_towers,
+        register_image_tower,
+        register_text_tower,
+    )
+
+_NAMES = {
+    **dict.fromkeys(("ImageTower", "TextTower", "letterbox"), ".base"),
+    **dict.fromkeys(
+        ("UnknownTowerError", "create_image_tower", "create_text_tower", "list_image_towers", "list_text_towers",
+         "register_image_tower", "register_text_tower"),
+        ".registry",
+    ),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _NAMES:
+        return getattr(importlib.import_module(_NAMES[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_NAMES})
+
 
 __all__ = [
     "ImageTower",

@@ -13,7 +13,9 @@ import torch
 from PIL import Image
 from torch import nn
 
-from ..catalog.images import letterbox  # re-exported: the tower's letterbox is the decoder's (workers need it torch-free)
+# Re-exported: the tower's letterbox and normalisation are the decoder's (workers and the torch-free
+# export path need them without torch).
+from ..catalog.images import letterbox, normalise_pixels
 
 __all__ = ["ImageTower", "TextTower", "letterbox", "normalise_pixels", "to_tensor"]
 
@@ -60,25 +62,3 @@ class TextTower(nn.Module):
 def to_tensor(image: Image.Image, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
     """One letterboxed image → a normalised (3, H, W) float tensor."""
     return torch.from_numpy(normalise_pixels(np.asarray(image)[None], mean, std)[0])
-
-
-def normalise_pixels(pixels: np.ndarray, mean: Sequence[float], std: Sequence[float], *, channels_last: bool = False) -> np.ndarray:
-    """uint8 (B, H, W, 3) → float32 (B, 3, H, W) as ``(x - mean) / std``, in two passes over the batch.
-
-    The subtraction reads the uint8 channels-last stack through a transposed
-    view and writes the planar float result directly, so stacking decoded
-    photos costs no float copy per image (several times faster than per-image
-    conversion). Values are bit-identical to the per-image float32 arithmetic.
-    With ``channels_last`` the result is a (B, 3, H, W) view of channels-last
-    memory, which is what torch's convolutions prefer.
-    """
-    mean32 = np.asarray(mean, dtype=np.float32)
-    std32 = np.asarray(std, dtype=np.float32)
-    if channels_last:
-        out = np.subtract(pixels, mean32, dtype=np.float32)
-        np.divide(out, std32, out=out)
-        return out.transpose(0, 3, 1, 2)
-    out = np.empty((pixels.shape[0], pixels.shape[3], pixels.shape[1], pixels.shape[2]), dtype=np.float32)
-    np.subtract(pixels.transpose(0, 3, 1, 2), mean32[:, None, None], out=out, dtype=np.float32)
-    np.divide(out, std32[:, None, None], out=out)
-    return out

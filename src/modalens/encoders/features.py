@@ -5,6 +5,11 @@ outputs: caching them (keyed by tower, preprocessing and the file's bytes)
 turns minutes of CNN/transformer work into a seconds-long head fit.
 The cache is append-only shards written atomically, so an interrupted run
 keeps everything finished so far and the next run resumes.
+
+A tower here is a PyTorch tower (``encoders.base``: tensors in and out) or a
+*numpy tower* (``numpy_io = True``: arrays in and out, such as an ONNX export's,
+:mod:`modalens.backends.runtime`); this module imports torch only for the former,
+so a torch-free evaluation reads and fills the same cache.
 """
 
 from __future__ import annotations
@@ -12,20 +17,21 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
-from contextlib import closing, contextmanager
+from contextlib import closing, contextmanager, nullcontext
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterator, Sequence
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
-from ..catalog.images import MAX_IMAGE_BYTES, ImageError, image_sha1
+from ..catalog.images import MAX_IMAGE_BYTES, ImageError, image_sha1, normalise_pixels
 from ..paths import cache_dir
 from ..progress import show_progress
-from .base import ImageTower, TextTower, normalise_pixels
 from .views import get_view, view_id
+
+if TYPE_CHECKING:
+    from .base import ImageTower, TextTower
 
 
 class FeatureStore:
@@ -102,12 +108,35 @@ def text_key(text: str) -> str:
 DRAFT_DECODE_ID = "decode=jpeg-draft"
 
 
+def numpy_tower(tower: Any) -> bool:
+    """A tower that takes and returns numpy arrays (``numpy_io``: an ONNX export's), so no torch on its path."""
+    return bool(getattr(tower, "numpy_io", False))
+
+
+def _encoder(tower: Any, numpy_method: str) -> tuple[Callable[[Any], np.ndarray], ContextManager[Any]]:
+    """The tower as a function to numpy arrays, and the context to call it in (torch's inference mode for a torch tower)."""
+    if numpy_tower(tower):
+        return getattr(tower, numpy_method), nullcontext()
+    import torch
+
+    tower.eval()
+
+    def encode(inputs: Any) -> np.ndarray:
+        return tower(torch.from_numpy(inputs) if isinstance(inputs, np.ndarray) else inputs).float().numpy()
+
+    return encode, torch.inference_mode()
+
+
 def uses_standard_decode(tower: ImageTower) -> bool:
     """Whether image_features decodes for ``tower`` itself (letterbox, JPEG draft, worker processes).
 
-    True for every tower with the shared letterbox preprocessing; a tower with
+    True for every tower with the shared letterbox preprocessing (a numpy tower's is); a tower with
     its own ``preprocess`` (a crop, say) gets full-size decodes and its own code.
     """
+    if numpy_tower(tower):
+        return True
+    from .base import ImageTower
+
     return type(tower).preprocess is ImageTower.preprocess
 
 
@@ -163,14 +192,14 @@ def image_features(
         batches = _standard_batches(tower, [sources[i] for i in todo], batch_size, view, workers)
     else:
         batches = _custom_batches(tower, [sources[i] for i in todo], batch_size, view, load_image or safe_load_image)
-    tower.eval()
-    with torch.inference_mode(), _flushing(store), closing(batches):
+    encode, inference = _encoder(tower, "encode_pixels")
+    with inference, _flushing(store), closing(batches):
         for ok, bad, pixels in batches:
             for j, reason in bad:
                 failures[todo[j]] = reason
             rows = [todo[j] for j in ok]
             if rows:
-                feats = tower(pixels).float().numpy()
+                feats = encode(pixels)
                 out[rows] = feats
                 if store is not None:
                     store.put_many([keys[i] for i in rows], feats)
@@ -180,8 +209,9 @@ def image_features(
     return out, failures
 
 
-#: One step of image_features: positions (into the todo list) encoded, failed ``(position, reason)``, and their pixels.
-_Batch = tuple[list[int], list[tuple[int, str]], torch.Tensor | None]
+#: One step of image_features: positions (into the todo list) encoded, failed ``(position, reason)``, and their
+#: pixels (a numpy array, or a torch tensor from a torch tower's own ``preprocess``).
+_Batch = tuple[list[int], list[tuple[int, str]], Any]
 
 
 def _cached_image_rows(
@@ -224,7 +254,7 @@ def _standard_batches(tower: ImageTower, sources: list[str], batch_size: int, vi
         pixels = normalise_pixels(np.stack([item.pixels for item in batch]), tower.pixel_mean, tower.pixel_std, channels_last=channels_last)
         bad = failed.copy()
         failed.clear()
-        yield [item.position for item in batch], bad, torch.from_numpy(pixels)
+        yield [item.position for item in batch], bad, pixels
     if failed:
         yield [], failed, None
 
@@ -232,21 +262,28 @@ def _standard_batches(tower: ImageTower, sources: list[str], batch_size: int, vi
 def _custom_batches(
     tower: ImageTower, sources: list[str], batch_size: int, view: str | None, load_image: Callable[[str], object]
 ) -> Iterator[_Batch]:
-    """The tower's own ``preprocess`` on each full-size decode, one batch prepared in a thread while the last is encoded."""
+    """The tower's own ``preprocess`` on each full-size decode, one batch prepared in a thread while the last is encoded
+    (a numpy tower's ``preprocess_numpy``: the letterbox, on numpy)."""
     transform = get_view(view) if view else None
     channels_last = getattr(tower, "backend", "torch") == "torch"
+    as_numpy = numpy_tower(tower)
+    preprocess = tower.preprocess_numpy if as_numpy else tower.preprocess
 
     def load(batch: list[int]) -> _Batch:
         ok, bad, tensors = [], [], []
         for j in batch:
             try:
                 image = load_image(sources[j])
-                tensors.append(tower.preprocess(transform(image) if transform else image))
+                tensors.append(preprocess(transform(image) if transform else image))
                 ok.append(j)
             except Exception as e:  # any decode problem is the image's, not the run's
                 bad.append((j, str(e)))
         if not tensors:
             return ok, bad, None
+        if as_numpy:
+            return ok, bad, np.stack(tensors)
+        import torch
+
         pixels = torch.stack(tensors)
         return ok, bad, pixels.contiguous(memory_format=torch.channels_last) if channels_last else pixels
 
@@ -294,11 +331,11 @@ def text_features(
     if by_length:
         todo.sort(key=lambda i: len(texts[i]))  # characters: a free, close proxy for the token count
     bar = tqdm(total=len(todo), desc=f"{tower.name} texts", unit="txt", disable=not show_progress(progress) or len(todo) < 512)
-    tower.eval()
-    with torch.inference_mode(), _flushing(store):
+    encode, inference = _encoder(tower, "encode_texts")
+    with inference, _flushing(store):
         for j in range(0, len(todo), batch_size):
             batch = todo[j : j + batch_size]
-            feats = tower([texts[i] for i in batch]).float().numpy()
+            feats = encode([texts[i] for i in batch])
             out[batch] = feats
             if store is not None:
                 store.put_many([keys[i] for i in batch], feats)
@@ -310,7 +347,15 @@ def text_features(
 def default_store(tower: ImageTower | TextTower, kind: str) -> FeatureStore:
     """The on-disk cache for ``tower``'s features under ``cache_dir()``; image features decoded with JPEG draft get their own."""
     if kind == "image":
-        namespace = image_feature_salt(tower, draft=uses_standard_decode(tower)) if isinstance(tower, ImageTower) else None
+        namespace = image_feature_salt(tower, draft=uses_standard_decode(tower)) if _is_image_tower(tower) else None
     else:
         namespace = f"{tower.name}|len{tower.max_length}"
     return FeatureStore(cache_dir(), f"{kind}|{namespace or tower.name}")
+
+
+def _is_image_tower(tower: Any) -> bool:
+    if numpy_tower(tower):
+        return True
+    from .base import ImageTower
+
+    return isinstance(tower, ImageTower)

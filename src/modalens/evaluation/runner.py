@@ -153,8 +153,14 @@ def evaluate(
     *,
     progress: bool = True,
     catalog: Catalog | None = None,
+    onnx: bool | None = None,
 ) -> Evaluation:
-    """Evaluate ``model_name`` on the catalogue ``data`` (e.g. ``kagl:test``)."""
+    """Evaluate ``model_name`` on the catalogue ``data`` (e.g. ``kagl:test``).
+
+    ``onnx``: None (the default) scores through the model's cached ONNX export when it has one
+    (:mod:`modalens.export.cache`: no torch, vectors equal to 1e-5), else PyTorch; True makes the
+    export first if missing; False always uses PyTorch.
+    """
     from tqdm.auto import tqdm
 
     settings = settings or EvalSettings()
@@ -165,7 +171,7 @@ def evaluate(
     catalog = catalog if catalog is not None else read_catalog(data)
     if not catalog.products:
         raise ValueError(f"{data}: no products to evaluate")
-    encoder = CachedEncoder(load(model_name).model, progress=progress, image_view=settings.image_view)
+    encoder = CachedEncoder(_scoring_model(model_name, onnx), progress=progress, image_view=settings.image_view)
     _, failures = encoder.image_embeddings(catalog.products)
     results: dict[str, Any] = {
         "schema": SCHEMA,
@@ -218,6 +224,18 @@ def evaluate(
     ordered.update(timings=results["timings"], examples=results["examples"])
     evaluation.results = ordered
     return evaluation
+
+
+def _scoring_model(model_name: str, onnx: bool | None) -> Any:
+    """What evaluation embeds with: the cached export's query encoder (numpy towers, ONNX Runtime heads), else the
+    PyTorch model. Evaluation does not make an export unless asked (``onnx=True``): comparing training runs
+    would export every one of them; ``modalens search``, ``tag`` and ``index`` make the export of a model they use."""
+    if onnx is False:
+        return load(model_name).model
+    from ..export.cache import query_handle
+
+    handle = query_handle(model_name, make=bool(onnx))
+    return handle.query_encoder if handle.torch_free else handle.model
 
 
 def _run_task(

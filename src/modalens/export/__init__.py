@@ -15,35 +15,53 @@ imports anything above it)::
 
 - :mod:`.model`: :func:`export_model` (the folder and its manifest) and :func:`export_head`;
 - :mod:`.quantize`: dynamic and static int8, and the int8-vs-fp32 agreement;
-- :mod:`.calibration`: which photos calibrate the image tower's static int8.
+- :mod:`.calibration`: which photos calibrate the image tower's static int8;
+- :mod:`.cache`: the per-machine cache of whole-model exports the CLI's query commands answer from
+  (found without torch, made once on first use), and :func:`query_handle`.
 
-``tests/test_import_graph.py`` keeps the graph free of circles.
+``tests/test_import_graph.py`` keeps the graph free of circles. Names are imported on first use
+(PEP 562): ``modalens.export.cache`` must load without torch, and :mod:`.model` imports torch.
 """
 
-from .calibration import (
-    CALIBRATION_METHODS,
-    IMAGE_CALIBRATION_METHOD,
-    IMAGE_CALIBRATION_PHOTOS,
-    IMAGE_CALIBRATION_SOURCE,
-    calibration_photos,
-    calibration_pixels,
-)
-from .model import INT8_COMPONENTS, INT8_SKIPPED, ExportReport, export_head, export_model
-from .quantize import int8_agreement, quantize, quantize_image_static
+from __future__ import annotations
 
-__all__ = [
-    "CALIBRATION_METHODS",
-    "IMAGE_CALIBRATION_METHOD",
-    "IMAGE_CALIBRATION_PHOTOS",
-    "IMAGE_CALIBRATION_SOURCE",
-    "INT8_COMPONENTS",
-    "INT8_SKIPPED",
-    "ExportReport",
-    "calibration_photos",
-    "calibration_pixels",
-    "export_head",
-    "export_model",
-    "int8_agreement",
-    "quantize",
-    "quantize_image_static",
-]
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .cache import cached_model_export, ensure_model_export, model_export_dir, query_handle
+    from .calibration import (
+        CALIBRATION_METHODS,
+        IMAGE_CALIBRATION_METHOD,
+        IMAGE_CALIBRATION_PHOTOS,
+        IMAGE_CALIBRATION_SOURCE,
+        calibration_photos,
+        calibration_pixels,
+    )
+    from .model import INT8_COMPONENTS, INT8_SKIPPED, ExportReport, export_head, export_model
+    from .quantize import int8_agreement, quantize, quantize_image_static
+
+#: Each public name and the submodule it lives in.
+_NAMES = {
+    **dict.fromkeys(("cached_model_export", "ensure_model_export", "model_export_dir", "query_handle"), ".cache"),
+    **dict.fromkeys(
+        ("CALIBRATION_METHODS", "IMAGE_CALIBRATION_METHOD", "IMAGE_CALIBRATION_PHOTOS", "IMAGE_CALIBRATION_SOURCE",
+         "calibration_photos", "calibration_pixels"),
+        ".calibration",
+    ),
+    **dict.fromkeys(("INT8_COMPONENTS", "INT8_SKIPPED", "ExportReport", "export_head", "export_model"), ".model"),
+    **dict.fromkeys(("int8_agreement", "quantize", "quantize_image_static"), ".quantize"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _NAMES:
+        return getattr(importlib.import_module(_NAMES[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_NAMES})
+
+
+__all__ = sorted(_NAMES)

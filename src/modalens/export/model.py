@@ -88,6 +88,7 @@ def export_model(
     calibration_photos_n: int = IMAGE_CALIBRATION_PHOTOS,
     calibration_method: str = IMAGE_CALIBRATION_METHOD,
     progress: Callable[[str], None] | None = None,
+    manifest_extra: Mapping[str, Any] | None = None,
 ) -> ExportReport:
     """Export a model's towers, heads and tokenizer to ``output`` (default ``./<model>-onnx``), with a manifest.
 
@@ -104,7 +105,8 @@ def export_model(
     photos that cannot be read leave it fp32, with the reason recorded. The agreement of int8 with fp32 final
     embeddings (cosine) is measured on built-in texts and on ``check_images``
     and recorded. The folder is written beside ``output`` and renamed into
-    place when done.
+    place when done. ``manifest_extra`` is added to the manifest (the export
+    cache records its key there: :mod:`modalens.export.cache`).
     """
     from ..encoders import create_image_tower, create_text_tower
     say = progress or (lambda message: None)
@@ -132,6 +134,8 @@ def export_model(
                 _, cached, data = cached_export(tower, kind, exporter=exporter, progress=False)
                 (tmp / f"{kind}.onnx").write_bytes(data)
                 components[kind] = dict(cached["components"][kind], file=f"{kind}.onnx")
+                if kind == "text_tower":  # truncation is this model's setting, not the cached graph's (one graph serves any)
+                    components[kind]["max_length"] = int(tower.max_length)
             else:
                 export = export_image_tower if kind == "image_tower" else export_text_tower
                 components[kind] = export(tower, tmp / f"{kind}.onnx", exporter=exporter)  # type: ignore[operator]
@@ -178,6 +182,7 @@ def export_model(
             **export_versions(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "components": components,
+            **(manifest_extra or {}),
         }
         write_manifest(tmp, manifest)
         fsync_dir(tmp)

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from modalens.catalog.schema import Product
 from modalens.index.store import CatalogIndex
@@ -89,6 +88,8 @@ def build_index(
     existing = index.content_keys(None if len(products) > 10_000 else list(keys))
     todo = [p for p in products if existing.get(p.id) != keys[p.id]]
     added = failed = 0
+    from tqdm.auto import tqdm  # here: a search never pays for importing it
+
     with tqdm(total=len(todo), disable=not show_progress(progress), unit="product", desc="indexing") as bar:
         for start in range(0, len(todo), batch_size):
             batch = todo[start : start + batch_size]

@@ -13,11 +13,10 @@ import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..encoders import create_image_tower, create_text_tower
-from ..encoders.base import ImageTower, TextTower
 from ..encoders.features import (
     FeatureStore,
     default_store,
@@ -29,8 +28,13 @@ from ..paths import cache_dir
 from .offers import Offer
 from .pairs import apply_view, view_namespace
 
+if TYPE_CHECKING:
+    from ..encoders.base import ImageTower, TextTower
+
 IMAGE_TOWER = "efficientnet-lite0"
 TEXT_TOWER = "minilm-l6"
+#: The options the featurizer builds its towers with: none, so their defaults (MiniLM-L6 truncates at 64 tokens).
+TOWER_OPTIONS: dict[str, dict[str, Any]] = {"image": {}, "text": {"max_length": 64}}
 NUMBER_DIM = 4  # log price, sizes, price missing, sizes missing
 
 
@@ -76,6 +80,8 @@ def raw_numbers(offers: Sequence[Offer]) -> np.ndarray:
 
 def fast_image_tower(name: str = IMAGE_TOWER) -> ImageTower:
     """The image tower in ONNX Runtime when that back-end is available (same features and cache keys, ~5x faster), else torch."""
+    from ..encoders import create_image_tower
+
     tower = create_image_tower(name)
     try:
         from ..backends.onnx import OnnxImageTower
@@ -83,6 +89,35 @@ def fast_image_tower(name: str = IMAGE_TOWER) -> ImageTower:
         return OnnxImageTower.from_torch(tower)
     except Exception:  # no back-end, or the export failed: the torch tower gives the same features
         return tower
+
+
+def export_towers(*, make: bool = True) -> tuple[Any, Any] | None:
+    """The featurizer's two towers on numpy (no torch), from the default model's cached ONNX export when that model is
+    built on exactly these towers with these options (:data:`TOWER_OPTIONS`); else None (the PyTorch towers).
+
+    Its towers are the very graphs the PyTorch path runs (copied from the tower-export cache), named as the
+    PyTorch towers are, so features are equal to 1e-5 and share the feature cache. With ``make`` the
+    export is made first if missing (once per machine, as ``modalens search`` does).
+    """
+    from ..backends import tower_options
+    from ..export.cache import query_handle
+    from ..models import DEFAULT_MODEL, model_config
+
+    config = model_config(DEFAULT_MODEL)
+    wanted = {"image": (IMAGE_TOWER, TOWER_OPTIONS["image"]), "text": (TEXT_TOWER, TOWER_OPTIONS["text"])}
+    for kind, spec in (("image", config.image_tower), ("text", config.text_tower)):
+        name, options = wanted[kind]
+        defaults = dict(options)
+        if spec.get("name") != name or {**defaults, **tower_options(spec)} != defaults:
+            return None
+    handle = query_handle(DEFAULT_MODEL, make=make)
+    if not handle.torch_free:
+        return None
+    encoder = handle.query_encoder
+    image, text = encoder.image_tower, encoder.text_tower
+    if image.name != IMAGE_TOWER or text.name != TEXT_TOWER or text.max_length != TOWER_OPTIONS["text"]["max_length"]:
+        return None
+    return image, text
 
 
 class OfferFeaturizer:
@@ -107,13 +142,17 @@ class OfferFeaturizer:
     @property
     def image_tower(self) -> ImageTower:
         if self._image_tower is None:
-            self._image_tower = create_image_tower(IMAGE_TOWER)
+            from ..encoders import create_image_tower
+
+            self._image_tower = create_image_tower(IMAGE_TOWER, **TOWER_OPTIONS["image"])
         return self._image_tower
 
     @property
     def text_tower(self) -> TextTower:
         if self._text_tower is None:
-            self._text_tower = create_text_tower(TEXT_TOWER)
+            from ..encoders import create_text_tower
+
+            self._text_tower = create_text_tower(TEXT_TOWER, **TOWER_OPTIONS["text"])
         return self._text_tower
 
     def _store(self, view: str | None) -> FeatureStore | None:

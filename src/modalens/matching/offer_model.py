@@ -16,8 +16,7 @@ The baseline the model is measured against needs no training:
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,36 +26,20 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..models.heads import ProjectionHead
-from .features import IMAGE_TOWER, NUMBER_DIM, TEXT_TOWER, OfferFeatures
+from .features import NUMBER_DIM, OfferFeatures
 
-#: "frozen_images" is the normalised pooled tower features as they are (no projection, only a learned weight):
-#: it keeps the tower's fine detail, which separates same-title variants, next to the trained parts.
-PARTS = ("images", "frozen_images", "title", "description", "numbers")
-#: Numbers are off by default: KAGL has no prices, so a model trained there would learn synthetic ones
-#: (and the ablation on KAGL val chose images + title). Train with numbers on a catalogue that has real prices.
-DEFAULT_PARTS = ("images", "title")
-WEIGHTS_FILE = "offer-model.safetensors"
-CONFIG_FILE = "offer-model.json"
-
-
-@dataclass
-class OfferModelConfig:
-    parts: tuple[str, ...] = DEFAULT_PARTS
-    dim: int = 256
-    head: str = "linear"  # "linear" or "mlp" for the image/title heads
-    image_dim: int = 1280
-    text_dim: int = 384
-    image_tower: str = IMAGE_TOWER
-    text_tower: str = TEXT_TOWER
-    #: log1p(price) and size-count mean/std from the training offers (set by ``fit_number_scaling``).
-    number_mean: list[float] = field(default_factory=lambda: [0.0, 0.0])
-    number_std: list[float] = field(default_factory=lambda: [1.0, 1.0])
-
-    def __post_init__(self) -> None:
-        self.parts = tuple(self.parts)
-        unknown = set(self.parts) - set(PARTS)
-        if unknown or not self.parts:
-            raise ValueError(f"offer model parts must be a non-empty subset of {PARTS}, not {self.parts}")
+# The config and the torch-free helpers live beside the numpy inference (``match run`` needs no torch);
+# named here too, where the model that trains them is.
+from .offer_numpy import (  # noqa: F401
+    CONFIG_FILE,
+    DEFAULT_PARTS,
+    PARTS,
+    WEIGHTS_FILE,
+    OfferModelConfig,
+    frozen_image_embeddings,
+    pair_cosines,
+    scale_numbers,
+)
 
 
 class OfferModel(nn.Module):
@@ -82,11 +65,7 @@ class OfferModel(nn.Module):
     # ------------------------------------------------------------------ inputs
 
     def scale_numbers(self, numbers: np.ndarray) -> np.ndarray:
-        out = np.array(numbers, dtype=np.float32, copy=True)
-        mean, std = np.asarray(self.config.number_mean, np.float32), np.asarray(self.config.number_std, np.float32)
-        present = 1.0 - out[:, 2:4]
-        out[:, 0:2] = (out[:, 0:2] - mean) / std * present
-        return out
+        return scale_numbers(self.config, numbers)
 
     def fit_number_scaling(self, numbers: np.ndarray) -> None:
         values = []
@@ -160,15 +139,3 @@ class OfferModel(nn.Module):
 class _Normalise(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(x, dim=-1)
-
-
-def frozen_image_embeddings(feats: OfferFeatures) -> np.ndarray:
-    """The baseline: cosine of average-pooled frozen image-tower features (no training)."""
-    x = feats.image.astype(np.float32)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.maximum(norms, 1e-12)
-
-
-def pair_cosines(a: np.ndarray, b: np.ndarray, pairs: Sequence[tuple[int, int]] | np.ndarray) -> np.ndarray:
-    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
-    return np.einsum("ij,ij->i", a[pairs[:, 0]], b[pairs[:, 1]]).astype(np.float64)

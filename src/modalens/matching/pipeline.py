@@ -18,14 +18,18 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..index.search import ExactSearch
 from .calibration import Calibrator, Thresholds, load_calibration, save_calibration
 from .features import OfferFeatures, OfferFeaturizer
-from .offer_model import CONFIG_FILE, OfferModel, frozen_image_embeddings
+from .offer_numpy import CONFIG_FILE, NumpyOfferModel, frozen_image_embeddings
 from .offers import Offer
+
+if TYPE_CHECKING:
+    from .offer_model import OfferModel
 
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
 CALIBRATION_FILE = "calibration.json"
@@ -63,7 +67,7 @@ class Matcher:
 
     def __init__(
         self,
-        model: OfferModel | None,
+        model: OfferModel | NumpyOfferModel | None,
         calibrator: Calibrator | None = None,
         thresholds: Thresholds | None = None,
         *,
@@ -104,12 +108,21 @@ class Matcher:
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path | None = None, *, featurizer: OfferFeaturizer | None = None) -> Matcher:
+    def load(cls, folder: str | Path | None = None, *, featurizer: OfferFeaturizer | None = None, numpy: bool = False) -> Matcher:
+        """A saved matcher (default: the shipped one). ``numpy``: score with :class:`NumpyOfferModel` (the same
+        embeddings, no torch imported) instead of the PyTorch model, for matching only (not training)."""
         folder = Path(folder) if folder else PRETRAINED_DIR
         if not (folder / CALIBRATION_FILE).is_file():
             raise FileNotFoundError(f"no matcher in {folder} (expected {CALIBRATION_FILE}); make one with `modalens match train`")
         calibrator, thresholds, info = load_calibration(folder / CALIBRATION_FILE)
-        model = OfferModel.load(folder) if (folder / CONFIG_FILE).is_file() else None
+        model: OfferModel | NumpyOfferModel | None = None
+        if (folder / CONFIG_FILE).is_file():
+            if numpy:
+                model = NumpyOfferModel.load(folder)
+            else:
+                from .offer_model import OfferModel
+
+                model = OfferModel.load(folder)
         return cls(model, calibrator, thresholds, featurizer=featurizer, info=info)
 
     # ------------------------------------------------------------ matching

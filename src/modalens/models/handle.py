@@ -39,10 +39,14 @@ class ModelHandle:
     query encoder are made on first use.
     """
 
-    def __init__(self, name_or_folder: str | Path = DEFAULT_MODEL, onnx_dir: str | Path | None = None) -> None:
+    def __init__(
+        self, name_or_folder: str | Path = DEFAULT_MODEL, onnx_dir: str | Path | None = None, *, verify: str = "sha256"
+    ) -> None:
         self.name = str(name_or_folder)
         #: An export folder queries are answered from without torch, or None for the PyTorch model.
         self.onnx_dir = Path(onnx_dir) if onnx_dir is not None else None
+        #: How the export's files are checked (:func:`modalens.backends.runtime.load_export`): ``sha256`` or ``stat``.
+        self.verify = verify
         self.config: ModelConfig = model_config(name_or_folder)
         self._lock = threading.RLock()
         self._model: DualEncoder | None = None
@@ -94,7 +98,9 @@ class ModelHandle:
             with self._lock:
                 if self._query_encoder is None:
                     self._query_encoder = (
-                        OnnxQueryEncoder(self.onnx_dir, model=self.name) if self.onnx_dir is not None else TorchQueryEncoder(self)
+                        OnnxQueryEncoder(self.onnx_dir, model=self.name, verify=self.verify)
+                        if self.onnx_dir is not None
+                        else TorchQueryEncoder(self)
                     )
         return self._query_encoder
 
@@ -124,6 +130,11 @@ class TorchQueryEncoder:
         """The square the image tower sees (photos are letterboxed to it)."""
         return int(self.model.image_tower.image_size)
 
+    @property
+    def logit_scale(self) -> float:
+        """The model's learned logit scale (before ``exp``): zero-shot tagging's temperature."""
+        return float(self.model.logit_scale.detach())
+
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
         return self.model.encode_text(list(texts))
 
@@ -131,9 +142,14 @@ class TorchQueryEncoder:
         return self.model.encode_image(list(images))
 
 
-def load(name_or_folder: str | Path = DEFAULT_MODEL, onnx_dir: str | Path | None = None) -> ModelHandle:
-    """A handle on a named model or a folder saved by ``modalens train``; with ``onnx_dir``, queries come from that export."""
-    return ModelHandle(name_or_folder, onnx_dir)
+def load(name_or_folder: str | Path = DEFAULT_MODEL, onnx_dir: str | Path | None = None, *, verify: str = "sha256") -> ModelHandle:
+    """A handle on a named model or a folder saved by ``modalens train``; with ``onnx_dir``, queries come from that export.
+
+    ``verify`` says how the export's files are checked: ``"sha256"`` all of them when the query encoder
+    is made (a server), ``"stat"`` only those changed since they last passed (a one-shot command;
+    :func:`modalens.export.cache.query_handle` picks the cached export and this).
+    """
+    return ModelHandle(name_or_folder, onnx_dir, verify=verify)
 
 
 def as_handle(model: str | Path | ModelHandle) -> ModelHandle:
