@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 import modalens
+from modalens.models.factory import DEFAULT_MODEL
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -146,7 +147,7 @@ def test_index_reopens_with_its_model_and_shares_the_filter_vocabulary(tmp_path,
         report = index.add(mini_catalog)
         assert report.added == 40
     with modalens.Index(folder) as index:
-        assert index.model.name == "modalens-lite" and "11652" in index
+        assert index.model.name == DEFAULT_MODEL and "11652" in index
         by_column = [h.id for h in index.search("black", k=10, filters={"articleType": "Watches", "baseColour": "Black"})]
         by_name = [h.id for h in index.search("black", k=10, filters={"article_type": "Watches", "colour": ["Black"]})]
         assert by_column == by_name and set(by_column) == {"11652", "13839"}

@@ -19,6 +19,7 @@ from modalens.backends.runtime import OrtModel, load_export, verify_export
 from modalens.catalog.images import load_image
 from modalens.cli.export_cmd import export
 from modalens.models import create_model
+from modalens.models.factory import DEFAULT_MODEL
 
 
 def _app() -> typer.Typer:
@@ -46,7 +47,7 @@ def test_export_writes_a_verified_folder(exported) -> None:
     folder, output = exported
     manifest = verify_export(folder)
     assert manifest == json.loads((folder / "manifest.json").read_text())
-    assert manifest["model"] == "modalens-lite" and manifest["embed_dim"] == 512
+    assert manifest["model"] == DEFAULT_MODEL and manifest["embed_dim"] == 512
     components = manifest["components"]
     assert set(components) == {"image_tower", "text_tower", "image_head", "text_head"}
     for component in components.values():
@@ -66,7 +67,7 @@ def test_export_writes_a_verified_folder(exported) -> None:
 
 def test_exported_heads_match_torch_for_batches_of_1_and_7(exported) -> None:
     folder, _ = exported
-    model = create_model("modalens-lite")
+    model = create_model(DEFAULT_MODEL)
     rng = np.random.default_rng(0)
     for kind, head, dim in (("image_head", model.image_head, 1280), ("text_head", model.text_head, 384)):
         session = OrtModel(folder / f"{kind}.onnx", threads=1)
@@ -83,7 +84,7 @@ def test_exported_folder_equals_the_model(exported, monkeypatch) -> None:
     """Pixels/tokens → embeddings on numpy alone agree with DualEncoder (torch heads) to 1e-4."""
     folder, _ = exported
     monkeypatch.setenv("MODALENS_BACKEND", "torch")
-    model = create_model("modalens-lite")
+    model = create_model(DEFAULT_MODEL)
     onnx_model = load_export(folder, threads=1)
     texts = TEXTS
     got = onnx_model.text_embeddings(onnx_model.tokenize(texts))
@@ -143,7 +144,7 @@ def test_export_writes_a_static_int8_image_tower_when_given_calibration_photos(t
 def test_unreadable_calibration_photos_leave_the_image_tower_fp32(tmp_path, onnx_image_tower, onnx_text_tower) -> None:
     from modalens.export import export_model
 
-    report = export_model("modalens-lite", tmp_path / "out", int8=True, calibration=[tmp_path / "missing.jpg"])
+    report = export_model(DEFAULT_MODEL, tmp_path / "out", int8=True, calibration=[tmp_path / "missing.jpg"])
     image = report.manifest["components"]["image_tower"]
     assert "int8_file" not in image and "not by default" in image["int8_skipped"]
     assert "no readable calibration photo" in image["int8_calibration_error"]

@@ -13,6 +13,7 @@ from modalens.cli import eval_cmd
 from modalens.evaluation import files
 from modalens.evaluation.leaderboard import leaderboard_markdown
 from modalens.evaluation.report import render_report
+from modalens.models.factory import DEFAULT_MODEL
 
 runner = CliRunner()
 
@@ -106,7 +107,7 @@ def test_eval_and_leaderboard_commands(mini_catalog, tmp_path):
     assert (out / "report.html").stat().st_size > 10_000
     board = runner.invoke(app, ["leaderboard", str(out / "results.json"), "-o", str(tmp_path / "board.md")])
     assert board.exit_code == 0, board.output
-    assert "modalens-lite" in board.output and (tmp_path / "board.md").read_text() == board.output
+    assert DEFAULT_MODEL in board.output and (tmp_path / "board.md").read_text() == board.output
 
 
 def test_compare_reports_paired_differences(mini_catalog, tmp_path):
@@ -115,12 +116,12 @@ def test_compare_reports_paired_differences(mini_catalog, tmp_path):
     from modalens.models import create_model, save_model
 
     torch.manual_seed(0)
-    other = save_model(create_model("modalens-lite", pretrained=False), tmp_path / "untrained")
-    result = runner.invoke(_app(), ["eval", "--compare", "modalens-lite", str(other), "--data", str(mini_catalog), "--tasks", "zero-shot",
+    other = save_model(create_model(DEFAULT_MODEL, pretrained=False), tmp_path / "untrained")
+    result = runner.invoke(_app(), ["eval", "--compare", DEFAULT_MODEL, str(other), "--data", str(mini_catalog), "--tasks", "zero-shot",
                                     "--resamples", "200", "--examples", "1", "--no-progress", "-o", str(tmp_path / "cmp.json")])  # fmt: skip
     assert result.exit_code == 0, result.output
     results = _strict((tmp_path / "cmp.json").read_text())
-    assert [r["model"] for r in results["runs"]] == ["modalens-lite", str(other)]
+    assert [r["model"] for r in results["runs"]] == [DEFAULT_MODEL, str(other)]
     diffs = {d["metric"]: d for d in results["comparison"]["differences"]}
     top1 = diffs["zero-shot/ensemble/accuracy"]
     assert top1["paired"] and top1["significant"] and top1["ci"][1] < 0  # untrained heads are far worse
@@ -134,7 +135,7 @@ def test_eval_user_errors_are_one_line(mini_catalog, tmp_path):
     for args, expected in [
         (["eval", "--data", str(mini_catalog), "--tasks", "nonsense"], "unknown tasks"),
         (["eval", "--data", str(mini_catalog), "other-model"], "--compare"),
-        (["eval", "--data", str(mini_catalog), "--compare", "modalens-lite"], "two or more"),
+        (["eval", "--data", str(mini_catalog), "--compare", DEFAULT_MODEL], "two or more"),
         (["eval", "--data", f"{mini_catalog}:nosuchsplit"], "nosuchsplit"),
         (["leaderboard", str(tmp_path / "missing.json")], "missing.json"),
     ]:

@@ -15,6 +15,7 @@ from modalens.api import Model
 from modalens.catalog import read_catalog
 from modalens.search import SearchEngine
 from modalens.serving import ServeSettings, create_app
+from modalens.models.factory import DEFAULT_MODEL
 
 openai = pytest.importorskip("openai", reason="the openai client is a dev dependency (pip install openai)")
 
@@ -60,9 +61,9 @@ def data_url(path) -> str:
 @pytest.mark.parametrize("encoding_format", [None, "float"])  # None: the client's default, base64 float32
 def test_texts_embed_as_the_python_api_does(client, server, encoding_format):
     kwargs = {} if encoding_format is None else {"encoding_format": encoding_format}
-    response = client.embeddings.create(model="modalens-lite", input=["red dress", "black analog watch"], **kwargs)
+    response = client.embeddings.create(model=DEFAULT_MODEL, input=["red dress", "black analog watch"], **kwargs)
     vectors = np.array([d.embedding for d in response.data], dtype=np.float32)
-    assert [d.index for d in response.data] == [0, 1] and response.model == "modalens-lite"
+    assert [d.index for d in response.data] == [0, 1] and response.model == DEFAULT_MODEL
     assert vectors.shape == (2, 512) and response.usage.prompt_tokens == 5
     np.testing.assert_allclose(vectors, Model(server[1]).encode_text(["red dress", "black analog watch"]), atol=1e-5)
 
@@ -70,7 +71,7 @@ def test_texts_embed_as_the_python_api_does(client, server, encoding_format):
 def test_photos_as_data_urls_share_the_space_with_texts(client, server, products):
     watch = next(p for p in products if p.get("article_type") == "Watches")
     shirt = next(p for p in products if p.get("article_type") == "Shirts")
-    response = client.embeddings.create(model="modalens-lite", input=[data_url(watch.image), data_url(shirt.image), "a wrist watch"])
+    response = client.embeddings.create(model=DEFAULT_MODEL, input=[data_url(watch.image), data_url(shirt.image), "a wrist watch"])
     photos = np.array([d.embedding for d in response.data[:2]])
     text = np.array(response.data[2].embedding)
     np.testing.assert_allclose(photos, Model(server[1]).encode_images([watch.image, shirt.image]), atol=1e-4)
@@ -80,19 +81,19 @@ def test_photos_as_data_urls_share_the_space_with_texts(client, server, products
 def test_one_string_and_the_model_list(client):
     single = client.embeddings.create(model="modalens", input="white sneakers")
     assert len(single.data) == 1 and len(single.data[0].embedding) == 512
-    assert [m.id for m in client.models.list()] == ["modalens-lite"]
+    assert [m.id for m in client.models.list()] == [DEFAULT_MODEL]
 
 
 def test_errors_come_in_openais_shape(client, server):
     with pytest.raises(openai.NotFoundError) as missing:
         client.embeddings.create(model="text-embedding-3-small", input="x")
-    assert missing.value.body["code"] == "model_not_found" and "modalens-lite" in missing.value.body["message"]
+    assert missing.value.body["code"] == "model_not_found" and DEFAULT_MODEL in missing.value.body["message"]
     with pytest.raises(openai.BadRequestError, match="token ids"):
-        client.embeddings.create(model="modalens-lite", input=[[1, 2, 3]])
+        client.embeddings.create(model=DEFAULT_MODEL, input=[[1, 2, 3]])
     with pytest.raises(openai.BadRequestError, match="not a usable image"):
-        client.embeddings.create(model="modalens-lite", input="data:image/png;base64," + base64.b64encode(b"not a png").decode())
+        client.embeddings.create(model=DEFAULT_MODEL, input="data:image/png;base64," + base64.b64encode(b"not a png").decode())
     with pytest.raises(openai.BadRequestError, match="dimensions"):
-        client.embeddings.create(model="modalens-lite", input="x", dimensions=64)
+        client.embeddings.create(model=DEFAULT_MODEL, input="x", dimensions=64)
     stranger = openai.OpenAI(base_url=server[0] + "/v1", api_key="wrong", max_retries=0)
     with pytest.raises(openai.AuthenticationError):
-        stranger.embeddings.create(model="modalens-lite", input="x")
+        stranger.embeddings.create(model=DEFAULT_MODEL, input="x")

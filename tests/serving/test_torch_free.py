@@ -33,6 +33,7 @@ from modalens.index import IndexMismatchError
 from modalens.query_encoder import ExportMismatchError, OnnxQueryEncoder
 from modalens.search import SearchEngine
 from modalens.serving import ServeSettings, create_app
+from modalens.models.factory import DEFAULT_MODEL
 
 QUERIES = ["navy blue check shirt", "running shoes", "women's black leather handbag", "gold analogue watch", "a", "jeans " * 40]
 KEY = "test-key"
@@ -58,12 +59,12 @@ def torch_engine(mini_catalog, tmp_path_factory):
 def export_dir(tmp_path_factory, torch_engine) -> Path:
     from modalens.export import export_model
 
-    return export_model("modalens-lite", tmp_path_factory.mktemp("export") / "lite-onnx").folder
+    return export_model(DEFAULT_MODEL, tmp_path_factory.mktemp("export") / "lite-onnx").folder
 
 
 @pytest.fixture(scope="module")
 def onnx_engine(torch_engine, export_dir):
-    engine = SearchEngine(torch_engine.index_dir, models.load("modalens-lite", onnx_dir=export_dir), progress=False)
+    engine = SearchEngine(torch_engine.index_dir, models.load(DEFAULT_MODEL, onnx_dir=export_dir), progress=False)
     yield engine
     engine.close()
 
@@ -158,7 +159,7 @@ def test_a_handle_on_an_export_never_builds_the_torch_model(torch_engine, export
         raise AssertionError(f"a handle on an export built the PyTorch model {name!r}")
 
     monkeypatch.setattr(models.handle, "create_model", refuse)
-    handle = models.load("modalens-lite", onnx_dir=export_dir)
+    handle = models.load(DEFAULT_MODEL, onnx_dir=export_dir)
     engine = SearchEngine(torch_engine.index_dir, handle, progress=False)
     try:
         assert handle.torch_free and handle.query_encoder.backend == "onnx-export"
@@ -175,7 +176,7 @@ def test_loading_a_handle_on_an_export_imports_no_torch(export_dir, products):
         "import sys\n"
         "sys.modules['torch'] = None  # any `import torch` now fails\n"
         "from modalens import models\n"
-        f"handle = models.load('modalens-lite', onnx_dir={str(export_dir)!r})\n"
+        f"handle = models.load({DEFAULT_MODEL!r}, onnx_dir={str(export_dir)!r})\n"
         "encoder = handle.query_encoder\n"
         f"from PIL import Image; photo = Image.open({products[3].image!r}).convert('RGB')\n"
         "vectors = [encoder.encode_text(['a red shirt']), encoder.encode_image([photo])]\n"
@@ -226,10 +227,10 @@ def test_an_export_of_another_model_is_refused(torch_engine, export_dir, tmp_pat
     old = _edited_export(export_dir, tmp_path / "old", model_identity=None)
     with pytest.raises(ExportMismatchError, match="run `modalens export` again"):
         OnnxQueryEncoder(old)
-    other = _edited_export(export_dir, tmp_path / "other", model_identity="modalens-lite@0000000000")
+    other = _edited_export(export_dir, tmp_path / "other", model_identity=f"{DEFAULT_MODEL}@0000000000")
     with pytest.raises(ExportMismatchError, match="not 'modalens-base'"):
         OnnxQueryEncoder(other, model="modalens-base")
-    engine = SearchEngine(torch_engine.index_dir, models.load("modalens-lite", onnx_dir=other), progress=False)
+    engine = SearchEngine(torch_engine.index_dir, models.load(DEFAULT_MODEL, onnx_dir=other), progress=False)
     with pytest.raises(IndexMismatchError):
         engine.search("shirt")
 
