@@ -27,8 +27,7 @@ Layout (one concern per subpackage):
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .lazy import lazy_attributes
 
 __version__ = "0.1.0"
 
@@ -47,13 +46,4 @@ _LAZY = {
 __all__ = ["DEFAULT_MODEL", "Hit", "Index", "Model", "Product", "__version__", "load"]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
-        globals()[name] = value  # once imported, a plain attribute
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, globals())

@@ -6,8 +6,9 @@ does not (``features``' cache, ``pipeline``'s decoders, ``views``) must be impor
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ..lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from .base import ImageTower, TextTower, letterbox
@@ -31,14 +32,7 @@ _NAMES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _NAMES:
-        return getattr(importlib.import_module(_NAMES[name], __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_NAMES})
+__getattr__, __dir__ = lazy_attributes(__name__, _NAMES, globals())
 
 
 __all__ = [

@@ -8,8 +8,9 @@ imported when first named, so a torch-free server can load a handle on an export
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ..lazy import lazy_attributes
 
 from .config import HeadConfig, ModelConfig
 from .factory import (
@@ -32,10 +33,7 @@ if TYPE_CHECKING:
 _TORCH_NAMES = {"DualEncoder": ".dual_encoder", "ProjectionHead": ".heads"}
 
 
-def __getattr__(name: str) -> Any:
-    if name in _TORCH_NAMES:
-        return getattr(importlib.import_module(_TORCH_NAMES[name], __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = lazy_attributes(__name__, _TORCH_NAMES, globals())
 
 
 __all__ = [
