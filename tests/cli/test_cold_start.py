@@ -26,6 +26,7 @@ from modalens.cli import catalog_cmds
 from modalens.cli.main import app
 from modalens.evaluation.runner import EvalSettings, evaluate
 from modalens.export import cache
+from modalens.models.factory import DEFAULT_MODEL
 from modalens.search import SearchEngine
 
 #: Modules a query command never imports (top-level packages).
@@ -76,13 +77,13 @@ def index_dir(mini_catalog, tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("cold") / "index"
     result = runner.invoke(app, ["index", str(mini_catalog), "--index", str(folder)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    assert cache.cached_model_export("modalens-lite") is not None  # index leaves the export behind (made once)
+    assert cache.cached_model_export(DEFAULT_MODEL) is not None  # index leaves the export behind (made once)
     return folder
 
 
 @pytest.fixture(scope="module")
 def torch_engine(index_dir):
-    engine = SearchEngine(index_dir, models.load("modalens-lite"), progress=False)
+    engine = SearchEngine(index_dir, models.load(DEFAULT_MODEL), progress=False)
     yield engine
     engine.close()
 
@@ -132,7 +133,7 @@ def test_eval_reads_through_the_export_without_torch(index_dir, mini_catalog, tm
     assert not EVAL_HEAVY & imported, sorted(EVAL_HEAVY & imported)
     ours = json.loads((tmp_path / "onnx" / "results.json").read_text())
     settings = EvalSettings(resamples=0)
-    theirs = evaluate("modalens-lite", str(mini_catalog), ["retrieval", "zero-shot"], settings, progress=False, onnx=False).results
+    theirs = evaluate(DEFAULT_MODEL, str(mini_catalog), ["retrieval", "zero-shot"], settings, progress=False, onnx=False).results
     # the vectors agree to 1e-7, so the metrics are the same numbers
     assert [(r["metric"], r["value"]) for r in ours["headline"]] == [(r["metric"], r["value"]) for r in theirs["headline"]]
 
@@ -141,8 +142,8 @@ def test_index_makes_the_export_when_the_model_has_none(monkeypatch):
     made = []
     monkeypatch.setattr(cache, "cached_model_export", lambda name: None)
     monkeypatch.setattr(cache, "ensure_model_export", lambda handle, progress=None: made.append(handle.name))
-    catalog_cmds._export_for_queries(models.load("modalens-lite"))
-    assert made == ["modalens-lite"]
+    catalog_cmds._export_for_queries(models.load(DEFAULT_MODEL))
+    assert made == [DEFAULT_MODEL]
     monkeypatch.setenv("MODALENS_BACKEND", "torch")  # towers on torch: an export would not give their vectors
-    catalog_cmds._export_for_queries(models.load("modalens-lite"))
-    assert made == ["modalens-lite"]
+    catalog_cmds._export_for_queries(models.load(DEFAULT_MODEL))
+    assert made == [DEFAULT_MODEL]
