@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from modalens.catalog.schema import Product
 from modalens.prompts import CAPTION_TEMPLATES, CaptionSetError, caption_set_names, load_caption_set
@@ -95,4 +96,19 @@ def test_template_weights_repeat_a_templates_caption_in_the_draw(tmp_path: Path)
     bad = tmp_path / "bad-weight.yaml"
     bad.write_text("templates:\n  title: {template: '{title}', weight: 0}\n")
     with pytest.raises(CaptionSetError, match="weight"):
+        load_caption_set(str(bad))
+
+
+@pytest.mark.parametrize("template", ["{}", "{title", "{title!r}", "{title:>{width}}", "{title.upper}", "{0}"])
+def test_templates_that_could_only_fail_mid_training_are_refused_when_loaded(tmp_path: Path, template: str):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"templates": {"a": template}}))
+    with pytest.raises(CaptionSetError, match="template 'a'"):
+        load_caption_set(str(bad))
+
+
+def test_synonyms_must_be_a_mapping(tmp_path: Path):
+    bad = tmp_path / "bad-synonyms.yaml"
+    bad.write_text("templates:\n  a: '{colour}'\nsynonyms: [1, 2]\n")
+    with pytest.raises(CaptionSetError, match="synonyms"):
         load_caption_set(str(bad))

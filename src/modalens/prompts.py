@@ -68,6 +68,19 @@ class CaptionSet:
         return wordings[pick % len(wordings)]
 
 
+def _check_template(path: Path, name: str, template: str) -> None:
+    """A template names product fields as plain ``{field}``: anything else would fail, or build no caption, mid-training."""
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as e:
+        raise CaptionSetError(f"{path}: template {name!r} is malformed ({e})") from None
+    for _, field_name, spec, conversion in parts:
+        if field_name is None:
+            continue
+        if not field_name.isidentifier() or spec or conversion:
+            raise CaptionSetError(f"{path}: template {name!r} may only name fields as {{field}}, not {{{field_name}{'!' + conversion if conversion else ''}{':' + spec if spec else ''}}}")
+
+
 def caption_set_names() -> list[str]:
     return sorted(p.stem for p in CAPTION_SET_DIR.glob("*.yaml"))
 
@@ -96,7 +109,11 @@ def load_caption_set(name_or_path: str) -> CaptionSet:
             templates[name], weights[str(name)] = entry["template"], weight
         elif not isinstance(entry, str):
             raise CaptionSetError(f"{path}: templates.{name} must be template text or {{template: ..., weight: N}}")
+    for name, template in templates.items():
+        _check_template(path, str(name), template)
     synonyms = {}
+    if not isinstance(data.get("synonyms") or {}, dict):
+        raise CaptionSetError(f"{path}: synonyms must map a field to {{value: [wordings]}}")
     for field_name, table in (data.get("synonyms") or {}).items():
         if not isinstance(table, dict):
             raise CaptionSetError(f"{path}: synonyms.{field_name} must map a value to a list of wordings")

@@ -69,3 +69,21 @@ def test_each_view_has_its_own_feature_cache_key():
     salts = {image_feature_salt(Tower(), draft=True, view=v) for v in (None, "photo-like:0", "photo-like:1", "greyscale")}
     assert len(salts) == 4
     assert f"@v{PHOTO_LIKE_VERSION}" in image_feature_salt(Tower(), draft=True, view="photo-like:0")
+
+
+#: sha256 of photo_like(_packshot(), seed) for seeds 0-2 as drawn at PHOTO_LIKE_VERSION (see photo_like.py).
+#: If this fails, the renderer's output changed (code, Pillow, NumPy or SciPy): cached features of photo-like
+#: views no longer match what the renderer draws, so bump PHOTO_LIKE_VERSION and record the new digests.
+RENDER_DIGESTS = {0: "e925a2c1b12bbe51", 1: "3f30aa55546973d0", 2: "9347321bdc0bdc43"}
+
+
+def test_renderer_output_is_pinned_to_its_version():
+    import hashlib
+
+    got = {seed: hashlib.sha256(photo_like(_packshot(), seed).tobytes()).hexdigest()[:16] for seed in range(3)}
+    assert got == RENDER_DIGESTS, f"photo-like output changed: bump PHOTO_LIKE_VERSION (now {PHOTO_LIKE_VERSION}) and set RENDER_DIGESTS = {got}"
+
+
+def test_seed_spellings_are_one_view_and_non_ascii_digits_are_not_seeds():
+    assert view_id("photo-like:03") == view_id("photo-like:3")
+    assert not is_view("photo-like:²") and not is_view("photo-like:٣") and not is_view(3)

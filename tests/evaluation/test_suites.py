@@ -62,3 +62,26 @@ def test_eval_suite_command_writes_results_and_a_scoreboard(tmp_path, mini_catal
     )
     assert run.returncode == 2 and "unknown suite" in run.stderr
     assert not out.exists()
+
+
+def test_a_users_catalogue_is_scored_on_what_its_products_carry(tmp_path, mini_catalog):
+    from modalens.catalog import read_catalog
+    from modalens.evaluation.suites import extra_item
+
+    products = read_catalog(mini_catalog).products
+    assert extra_item("mini", products).tasks == ("zero-shot", "retrieval")
+    for p in products:
+        p.attributes.pop("article_type", None)
+    assert extra_item("mini", products).tasks == ("retrieval",)  # no labels: title→image only, known up front
+    for p in products:
+        p.title = ""
+    with pytest.raises(ValueError, match="nothing can be scored"):
+        extra_item("mini", products)
+
+
+def test_eval_suite_refuses_options_it_would_ignore():
+    run = subprocess.run(
+        [sys.executable, "-m", "modalens", "eval", "--suite", "generalisation-val", "--field", "colour", "--tasks", "knn", "--no-progress"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 2 and "--tasks" in run.stderr and "--field" in run.stderr and "Traceback" not in run.stderr

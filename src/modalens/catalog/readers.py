@@ -588,19 +588,21 @@ def read_kagl(root: str | Path | None = None, *, limit: int | None = None, name:
 def read_kagl_all(*, limit: int | None = None) -> Catalog:
     """Every KAGL product once, each with its best photo first: 224 px where kagl-fashion has it, else 60×80.
 
-    A product in both folders keeps both photos (``images[1]`` is the small one),
-    so training can see either resolution of the same product; both folders
-    share one split rule, so no product changes split.
+    A product in both folders keeps both photos (``images[1]`` is the small one);
+    training, indexing and evaluation use the first. Both folders share one split
+    rule, so no product changes split; rows either folder skipped stay in ``errors``.
     """
-    sharp = {p.id: p for p in read_kagl(name="kagl")}
+    sharp_catalog, full_catalog = read_kagl(name="kagl"), read_kagl(name="kagl-full")
+    sharp = {p.id: p for p in sharp_catalog}
     products = []
-    for product in read_kagl(name="kagl-full"):
+    for product in full_catalog:
         big = sharp.pop(product.id, None)
         if big is not None:
             product.images = big.images + product.images
         products.append(product)
     products += sharp.values()  # the few kagl-fashion products that kagl-full lacks
-    return Catalog(products[:limit] if limit is not None else products, [], "kagl-all", None)
+    errors = sharp_catalog.errors + full_catalog.errors
+    return Catalog(products[:limit] if limit is not None else products, errors, "kagl-all", None)
 
 
 def _find_kagl(root: str | Path | None, name: str = "kagl") -> Path:

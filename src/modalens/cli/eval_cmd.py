@@ -125,6 +125,12 @@ def evaluate(
 
     progress = show_progress(progress)  # bars on a terminal, none in logs, unless asked
     if suite:
+        fixed = {"--compare": compare, "--tasks": tasks != "all", "--field": field != "article_type", "--labels-from": labels_from,
+                 "--query-fields": query_fields, "--text-field": text_field != "title", "--image-view": image_view,
+                 "--train-data": train_data, "--templates-file": templates_file, "--report": report}  # fmt: skip
+        ignored = [name for name, given in fixed.items() if given]
+        if ignored:
+            raise ValueError(f"--suite fixes each set's tasks, labels and views; drop {', '.join(ignored)} (or run without --suite)")
         _run_suite(suite, models or [model], data or [], output, resamples, seed, progress, as_json)
         return
     if data and len(data) > 1:
@@ -186,16 +192,14 @@ def _run_suite(
     """`modalens eval --suite NAME [MODELS...]`: every model on every set of the suite, one Markdown scoreboard."""
     from ..evaluation import files
     from ..evaluation.runner import EvalSettings
-    from ..evaluation.suites import run_suite, scoreboard_markdown, suite_items
+    from ..evaluation.suites import extra_item, run_suite, scoreboard_markdown, suite_items
 
     from ..catalog import read_catalog
     from ..models.factory import model_config
 
-    items = suite_items(suite, extra_data)
     for model_name in models:  # an unknown model or catalogue fails here, in one line, before minutes of evaluation
         model_config(model_name)
-    for extra in extra_data:
-        read_catalog(extra)
+    items = suite_items(suite, [extra_item(extra, read_catalog(extra).products) for extra in extra_data])
     results = run_suite(models, items, EvalSettings(resamples=resamples, seed=seed, examples=0), progress=progress)
     table = scoreboard_markdown(results)
     results_path, _ = files.output_paths(output, f"suite-{suite}-" + "-vs-".join(Path(m).name for m in models), None)

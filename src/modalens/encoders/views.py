@@ -14,6 +14,7 @@ K renderings per photo is simply the names ``photo-like:0`` … ``photo-like:K-1
 
 from __future__ import annotations
 
+import re
 from typing import Callable
 
 from PIL import Image, ImageOps
@@ -53,14 +54,14 @@ SEEDED_VIEWS: dict[str, tuple[Callable[[Image.Image, int], Image.Image], int]] =
 
 
 def _seeded(name: str) -> tuple[str, int] | None:
-    family, sep, seed = name.partition(":")
-    if sep and family in SEEDED_VIEWS and seed.isdigit():
+    family, sep, seed = str(name).partition(":")
+    if sep and family in SEEDED_VIEWS and re.fullmatch(r"[0-9]+", seed):
         return family, int(seed)
     return None
 
 
-def is_view(name: str) -> bool:
-    return name in VIEWS or _seeded(name) is not None
+def is_view(name: object) -> bool:
+    return isinstance(name, str) and (name in VIEWS or _seeded(name) is not None)
 
 
 def known_views() -> list[str]:
@@ -83,4 +84,7 @@ def view_id(name: str) -> str:
     """What the feature cache keys a view by: its name, plus its family's version for a seeded view
     (so changing how photo-like views are drawn never serves stale features)."""
     seeded = _seeded(name)
-    return f"{name}@v{SEEDED_VIEWS[seeded[0]][1]}" if seeded else name
+    if seeded is None:
+        return name
+    family, seed = seeded  # photo-like:03 and photo-like:3 are one view, with one key
+    return f"{family}:{seed}@v{SEEDED_VIEWS[family][1]}"

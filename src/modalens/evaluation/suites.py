@@ -14,7 +14,7 @@ import time
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Sequence
 
-from ..catalog import read_catalog
+from ..catalog import Product, read_catalog
 from .report import fmt_ci
 from .runner import SCHEMA, EvalSettings, compare, evaluate
 
@@ -58,11 +58,21 @@ SUITES: dict[str, tuple[SuiteItem, ...]] = {
 }
 
 
-def suite_items(name: str, extra_data: Sequence[str] = ()) -> list[SuiteItem]:
-    """A named suite's items, plus any catalogue the user adds (zero-shot and title→image on it)."""
+def suite_items(name: str, extra: Sequence[str | SuiteItem] = ()) -> list[SuiteItem]:
+    """A named suite's items, plus any catalogue the user adds (a name: zero-shot and title→image on it)."""
     if name not in SUITES:
         raise ValueError(f"unknown suite {name!r}; known: {', '.join(SUITES)}")
-    return list(SUITES[name]) + [SuiteItem(data, data) for data in extra_data]
+    return list(SUITES[name]) + [item if isinstance(item, SuiteItem) else SuiteItem(item, item) for item in extra]
+
+
+def extra_item(data: str, products: Sequence[Product], field: str = "article_type") -> SuiteItem:
+    """A user's catalogue as a suite item, with the tasks its products can be scored on (known before
+    minutes of evaluation, not after): zero-shot needs ``field`` labels, title→image needs titles."""
+    with_photo = [p for p in products if p.image]
+    tasks = tuple(task for task, needed in (("zero-shot", field), ("retrieval", "title")) if any(p.get(needed) for p in with_photo))
+    if not tasks:
+        raise ValueError(f"{data}: no product has both a photo and a {field!r} label or a title, so nothing can be scored")
+    return SuiteItem(data, data, tasks)
 
 
 def run_suite(
@@ -129,4 +139,4 @@ def scoreboard_markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["SUITES", "SuiteItem", "SCOREBOARD_METRICS", "run_suite", "scoreboard_markdown", "suite_items"]
+__all__ = ["SUITES", "SuiteItem", "SCOREBOARD_METRICS", "extra_item", "run_suite", "scoreboard_markdown", "suite_items"]
