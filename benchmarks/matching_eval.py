@@ -37,6 +37,7 @@ def main() -> None:
         seed=args.seed, save_best=args.save_model,
     )
     print(evaluate.markdown_table(summary["rows"]))
+    print(evaluate.guarantee_lines(summary["rows"]))
 
 
 if __name__ == "__main__":

@@ -105,6 +105,8 @@ def run(
     )
     typer.echo(f"thresholds: accept ≥ {matcher.thresholds.accept:.3f}, reject < {matcher.thresholds.reject:.3f} "
                f"(target precision {matcher.thresholds.target_precision:.0%}); results in {paths['pairs'].parent}")
+    for note in matcher.thresholds.notes:
+        typer.echo(f"warning: {note}", err=True)
     for offer_id, reason in list(result.failures.items())[:10]:
         typer.echo(f"warning: {offer_id}: {reason}", err=True)
     if review_db:
@@ -150,8 +152,8 @@ def train(
     matcher.info["calibrated_on"] = f"{data} val (generated scenario)"
     matcher.save(out)
     th = matcher.thresholds
-    typer.echo(f"loss {history[0]:.3f} → {history[-1]:.3f}; on val: accept ≥ {th.accept:.3f} (precision {th.fit_precision:.3f}), "
-               f"reject < {th.reject:.3f} (NPV {th.fit_npv:.3f}), {th.fit_share_auto:.1%} of {th.fit_pairs} pairs decided automatically")
+    typer.echo(f"loss {history[0]:.3f} → {history[-1]:.3f}; on val: {th.describe()}; "
+               f"{th.fit_share_auto:.1%} of {th.fit_pairs} pairs decided automatically")
     typer.echo(f"saved to {out}")
 
 
@@ -185,6 +187,8 @@ def evaluate(
         target_npv=target_npv, seed=seed, save_best=save_model,
     )
     typer.echo(ev.markdown_table(summary["rows"]))
+    typer.echo("thresholds chosen on val with a one-sided 95% Clopper-Pearson lower bound ≥ target:")
+    typer.echo(ev.guarantee_lines(summary["rows"]))
     typer.echo(f"results in {out}")
 
 

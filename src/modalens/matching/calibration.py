@@ -3,10 +3,13 @@
 * :class:`Calibrator` maps a raw score (a cosine) to a match probability:
   isotonic regression (default) or Platt scaling, fitted on labelled pairs.
 * :func:`choose_thresholds` picks two score thresholds on labelled pairs:
-  ``accept`` is the lowest score whose accepted set (score ≥ accept) reaches the
-  target precision (default 99%); ``reject`` is the highest score whose rejected
-  set (score < reject) reaches the target negative predictive value. Pairs in
-  between go to people. The thresholds are cumulative (the precision of *all*
+  ``accept`` is the lowest score whose accepted set (score ≥ accept) has a
+  one-sided 95% Clopper-Pearson *lower confidence bound* of precision at least
+  the target (default 99%); ``reject`` is the highest score whose rejected set
+  (score < reject) has a lower bound of NPV at least the target. With too few
+  calibration pairs no cut qualifies and nothing is decided automatically on
+  that side (everything goes to review); ``Thresholds.notes`` says so. Pairs in
+  between go to people. ``confidence=None`` gives the old point-estimate rule. The thresholds are cumulative (the precision of *all*
   pairs accepted), which is what a target precision promises; a calibrated
   probability is local (the precision *at* that score) and is reported per pair.
 * :func:`decision_metrics` measures a set of thresholds on other labelled pairs:
@@ -19,8 +22,9 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -87,6 +91,15 @@ class Thresholds:
     fit_npv: float = float("nan")
     fit_share_auto: float = float("nan")
     fit_pairs: int = 0
+    #: One-sided confidence level of the bounds (None: thresholds chosen on point estimates).
+    confidence: float | None = None
+    #: Clopper-Pearson lower confidence bounds of precision / NPV on the pairs the rule was chosen on.
+    fit_precision_lower: float = float("nan")
+    fit_npv_lower: float = float("nan")
+    fit_accepted: int = 0
+    fit_rejected: int = 0
+    #: Why a side decides nothing automatically (e.g. too few calibration pairs to bound it).
+    notes: list[str] = field(default_factory=list)
 
     def decide(self, score: float) -> str:
         if score >= self.accept:
@@ -100,7 +113,44 @@ class Thresholds:
 
     @classmethod
     def from_dict(cls, data: dict) -> Thresholds:
-        return cls(**data)
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def describe(self) -> str:
+        """One line: thresholds, expected precision / NPV on the calibration pairs and their lower bounds."""
+        level = f"{self.confidence:.0%} lower bound" if self.confidence else "no confidence bound"
+        acc = (f"accept ≥ {self.accept:.3f}: precision {_pct(self.fit_precision)} ({level} {_pct(self.fit_precision_lower)}, "
+               f"{self.fit_accepted} pairs)") if math.isfinite(self.accept) else "accept: none"
+        rej = (f"reject < {self.reject:.3f}: NPV {_pct(self.fit_npv)} ({level} {_pct(self.fit_npv_lower)}, {self.fit_rejected} pairs)"
+               if math.isfinite(self.reject) else "reject: none")
+        text = f"{acc}; {rej}; targets {self.target_precision:.0%} / {self.target_npv:.0%}, on {self.fit_pairs} calibration pairs"
+        return text + "".join(f"\nwarning: {n}" for n in self.notes)
+
+
+def clopper_pearson_lower(successes, trials, confidence: float = 0.95):
+    """One-sided exact (Clopper-Pearson) lower confidence bound of a binomial proportion.
+
+    The largest p with P(X ≥ successes | trials, p) ≤ 1 - confidence, i.e. the
+    (1 - confidence) quantile of Beta(successes, trials - successes + 1); 0 when
+    there are no successes. Works elementwise on arrays.
+    """
+    from scipy.special import betaincinv
+
+    k = np.asarray(successes, np.float64)
+    n = np.asarray(trials, np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = betaincinv(np.maximum(k, 1e-300), n - k + 1, 1.0 - confidence)
+    out = np.where((k <= 0) | (n <= 0), 0.0, out)
+    return float(out) if out.ndim == 0 else out
+
+
+def min_pairs_for(target: float, confidence: float = 0.95) -> int:
+    """The fewest pairs, all correct, whose lower bound reaches ``target``: target^n ≤ 1 - confidence."""
+    return int(math.ceil(math.log(1.0 - confidence) / math.log(target))) if target < 1 else 10**18
+
+
+def _pct(v: float) -> str:
+    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.2f}%"
 
 
 def choose_thresholds(
@@ -109,14 +159,23 @@ def choose_thresholds(
     *,
     target_precision: float = 0.99,
     target_npv: float = 0.99,
+    confidence: float | None = 0.95,
 ) -> Thresholds:
-    """The widest automatic regions that meet both targets on these labelled pairs.
+    """The widest automatic regions whose precision / NPV is at least the target with ``confidence``.
 
-    ``accept`` = the lowest observed score t such that precision({s ≥ t}) ≥ target;
-    when no such t exists, nothing is accepted automatically (accept = +inf).
-    ``reject`` = the highest observed score t (a cut just above it) such that NPV({s ≤ t}) ≥ target;
-    when none exists nothing is rejected automatically (reject = -inf). If the two regions
-    would overlap, the accept threshold wins and reject is capped at it.
+    ``accept`` = the lowest observed score t such that the one-sided Clopper-Pearson lower
+    bound (at ``confidence``) of precision({s ≥ t}) is ≥ the target; when no such t exists,
+    nothing is accepted automatically (accept = +inf) and ``notes`` says why.
+    ``reject`` = the highest observed score t (a cut just above it) such that the lower bound
+    of NPV({s ≤ t}) is ≥ the target; when none exists nothing is rejected automatically
+    (reject = -inf). If the two regions would overlap, the accept threshold wins and reject is
+    capped at it. ``confidence=None``: the point estimates themselves must reach the targets
+    (the rule before lower bounds).
+
+    Why Clopper-Pearson: it is exact (never below its nominal coverage, unlike the normal or
+    bootstrap intervals near 100%, which is where these proportions live), needs no
+    resampling, and with few pairs it simply cannot certify 99% (at least
+    ``min_pairs_for(0.99)`` = 299 pairs, all correct), which is the honest answer.
     """
     scores = np.asarray(scores, np.float64)
     labels = np.asarray(labels, bool)
@@ -128,20 +187,35 @@ def choose_thresholds(
     tp = np.cumsum(y)
     n_above = np.arange(1, len(s) + 1)
     last_of_tie = np.r_[s[1:] != s[:-1], True]  # a cut can only fall between distinct scores
-    precision = tp / n_above
-    ok = last_of_tie & (precision >= target_precision)
+    prec_stat = tp / n_above if confidence is None else clopper_pearson_lower(tp, n_above, confidence)
+    ok = last_of_tie & (prec_stat >= target_precision)
     accept = float(s[np.flatnonzero(ok)[-1]]) if ok.any() else float("inf")
     # reject: sets {s <= t}, from the bottom
     s_up, y_up = s[::-1], y[::-1]
     tn = np.cumsum(~y_up)
     n_below = np.arange(1, len(s_up) + 1)
     last_up = np.r_[s_up[1:] != s_up[:-1], True]
-    npv = tn / n_below
-    ok_r = last_up & (npv >= target_npv) & (s_up < accept)
+    npv_stat = tn / n_below if confidence is None else clopper_pearson_lower(tn, n_below, confidence)
+    ok_r = last_up & (npv_stat >= target_npv) & (s_up < accept)
     reject = float(np.nextafter(s_up[np.flatnonzero(ok_r)[-1]], np.inf)) if ok_r.any() else float("-inf")
-    th = Thresholds(accept, reject, target_precision, target_npv)
+    th = Thresholds(accept, reject, target_precision, target_npv, confidence=confidence)
     m = decision_metrics(scores, labels, th)
     th.fit_precision, th.fit_npv, th.fit_share_auto, th.fit_pairs = m["precision"], m["npv"], m["share_auto"], len(scores)
+    th.fit_accepted, th.fit_rejected = m["accepted"], m["rejected"]
+    conf = confidence if confidence is not None else 0.95  # the bound is reported either way
+    if m["accepted"]:
+        th.fit_precision_lower = clopper_pearson_lower(round(m["precision"] * m["accepted"]), m["accepted"], conf)
+    if m["rejected"]:
+        th.fit_npv_lower = clopper_pearson_lower(round(m["npv"] * m["rejected"]), m["rejected"], conf)
+    why = f"at {confidence:.0%} confidence" if confidence is not None else "even as a point estimate"
+    if not math.isfinite(accept):
+        th.notes.append(f"no accept threshold: no set of the {len(scores)} calibration pairs ({int(labels.sum())} matching) "
+                        f"reaches precision {target_precision:.0%} {why}"
+                        + (f" (needs at least {min_pairs_for(target_precision, confidence)} accepted pairs, all correct)" if confidence else "")
+                        + "; nothing is accepted automatically, every likely match goes to review")
+    if not math.isfinite(reject):
+        th.notes.append(f"no reject threshold: no set of the {len(scores)} calibration pairs reaches NPV {target_npv:.0%} {why}; "
+                        "nothing is rejected automatically")
     return th
 
 

@@ -24,6 +24,7 @@ from ..catalog.schema import Product
 from .calibration import (
     Calibrator,
     choose_thresholds,
+    clopper_pearson_lower,
     decision_metrics,
     plot_precision_recall,
 )
@@ -56,14 +57,37 @@ class Scenario:
 
 
 def calibrate(matcher: Matcher, val: Scenario, *, k: int = 5, target_precision: float = 0.99, target_npv: float = 0.99, method: str = "isotonic",
-              extra: tuple[np.ndarray, np.ndarray] | None = None) -> Matcher:
-    """Fit the calibrator and choose thresholds on the validation scenario's candidate pairs (plus ``extra`` labelled scores)."""
+              extra: tuple[np.ndarray, np.ndarray] | None = None, confidence: float | None = 0.95) -> Matcher:
+    """Fit the calibrator and choose thresholds on the validation scenario's candidate pairs (plus ``extra`` labelled scores).
+
+    The thresholds carry a one-sided Clopper-Pearson lower bound (``confidence``) of precision and NPV
+    on these pairs; :func:`guarantee` copies them into ``matcher.info`` so the saved matcher states them."""
     scores, labels, *_ = val.candidates(matcher, k)
     if extra is not None and len(extra[0]):
         scores, labels = np.concatenate([scores, extra[0]]), np.concatenate([labels, extra[1]])
     matcher.calibrator = Calibrator(method).fit(scores, labels)
-    matcher.thresholds = choose_thresholds(scores, labels, target_precision=target_precision, target_npv=target_npv)
+    matcher.thresholds = choose_thresholds(scores, labels, target_precision=target_precision, target_npv=target_npv, confidence=confidence)
+    matcher.info["guarantee"] = guarantee(matcher.thresholds)
     return matcher
+
+
+def guarantee(th) -> dict:
+    """What the thresholds promise, as stored in a saved matcher's info (and printed by ``match eval``)."""
+    return {
+        "method": "one-sided Clopper-Pearson lower confidence bound on the calibration pairs",
+        "confidence": th.confidence,
+        "target_precision": th.target_precision,
+        "expected_precision": th.fit_precision,
+        "precision_lower_bound": th.fit_precision_lower,
+        "accepted_calibration_pairs": th.fit_accepted,
+        "target_npv": th.target_npv,
+        "expected_npv": th.fit_npv,
+        "npv_lower_bound": th.fit_npv_lower,
+        "rejected_calibration_pairs": th.fit_rejected,
+        "calibration_pairs": th.fit_pairs,
+        "share_auto_on_calibration": th.fit_share_auto,
+        "notes": list(th.notes),
+    }
 
 
 def measure(matcher: Matcher, test: Scenario, *, k: int = 5) -> dict:
@@ -146,6 +170,14 @@ def run(
             "accept_threshold": matcher.thresholds.accept,
             "reject_threshold": matcher.thresholds.reject,
             "val_share_auto": matcher.thresholds.fit_share_auto,
+            "val_pairs": matcher.thresholds.fit_pairs,
+            "val_precision": matcher.thresholds.fit_precision,
+            "val_precision_lower": matcher.thresholds.fit_precision_lower,
+            "val_npv": matcher.thresholds.fit_npv,
+            "val_npv_lower": matcher.thresholds.fit_npv_lower,
+            "test_precision_lower": _lower(pw["precision"], pw["accepted"]),
+            "test_npv_lower": _lower(pw["npv"], pw["rejected"]),
+            "notes": list(matcher.thresholds.notes),
             **{f"test_{key}": value for key, value in pw.items()},
             "grouped_precision": gr["precision"],
             "grouped_recall": gr["recall"],
@@ -194,6 +226,13 @@ def run(
     return summary
 
 
+def _lower(rate: float, n: int, confidence: float = 0.95) -> float:
+    """Clopper-Pearson lower bound of a measured rate over n pairs (NaN when n = 0)."""
+    if not n:
+        return float("nan")
+    return clopper_pearson_lower(round(rate * n), n, confidence)
+
+
 def _candidate_recall(m: dict) -> float:
     """Recall among candidate pairs at the operating point (the curve's x axis)."""
     pw = m["pairwise"]
@@ -208,20 +247,35 @@ def _json(value):
     return str(value)
 
 
-def _fmt(v, pct: bool = True) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
+def _fmt(v, pct: bool = True, digits: int = 1) -> str:
+    if v is None or isinstance(v, str) or (isinstance(v, float) and math.isnan(v)):
         return "–"
-    return f"{100 * v:.1f}%" if pct else f"{v:.3f}"
+    return f"{100 * v:.{digits}f}%" if pct else f"{v:.3f}"
 
 
 def markdown_table(rows: list[dict]) -> str:
-    head = ("| matcher | auto-accept precision | recall | F1 | auto-reject NPV | decided automatically | sent to review "
-            "| after grouping: precision / recall / to review |\n|---|---|---|---|---|---|---|---|\n")
+    """Measured on test, with each rate's 95% Clopper-Pearson lower bound and the val (calibration) promise."""
+    head = ("| matcher | auto-accept precision (95% lower bound) | recall | F1 | auto-reject NPV (95% lower bound) | decided automatically | sent to review "
+            "| after grouping: precision / recall / to review | on val (calibration): precision / NPV lower bounds |\n|---|---|---|---|---|---|---|---|---|\n")
     lines = []
     for r in rows:
         lines.append(
-            f"| {r['variant']}{' (chosen on val)' if r.get('chosen_on_val') else ''} | {_fmt(r['test_precision'])} | {_fmt(r['test_recall'])} | {_fmt(r['test_f1'])} | {_fmt(r['test_npv'])} "
+            f"| {r['variant']}{' (chosen on val)' if r.get('chosen_on_val') else ''} "
+            f"| {_fmt(r['test_precision'])} ({_fmt(r.get('test_precision_lower'), digits=2)}, {r.get('test_accepted', '–')} pairs) "
+            f"| {_fmt(r['test_recall'])} | {_fmt(r['test_f1'])} | {_fmt(r['test_npv'])} ({_fmt(r.get('test_npv_lower'), digits=2)}) "
             f"| {_fmt(r['test_share_auto'])} | {_fmt(r['test_share_review'])} "
-            f"| {_fmt(r['grouped_precision'])} / {_fmt(r['grouped_recall'])} / {_fmt(r['grouped_share_review'])} |"
+            f"| {_fmt(r['grouped_precision'])} / {_fmt(r['grouped_recall'])} / {_fmt(r['grouped_share_review'])} "
+            f"| {_fmt(r.get('val_precision_lower'), digits=2)} / {_fmt(r.get('val_npv_lower'), digits=2)} |"
         )
     return head + "\n".join(lines) + "\n"
+
+
+def guarantee_lines(rows: list[dict]) -> str:
+    """Per matcher: thresholds, expected precision / NPV on val and their lower bounds, and any warning."""
+    out = []
+    for r in rows:
+        out.append(f"{r['variant']}: accept ≥ {r['accept_threshold']:.4f}, reject < {r['reject_threshold']:.4f}; on {r.get('val_pairs', '?')} val pairs "
+                   f"expected precision {_fmt(r.get('val_precision'), digits=2)} (95% lower bound {_fmt(r.get('val_precision_lower'), digits=2)}), "
+                   f"NPV {_fmt(r.get('val_npv'), digits=2)} (95% lower bound {_fmt(r.get('val_npv_lower'), digits=2)})")
+        out += [f"  warning: {n}" for n in r.get("notes") or []]
+    return "\n".join(out) + "\n"
