@@ -118,7 +118,7 @@ class Thresholds:
 
     def describe(self) -> str:
         """One line: thresholds, expected precision / NPV on the calibration pairs and their lower bounds."""
-        level = f"{self.confidence:.0%} lower bound" if self.confidence else "no confidence bound"
+        level = f"{self.confidence:.0%} lower bound" if self.confidence else "chosen on point estimates; 95% lower bound"
         acc = (f"accept ≥ {self.accept:.3f}: precision {_pct(self.fit_precision)} ({level} {_pct(self.fit_precision_lower)}, "
                f"{self.fit_accepted} pairs)") if math.isfinite(self.accept) else "accept: none"
         rej = (f"reject < {self.reject:.3f}: NPV {_pct(self.fit_npv)} ({level} {_pct(self.fit_npv_lower)}, {self.fit_rejected} pairs)"
