@@ -9,6 +9,8 @@ which were never trained or calibrated on:
 * calibration sets: KAGL val (944 products, 224 px photos; what ships), and kagl-all val
   (4,352 products: the same 944 plus 3,408 kagl-full products with 60×80 photos), whole and in
   product subsets of 1/8, 1/4, 1/2, to show how the threshold and its bound move with size;
+* the same two sets plus every pair of near-duplicate products (same type and colour, near-identical
+  titles) that the candidate search did not propose, as extra non-matches;
 * rules: the point estimate reaching 99% (the old rule) and the one-sided 95% Clopper-Pearson
   lower bound reaching 99% (the new default);
 * test sets: KAGL test (946 products, the `match eval` scenario) and *unseen*: a seeded sample of
@@ -30,7 +32,7 @@ import numpy as np
 
 from modalens.catalog import read_catalog
 from modalens.matching.calibration import Calibrator, choose_thresholds, clopper_pearson_lower, decision_metrics
-from modalens.matching.evaluate import Scenario
+from modalens.matching.evaluate import Scenario, near_duplicate_negatives
 from modalens.matching.features import OfferFeaturizer, fast_image_tower
 from modalens.matching.pipeline import Matcher
 
@@ -65,6 +67,8 @@ def main() -> None:
     calib: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     val = Scenario([p for p in kagl if p.split == "val" and p.image], featurizer, seed="val0")
     calib["KAGL val (944 products)"] = val.candidates(matcher, args.k)[:2]
+    hard = near_duplicate_negatives(matcher, val, k=args.k)
+    calib["KAGL val + near-duplicate negatives"] = tuple(np.concatenate([a, b]) for a, b in zip(calib["KAGL val (944 products)"], hard))
     if args.big_val:
         big = [p for p in read_catalog("kagl-all").products if p.split == "val" and p.image]
         bigs = Scenario(big, featurizer, seed="val0")
@@ -77,6 +81,8 @@ def main() -> None:
             keep = set(ids[: len(ids) // frac])
             sel = np.isin(new_pid, list(keep))
             calib[f"kagl-all val ({len(keep)} products{', all' if frac == 1 else ''})"] = scores[sel], labels[sel]
+        hard = near_duplicate_negatives(matcher, bigs, k=args.k)
+        calib["kagl-all val + near-duplicate negatives"] = np.concatenate([scores, hard[0]]), np.concatenate([labels, hard[1]])
     logging.info("features ready in %.0fs", time.time() - t0)
     test_pairs = {name: s.candidates(matcher, args.k)[:3] for name, s in tests.items()}
     rows = []

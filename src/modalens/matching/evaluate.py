@@ -46,6 +46,7 @@ class Scenario:
     """A generated scenario with its features computed once."""
 
     def __init__(self, products: Sequence[Product], featurizer: OfferFeaturizer, *, seed: str | int, **scenario_options) -> None:
+        self.products = [p for p in products if p.image]
         self.scenario: MatchingScenario = make_scenario(products, seed, **scenario_options)
         self.new_feats: OfferFeatures = featurizer(self.scenario.new)
         self.cat_feats: OfferFeatures = featurizer(self.scenario.catalogue)
@@ -57,18 +58,56 @@ class Scenario:
 
 
 def calibrate(matcher: Matcher, val: Scenario, *, k: int = 5, target_precision: float = 0.99, target_npv: float = 0.99, method: str = "isotonic",
-              extra: tuple[np.ndarray, np.ndarray] | None = None, confidence: float | None = 0.95) -> Matcher:
+              extra: tuple[np.ndarray, np.ndarray] | None = None, confidence: float | None = 0.95,
+              near_duplicates: bool = False) -> Matcher:
     """Fit the calibrator and choose thresholds on the validation scenario's candidate pairs (plus ``extra`` labelled scores).
 
     The thresholds carry a one-sided Clopper-Pearson lower bound (``confidence``) of precision and NPV
-    on these pairs; :func:`guarantee` copies them into ``matcher.info`` so the saved matcher states them."""
+    on these pairs; :func:`guarantee` copies them into ``matcher.info`` so the saved matcher states them.
+    ``near_duplicates``: also calibrate on :func:`near_duplicate_negatives` (harder, more conservative)."""
     scores, labels, *_ = val.candidates(matcher, k)
+    if near_duplicates:  # harder: every pair of near-duplicate products as an extra non-match
+        hard = near_duplicate_negatives(matcher, val, k=k)
+        scores, labels = np.concatenate([scores, hard[0]]), np.concatenate([labels, hard[1]])
     if extra is not None and len(extra[0]):
         scores, labels = np.concatenate([scores, extra[0]]), np.concatenate([labels, extra[1]])
     matcher.calibrator = Calibrator(method).fit(scores, labels)
     matcher.thresholds = choose_thresholds(scores, labels, target_precision=target_precision, target_npv=target_npv, confidence=confidence)
     matcher.info["guarantee"] = guarantee(matcher.thresholds)
     return matcher
+
+
+def near_duplicate_negatives(matcher: Matcher, val: Scenario, *, k: int = 5, min_jaccard: float = 0.75) -> tuple[np.ndarray, np.ndarray]:
+    """Scores of extra *non-matching* pairs for calibration: every new offer against every offer (catalogue or new)
+    of a different product with the same type and colour and a near-identical title (:func:`pairs.near_duplicates`),
+    left out when the candidate search already proposes the pair (so nothing is counted twice)."""
+    from .pairs import near_duplicates
+
+    _, _, _, cands, new_emb, cat_emb = val.candidates(matcher, k)
+    seen = {(kind, i, j) for kind, i, j, _ in cands}
+    new, cat = val.scenario.new, val.scenario.catalogue
+    new_of: dict[str, list[int]] = {}
+    cat_of: dict[str, list[int]] = {}
+    for i, o in enumerate(new):
+        new_of.setdefault(o.product_id, []).append(i)
+    for j, o in enumerate(cat):
+        cat_of.setdefault(o.product_id, []).append(j)
+    products = val.products
+    scores = []
+    for a, b in near_duplicates(products, min_jaccard=min_jaccard):
+        pa, pb = products[a].id, products[b].id
+        for x_pid, y_pid in ((pa, pb), (pb, pa)):
+            for x in new_of.get(x_pid, []):
+                for j in cat_of.get(y_pid, []):
+                    if ("new-catalogue", x, j) not in seen:
+                        seen.add(("new-catalogue", x, j))
+                        scores.append(float(new_emb[x] @ cat_emb[j]))
+                for y in new_of.get(y_pid, []):
+                    key = ("new-new", min(x, y), max(x, y))
+                    if key not in seen:
+                        seen.add(key)
+                        scores.append(float(new_emb[x] @ new_emb[y]))
+    return np.asarray(scores, np.float64), np.zeros(len(scores), bool)
 
 
 def guarantee(th) -> dict:
