@@ -131,6 +131,8 @@ def train(
     target_npv: float = typer.Option(0.99, min=0.5, max=1.0),
     calibration: str = typer.Option("isotonic", help="isotonic or platt"),
     seed: int = typer.Option(0),
+    confidence: float = typer.Option(0.95, min=0.0, max=0.999, help="One-sided confidence of the Clopper-Pearson lower bound that must reach the targets (0: the point estimate must)."),
+    near_duplicates: bool = typer.Option(False, "--near-duplicates/--no-near-duplicates", help="Also calibrate on every pair of near-duplicate products (same type and colour, near-identical titles) as non-matches."),
     onnx: bool = ONNX,
     progress: Optional[bool] = PROGRESS_OPTION,
 ) -> None:
@@ -148,7 +150,7 @@ def train(
     )
     matcher = Matcher(model, featurizer=featurizer, info={"trained_on": f"{data} train (generated pairs)", "train_source": data, "seed": seed})
     calibrate(matcher, Scenario(_split(data, "val"), featurizer, seed=f"val{seed}"), target_precision=target_precision,
-              target_npv=target_npv, method=calibration)
+              target_npv=target_npv, method=calibration, confidence=confidence or None, near_duplicates=near_duplicates)
     matcher.info["calibrated_on"] = f"{data} val (generated scenario)"
     matcher.save(out)
     th = matcher.thresholds
@@ -169,6 +171,8 @@ def evaluate(
     seed: int = typer.Option(0),
     ablations: bool = typer.Option(True, "--ablations/--no-ablations", help="Also train single-part and two-part models."),
     save_model: Path | None = typer.Option(None, "--save-model", help="Also save the full matcher here."),
+    confidence: float = typer.Option(0.95, min=0.0, max=0.999, help="One-sided confidence of the Clopper-Pearson lower bound that must reach the targets (0: the point estimate must)."),
+    near_duplicates: bool = typer.Option(False, "--near-duplicates/--no-near-duplicates", help="Also calibrate on every pair of near-duplicate products (same type and colour, near-identical titles) as non-matches."),
     onnx: bool = ONNX,
     progress: Optional[bool] = PROGRESS_OPTION,
 ) -> None:
@@ -184,10 +188,11 @@ def evaluate(
     summary = ev.run(
         read_catalog(data).products, out_dir=out, variants=variants, train_config=TrainConfig(epochs=epochs, seed=seed),
         featurizer=_featurizer(onnx, progress), k=k, target_precision=target_precision,
-        target_npv=target_npv, seed=seed, save_best=save_model,
+        target_npv=target_npv, seed=seed, save_best=save_model, confidence=confidence or None, near_duplicates=near_duplicates,
     )
     typer.echo(ev.markdown_table(summary["rows"]))
-    typer.echo("thresholds chosen on val with a one-sided 95% Clopper-Pearson lower bound ≥ target:")
+    typer.echo(f"thresholds chosen on val with a one-sided {confidence:.0%} Clopper-Pearson lower bound ≥ target:" if confidence
+               else "thresholds chosen on val where the point estimate reaches the target (no confidence bound):")
     typer.echo(ev.guarantee_lines(summary["rows"]))
     typer.echo(f"results in {out}")
 

@@ -179,6 +179,8 @@ def run(
     target_npv: float = 0.99,
     seed: int = 0,
     save_best: str | Path | None = None,
+    confidence: float | None = 0.95,
+    near_duplicates: bool = False,
 ) -> dict:
     """The whole measurement: one table row per variant; PR curve PNG; results JSON; optionally save the full model."""
     out_dir = Path(out_dir)
@@ -200,7 +202,8 @@ def run(
         model = None
         if parts is not None:
             model, _ = train_offer_model(data, featurizer, model_config=OfferModelConfig(parts=parts), config=train_config, features=train_feats)
-        matcher = calibrate(Matcher(model, featurizer=featurizer), val, k=k, target_precision=target_precision, target_npv=target_npv)
+        matcher = calibrate(Matcher(model, featurizer=featurizer), val, k=k, target_precision=target_precision, target_npv=target_npv,
+                            confidence=confidence, near_duplicates=near_duplicates)
         m = measure(matcher, test, k=k)
         pw, gr = m["pairwise"], m["grouped"]
         row = {
@@ -252,6 +255,8 @@ def run(
         "k": k,
         "target_precision": target_precision,
         "target_npv": target_npv,
+        "confidence": confidence,
+        "near_duplicate_negatives": near_duplicates,
         "train_config": asdict(train_config),
         "chosen_on_val": chosen,
         "rows": rows,
