@@ -82,6 +82,8 @@ def run(
     out: Path = typer.Option(Path("match-out"), "--out", "-o", help="Folder for pairs.jsonl, groups.json, summary.json."),
     review_db: str | None = typer.Option(None, "--review-db", help="Queue the doubtful pairs here (SQLite path or postgresql:// URL)."),
     new_new: bool = typer.Option(True, "--new-new/--no-new-new", help="Also match new offers among themselves."),
+    audit_share: float = typer.Option(0.0, "--audit-share", min=0.0, max=1.0,
+                                      help="With --review-db: also queue this share of the automatically accepted and rejected pairs, unmarked, as audit items (see `match audit`)."),
     onnx: bool = ONNX,
     progress: Optional[bool] = PROGRESS_OPTION,
 ) -> None:
@@ -113,10 +115,23 @@ def run(
         from ..matching.review import ReviewQueue
 
         by_id = {o.id: o for o in [*new, *catalogue]}
-        items = [(by_id[p.left], by_id[p.right], p.score, p.probability, p.reason) for p in result.pairs if p.decision == "review"]
+        # with audits on, every queued pair carries the same neutral reason, so audit items look like the others
+        neutral = (lambda p: f"score {p.score:.3f} (p={p.probability:.2f})") if audit_share > 0 else (lambda p: p.reason)
+        items = [(by_id[p.left], by_id[p.right], p.score, p.probability, neutral(p)) for p in result.pairs if p.decision == "review"]
         with ReviewQueue(review_db) as queue:
             added = queue.add_pairs(items, source=str(new_offers))
-        typer.echo(f"queued {added} new pairs for review in {review_db} (serve them with `modalens match review {review_db}`)")
+            audits = 0
+            if audit_share > 0:
+                import random
+
+                rng = random.Random(f"audit|{new_offers}|{against}")
+                for kind in ("accept", "reject"):
+                    chosen = [p for p in result.pairs if p.decision == kind and rng.random() < audit_share]
+                    for p in chosen:  # a priority spread over the doubtful ones' range: audits come mixed in
+                        audits += queue.add_pairs([(by_id[p.left], by_id[p.right], p.score, p.probability, neutral(p))],
+                                                  source=f"audit:{kind}|{new_offers}", priority=rng.uniform(0.0, 0.5))
+        typer.echo(f"queued {added} new pairs for review in {review_db} (serve them with `modalens match review {review_db}`)"
+                   + (f", and {audits} audit items ({audit_share:.1%} of the automatic decisions, unmarked)" if audit_share > 0 else ""))
 
 
 @app.command("train")
@@ -241,6 +256,31 @@ def review(
     if not known:
         typer.echo(f"warning: no reviewer has a key yet; create one with `modalens match review {db} --add-reviewer NAME`", err=True)
     uvicorn.run(create_review_app(db, lease_seconds=lease_seconds), host=host, port=port, log_level="warning")
+
+
+@app.command("audit")
+@user_errors
+def audit(
+    db: str = typer.Argument(..., help="Review queue: SQLite path or postgresql:// URL."),
+    target_precision: float = typer.Option(0.99, min=0.5, max=1.0),
+    target_npv: float = typer.Option(0.99, min=0.5, max=1.0),
+    confidence: float = typer.Option(0.95, min=0.5, max=0.999),
+) -> None:
+    """Running precision / NPV of the automatic decisions from the audit items people answered; exit 3 on an alarm."""
+    from ..matching.review import ReviewQueue
+
+    with ReviewQueue(db) as queue:
+        est = queue.audit_estimate(target_precision=target_precision, target_npv=target_npv, confidence=confidence)
+    for name, label in (("precision", "auto-accept precision"), ("npv", "auto-reject NPV")):
+        e = est[name]
+        rate = "–" if e["audited"] == 0 else f"{e['rate']:.2%}"
+        typer.echo(f"{label}: {rate} of {e['audited']} audited ({confidence:.0%} interval {e['lower_bound']:.2%} – {e['upper_bound']:.2%}), "
+                   f"target {e['target']:.0%}: {e['status']}")
+    typer.echo(f"{est['audits_pending']} audit items still pending")
+    if est["alarm"]:
+        typer.echo("ALARM: an automatic region is below its target with "
+                   f"{confidence:.0%} confidence; re-calibrate (`modalens match retrain`) or raise the thresholds", err=True)
+        raise typer.Exit(3)
 
 
 @app.command("retrain")

@@ -144,6 +144,28 @@ def clopper_pearson_lower(successes, trials, confidence: float = 0.95):
     return float(out) if out.ndim == 0 else out
 
 
+def clopper_pearson_upper(successes, trials, confidence: float = 0.95) -> float:
+    """One-sided exact upper confidence bound of a binomial proportion (1 when all trials succeeded)."""
+    from scipy.special import betaincinv
+
+    if trials <= 0 or successes >= trials:
+        return 1.0
+    return float(betaincinv(successes + 1, trials - successes, confidence))
+
+
+def audit_status(correct: int, n: int, target: float, confidence: float = 0.95) -> dict:
+    """What ``n`` audited automatic decisions (``correct`` of them confirmed by people) say about a target rate.
+
+    ``ok``: the lower bound reaches the target; ``alarm``: the upper bound is below it (the automatic region
+    is worse than promised, with ``confidence``); ``unproven``: neither (too few audits to tell).
+    """
+    lower = clopper_pearson_lower(correct, n, confidence) if n else 0.0
+    upper = clopper_pearson_upper(correct, n, confidence)
+    status = "ok" if n and lower >= target else "alarm" if upper < target else "unproven"
+    return {"audited": n, "confirmed": correct, "rate": correct / n if n else float("nan"), "lower_bound": lower,
+            "upper_bound": upper, "target": target, "confidence": confidence, "status": status}
+
+
 def min_pairs_for(target: float, confidence: float = 0.95) -> int:
     """The fewest pairs, all correct, whose lower bound reaches ``target``: target^n ≤ 1 - confidence."""
     return int(math.ceil(math.log(1.0 - confidence) / math.log(target))) if target < 1 else 10**18
