@@ -11,8 +11,8 @@ which were never trained or calibrated on:
   product subsets of 1/8, 1/4, 1/2, to show how the threshold and its bound move with size;
 * the same two sets plus every pair of near-duplicate products (same type and colour, near-identical
   titles) that the candidate search did not propose, as extra non-matches;
-* rules: the point estimate reaching 99% (the old rule) and the one-sided 95% Clopper-Pearson
-  lower bound reaching 99% (the new default);
+* rules: the point estimate reaching 99% (the old rule), the one-sided 95% Clopper-Pearson
+  lower bound reaching 99%, and the same bound with only mutual-best pairs acceptable (the new default);
 * test sets: KAGL test (946 products, the `match eval` scenario) and *unseen*: a seeded sample of
   kagl-full test products that are not in KAGL at all (60×80 photos).
 
@@ -34,7 +34,7 @@ from modalens.catalog import read_catalog
 from modalens.matching.calibration import Calibrator, choose_thresholds, clopper_pearson_lower, decision_metrics
 from modalens.matching.evaluate import Scenario, near_duplicate_negatives
 from modalens.matching.features import OfferFeaturizer, fast_image_tower
-from modalens.matching.pipeline import Matcher
+from modalens.matching.pipeline import Matcher, mutual_best
 
 
 def lower(rate: float, n: int) -> float:
@@ -66,31 +66,39 @@ def main() -> None:
         tests[f"unseen: kagl-full test products not in KAGL ({len(unseen)})"] = Scenario(unseen, featurizer, seed="unseen16")
     calib: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     val = Scenario([p for p in kagl if p.split == "val" and p.image], featurizer, seed="val0")
-    calib["KAGL val (944 products)"] = val.candidates(matcher, args.k)[:2]
+    vs, vl, _, vc, *_ = val.candidates(matcher, args.k)
+    calib["KAGL val (944 products)"] = vs, vl, mutual_best(vc)
     hard = near_duplicate_negatives(matcher, val, k=args.k)
-    calib["KAGL val + near-duplicate negatives"] = tuple(np.concatenate([a, b]) for a, b in zip(calib["KAGL val (944 products)"], hard))
+    calib["KAGL val + near-duplicate negatives"] = (np.concatenate([vs, hard[0]]), np.concatenate([vl, hard[1]]),
+                                                    np.concatenate([mutual_best(vc), np.ones(len(hard[0]), bool)]))
     if args.big_val:
         big = [p for p in read_catalog("kagl-all").products if p.split == "val" and p.image]
         bigs = Scenario(big, featurizer, seed="val0")
         scores, labels, _, cands, *_ = bigs.candidates(matcher, args.k)
         new_pid = np.array([bigs.scenario.new[i].product_id for _, i, _, _ in cands])
+        best = mutual_best(cands)
         ids = sorted({p.id for p in big})
         rng = random.Random(2)
         rng.shuffle(ids)
         for frac in (8, 4, 2, 1):
             keep = set(ids[: len(ids) // frac])
             sel = np.isin(new_pid, list(keep))
-            calib[f"kagl-all val ({len(keep)} products{', all' if frac == 1 else ''})"] = scores[sel], labels[sel]
+            calib[f"kagl-all val ({len(keep)} products{', all' if frac == 1 else ''})"] = scores[sel], labels[sel], best[sel]
         hard = near_duplicate_negatives(matcher, bigs, k=args.k)
-        calib["kagl-all val + near-duplicate negatives"] = np.concatenate([scores, hard[0]]), np.concatenate([labels, hard[1]])
+        calib["kagl-all val + near-duplicate negatives"] = (np.concatenate([scores, hard[0]]), np.concatenate([labels, hard[1]]),
+                                                            np.concatenate([best, np.ones(len(hard[0]), bool)]))
     logging.info("features ready in %.0fs", time.time() - t0)
-    test_pairs = {name: s.candidates(matcher, args.k)[:3] for name, s in tests.items()}
+    test_pairs = {}
+    for name, sc in tests.items():
+        ts, tl, total, cands, *_ = sc.candidates(matcher, args.k)
+        test_pairs[name] = ts, tl, total, mutual_best(cands)
     rows = []
-    for cname, (cs, cl) in calib.items():
-        for rule, conf in (("point estimate ≥ 99%", None), ("95% lower bound ≥ 99%", 0.95)):
-            th = choose_thresholds(cs, cl, target_precision=0.99, target_npv=0.99, confidence=conf)
-            for tname, (ts, tl, total) in test_pairs.items():
-                m = decision_metrics(ts, tl, th, total_matches=total)
+    for cname, (cs, cl, ce) in calib.items():
+        for rule, conf, gate in (("point estimate ≥ 99%", None, False), ("95% lower bound ≥ 99%", 0.95, False),
+                                 ("95% lower bound ≥ 99%, mutual best only", 0.95, True)):
+            th = choose_thresholds(cs, cl, target_precision=0.99, target_npv=0.99, confidence=conf, eligible=ce if gate else None)
+            for tname, (ts, tl, total, te) in test_pairs.items():
+                m = decision_metrics(ts, tl, th, total_matches=total, eligible=te if gate else None)
                 rows.append({
                     "calibration": cname, "calibration_pairs": len(cs), "calibration_matches": int(cl.sum()), "rule": rule,
                     "accept": th.accept, "reject": th.reject, "val_precision": th.fit_precision, "val_precision_lower": th.fit_precision_lower,

@@ -89,3 +89,40 @@ def test_bound_is_saved_and_reloaded_with_the_matcher(tmp_path):
     g = again.info["guarantee"]
     assert g["precision_lower_bound"] == pytest.approx(th.fit_precision_lower) and g["expected_precision"] == pytest.approx(th.fit_precision)
     assert g["confidence"] == 0.95 and "Clopper-Pearson" in g["method"]
+
+
+def test_mutual_best_gate_marks_ambiguous_pairs():
+    from modalens.matching.pipeline import mutual_best
+
+    # new 0 scores 0.90 with catalogue 0 and 0.89 with catalogue 1 (a near duplicate); new 1 scores 0.95 with catalogue 1
+    cands = [("new-catalogue", 0, 0, 0.90), ("new-catalogue", 0, 1, 0.89), ("new-catalogue", 1, 1, 0.95), ("new-new", 0, 1, 0.50),
+             ("new-catalogue", 2, 2, 0.80), ("new-catalogue", 3, 2, 0.80)]  # a tie: both stay acceptable
+    assert mutual_best(cands).tolist() == [True, False, True, False, True, True]
+
+
+def test_accept_threshold_is_chosen_and_bounded_on_eligible_pairs_only():
+    scores, labels = noisy(3000, 12000, seed=3)
+    # the 40 highest-scoring non-matches are ambiguous (not eligible): without them the top is cleaner
+    hard = np.flatnonzero(~labels)[np.argsort(-scores[~labels])[:40]]
+    scores[hard] = 0.99
+    eligible = np.ones(len(scores), bool)
+    eligible[hard] = False
+    gated = choose_thresholds(scores, labels, eligible=eligible)
+    plain = choose_thresholds(scores, labels)
+    assert gated.mutual_best_only and not plain.mutual_best_only
+    assert plain.accept == math.inf  # 40 wrong pairs at the very top: no cut certifies 99%
+    assert gated.accept < math.inf and not any("no accept" in n for n in gated.notes)
+    acc = (scores >= gated.accept) & eligible
+    assert cp_lower(int((acc & labels).sum()), int(acc.sum())) >= 0.99 and gated.fit_accepted == int(acc.sum())
+    m = decision_metrics(scores, labels, gated, eligible=eligible)
+    assert m["accepted"] == int(acc.sum()) and m["review"] >= 40  # the ambiguous pairs go to people
+    # decide_pairs applies the same gate: an ambiguous pair above the threshold goes to review
+    cal = Calibrator().fit(scores, labels)
+    new = [Offer(f"n{i}", title="t") for i in range(2)]
+    cat = [Offer(f"c{i}", title="t") for i in range(2)]
+    emb = np.eye(2, dtype=np.float32)
+    s = max(gated.accept, 0.995)
+    res = decide_pairs(Matcher(None, cal, gated), new, cat, emb, emb, [("new-catalogue", 0, 0, s), ("new-catalogue", 0, 1, s - 1e-3),
+                                                                       ("new-catalogue", 1, 1, s)])
+    assert [p.decision for p in res.pairs] == ["accept", "review", "accept"]
+    assert "another offer scores as high" in res.pairs[1].reason

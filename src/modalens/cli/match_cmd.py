@@ -148,6 +148,7 @@ def train(
     seed: int = typer.Option(0),
     confidence: float = typer.Option(0.95, min=0.0, max=0.999, help="One-sided confidence of the Clopper-Pearson lower bound that must reach the targets (0: the point estimate must)."),
     near_duplicates: bool = typer.Option(False, "--near-duplicates/--no-near-duplicates", help="Also calibrate on every pair of near-duplicate products (same type and colour, near-identical titles) as non-matches."),
+    mutual_best: bool = typer.Option(True, "--mutual-best/--no-mutual-best", help="Accept only pairs whose score reaches every score either offer has with a third offer; the accept threshold is chosen on such pairs."),
     onnx: bool = ONNX,
     progress: Optional[bool] = PROGRESS_OPTION,
 ) -> None:
@@ -165,7 +166,8 @@ def train(
     )
     matcher = Matcher(model, featurizer=featurizer, info={"trained_on": f"{data} train (generated pairs)", "train_source": data, "seed": seed})
     calibrate(matcher, Scenario(_split(data, "val"), featurizer, seed=f"val{seed}"), target_precision=target_precision,
-              target_npv=target_npv, method=calibration, confidence=confidence or None, near_duplicates=near_duplicates)
+              target_npv=target_npv, method=calibration, confidence=confidence or None, near_duplicates=near_duplicates,
+              mutual_best_only=mutual_best)
     matcher.info["calibrated_on"] = f"{data} val (generated scenario)"
     matcher.save(out)
     th = matcher.thresholds
@@ -188,6 +190,7 @@ def evaluate(
     save_model: Path | None = typer.Option(None, "--save-model", help="Also save the full matcher here."),
     confidence: float = typer.Option(0.95, min=0.0, max=0.999, help="One-sided confidence of the Clopper-Pearson lower bound that must reach the targets (0: the point estimate must)."),
     near_duplicates: bool = typer.Option(False, "--near-duplicates/--no-near-duplicates", help="Also calibrate on every pair of near-duplicate products (same type and colour, near-identical titles) as non-matches."),
+    mutual_best: bool = typer.Option(True, "--mutual-best/--no-mutual-best", help="Accept only pairs whose score reaches every score either offer has with a third offer; the accept threshold is chosen on such pairs."),
     onnx: bool = ONNX,
     progress: Optional[bool] = PROGRESS_OPTION,
 ) -> None:
@@ -204,6 +207,7 @@ def evaluate(
         read_catalog(data).products, out_dir=out, variants=variants, train_config=TrainConfig(epochs=epochs, seed=seed),
         featurizer=_featurizer(onnx, progress), k=k, target_precision=target_precision,
         target_npv=target_npv, seed=seed, save_best=save_model, confidence=confidence or None, near_duplicates=near_duplicates,
+        mutual_best_only=mutual_best,
     )
     typer.echo(ev.markdown_table(summary["rows"]))
     typer.echo(f"thresholds chosen on val with a one-sided {confidence:.0%} Clopper-Pearson lower bound ≥ target:" if confidence

@@ -100,6 +100,9 @@ class Thresholds:
     fit_rejected: int = 0
     #: Why a side decides nothing automatically (e.g. too few calibration pairs to bound it).
     notes: list[str] = field(default_factory=list)
+    #: Accept only pairs that are their offers' mutual best candidate (``pipeline.mutual_best``); the accept
+    #: threshold and its bound were chosen on such pairs.
+    mutual_best_only: bool = False
 
     def decide(self, score: float) -> str:
         if score >= self.accept:
@@ -182,6 +185,7 @@ def choose_thresholds(
     target_precision: float = 0.99,
     target_npv: float = 0.99,
     confidence: float | None = 0.95,
+    eligible: Sequence[bool] | None = None,
 ) -> Thresholds:
     """The widest automatic regions whose precision / NPV is at least the target with ``confidence``.
 
@@ -192,7 +196,8 @@ def choose_thresholds(
     of NPV({s ≤ t}) is ≥ the target; when none exists nothing is rejected automatically
     (reject = -inf). If the two regions would overlap, the accept threshold wins and reject is
     capped at it. ``confidence=None``: the point estimates themselves must reach the targets
-    (the rule before lower bounds).
+    (the rule before lower bounds). ``eligible``: only these pairs may be accepted (e.g. mutual best
+    candidates); the accept cut and its bound are chosen on them, and the thresholds remember it.
 
     Why Clopper-Pearson: it is exact (never below its nominal coverage, unlike the normal or
     bootstrap intervals near 100%, which is where these proportions live), needs no
@@ -203,25 +208,28 @@ def choose_thresholds(
     labels = np.asarray(labels, bool)
     if len(scores) == 0:
         raise ValueError("no labelled pairs to choose thresholds on")
-    order = np.argsort(-scores, kind="stable")
-    s, y = scores[order], labels[order]
-    # accept: sets {s >= t} for each distinct t, from the top
+    ok_pair = np.ones(len(scores), bool) if eligible is None else np.asarray(eligible, bool)
+    acc_scores, acc_labels = scores[ok_pair], labels[ok_pair]
+    order = np.argsort(-acc_scores, kind="stable")
+    s, y = acc_scores[order], acc_labels[order]
+    # accept: sets {s >= t} for each distinct t, from the top (of the eligible pairs)
     tp = np.cumsum(y)
     n_above = np.arange(1, len(s) + 1)
     last_of_tie = np.r_[s[1:] != s[:-1], True]  # a cut can only fall between distinct scores
     prec_stat = tp / n_above if confidence is None else clopper_pearson_lower(tp, n_above, confidence)
     ok = last_of_tie & (prec_stat >= target_precision)
     accept = float(s[np.flatnonzero(ok)[-1]]) if ok.any() else float("inf")
-    # reject: sets {s <= t}, from the bottom
-    s_up, y_up = s[::-1], y[::-1]
+    # reject: sets {s <= t}, from the bottom (all pairs)
+    order = np.argsort(-scores, kind="stable")
+    s_up, y_up = scores[order][::-1], labels[order][::-1]
     tn = np.cumsum(~y_up)
     n_below = np.arange(1, len(s_up) + 1)
     last_up = np.r_[s_up[1:] != s_up[:-1], True]
     npv_stat = tn / n_below if confidence is None else clopper_pearson_lower(tn, n_below, confidence)
     ok_r = last_up & (npv_stat >= target_npv) & (s_up < accept)
     reject = float(np.nextafter(s_up[np.flatnonzero(ok_r)[-1]], np.inf)) if ok_r.any() else float("-inf")
-    th = Thresholds(accept, reject, target_precision, target_npv, confidence=confidence)
-    m = decision_metrics(scores, labels, th)
+    th = Thresholds(accept, reject, target_precision, target_npv, confidence=confidence, mutual_best_only=eligible is not None)
+    m = decision_metrics(scores, labels, th, eligible=None if eligible is None else ok_pair)
     th.fit_precision, th.fit_npv, th.fit_share_auto, th.fit_pairs = m["precision"], m["npv"], m["share_auto"], len(scores)
     th.fit_accepted, th.fit_rejected = m["accepted"], m["rejected"]
     conf = confidence if confidence is not None else 0.95  # the bound is reported either way
@@ -241,7 +249,8 @@ def choose_thresholds(
     return th
 
 
-def decision_metrics(scores: Sequence[float], labels: Sequence[bool], th: Thresholds, *, total_matches: int | None = None) -> dict:
+def decision_metrics(scores: Sequence[float], labels: Sequence[bool], th: Thresholds, *, total_matches: int | None = None,
+                     eligible: Sequence[bool] | None = None) -> dict:
     """How the rule does on labelled pairs.
 
     ``recall`` = matches accepted automatically / all matching pairs (``total_matches``
@@ -250,7 +259,9 @@ def decision_metrics(scores: Sequence[float], labels: Sequence[bool], th: Thresh
     scores = np.asarray(scores, np.float64)
     labels = np.asarray(labels, bool)
     acc = scores >= th.accept
-    rej = scores < th.reject
+    if eligible is not None:  # pairs that may not be accepted (not mutual best) go to review instead
+        acc &= np.asarray(eligible, bool)
+    rej = (scores < th.reject) & ~acc
     rev = ~acc & ~rej
     tp, fp = int((acc & labels).sum()), int((acc & ~labels).sum())
     tn, fn_auto = int((rej & ~labels).sum()), int((rej & labels).sum())

@@ -31,7 +31,7 @@ from .calibration import (
 from .features import OfferFeatures, OfferFeaturizer
 from .offer_model import OfferModelConfig
 from .pairs import MatchingScenario, make_scenario
-from .pipeline import Matcher, decide_pairs, labelled_candidates
+from .pipeline import Matcher, decide_pairs, labelled_candidates, mutual_best
 from .train import (
     TrainConfig,
     featurize_training_data,
@@ -59,20 +59,24 @@ class Scenario:
 
 def calibrate(matcher: Matcher, val: Scenario, *, k: int = 5, target_precision: float = 0.99, target_npv: float = 0.99, method: str = "isotonic",
               extra: tuple[np.ndarray, np.ndarray] | None = None, confidence: float | None = 0.95,
-              near_duplicates: bool = False) -> Matcher:
+              near_duplicates: bool = False, mutual_best_only: bool = True) -> Matcher:
     """Fit the calibrator and choose thresholds on the validation scenario's candidate pairs (plus ``extra`` labelled scores).
 
     The thresholds carry a one-sided Clopper-Pearson lower bound (``confidence``) of precision and NPV
     on these pairs; :func:`guarantee` copies them into ``matcher.info`` so the saved matcher states them.
     ``near_duplicates``: also calibrate on :func:`near_duplicate_negatives` (harder, more conservative)."""
-    scores, labels, *_ = val.candidates(matcher, k)
+    scores, labels, _, cands, *_ = val.candidates(matcher, k)
+    eligible = mutual_best(cands)
     if near_duplicates:  # harder: every pair of near-duplicate products as an extra non-match
         hard = near_duplicate_negatives(matcher, val, k=k)
         scores, labels = np.concatenate([scores, hard[0]]), np.concatenate([labels, hard[1]])
+        eligible = np.concatenate([eligible, np.ones(len(hard[0]), bool)])  # counted as acceptable: the harder side
     if extra is not None and len(extra[0]):
         scores, labels = np.concatenate([scores, extra[0]]), np.concatenate([labels, extra[1]])
+        eligible = np.concatenate([eligible, np.ones(len(extra[0]), bool)])
     matcher.calibrator = Calibrator(method).fit(scores, labels)
-    matcher.thresholds = choose_thresholds(scores, labels, target_precision=target_precision, target_npv=target_npv, confidence=confidence)
+    matcher.thresholds = choose_thresholds(scores, labels, target_precision=target_precision, target_npv=target_npv, confidence=confidence,
+                                           eligible=eligible if mutual_best_only else None)
     matcher.info["guarantee"] = guarantee(matcher.thresholds)
     return matcher
 
@@ -126,12 +130,14 @@ def guarantee(th) -> dict:
         "calibration_pairs": th.fit_pairs,
         "share_auto_on_calibration": th.fit_share_auto,
         "notes": list(th.notes),
+        "mutual_best_only": th.mutual_best_only,
     }
 
 
 def measure(matcher: Matcher, test: Scenario, *, k: int = 5) -> dict:
     scores, labels, total, cands, new_emb, cat_emb = test.candidates(matcher, k)
-    pairwise = decision_metrics(scores, labels, matcher.thresholds, total_matches=total)
+    eligible = mutual_best(cands) if matcher.thresholds.mutual_best_only else None
+    pairwise = decision_metrics(scores, labels, matcher.thresholds, total_matches=total, eligible=eligible)
     result = decide_pairs(matcher, test.scenario.new, test.scenario.catalogue, new_emb, cat_emb, cands)
     decisions = np.array([p.decision for p in result.pairs])
     acc, rev = decisions == "accept", decisions == "review"
@@ -181,6 +187,7 @@ def run(
     save_best: str | Path | None = None,
     confidence: float | None = 0.95,
     near_duplicates: bool = False,
+    mutual_best_only: bool = True,
 ) -> dict:
     """The whole measurement: one table row per variant; PR curve PNG; results JSON; optionally save the full model."""
     out_dir = Path(out_dir)
@@ -203,7 +210,7 @@ def run(
         if parts is not None:
             model, _ = train_offer_model(data, featurizer, model_config=OfferModelConfig(parts=parts), config=train_config, features=train_feats)
         matcher = calibrate(Matcher(model, featurizer=featurizer), val, k=k, target_precision=target_precision, target_npv=target_npv,
-                            confidence=confidence, near_duplicates=near_duplicates)
+                            confidence=confidence, near_duplicates=near_duplicates, mutual_best_only=mutual_best_only)
         m = measure(matcher, test, k=k)
         pw, gr = m["pairwise"], m["grouped"]
         row = {
@@ -257,6 +264,7 @@ def run(
         "target_npv": target_npv,
         "confidence": confidence,
         "near_duplicate_negatives": near_duplicates,
+        "mutual_best_only": mutual_best_only,
         "train_config": asdict(train_config),
         "chosen_on_val": chosen,
         "rows": rows,
