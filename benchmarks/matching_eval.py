@@ -29,14 +29,19 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("--target-precision", type=float, default=0.99)
     parser.add_argument("--save-model", type=Path, default=None, help="also save the full matcher here")
+    parser.add_argument("--confidence", type=float, default=0.95, help="one-sided Clopper-Pearson confidence (0: point estimate)")
+    parser.add_argument("--near-duplicates", action="store_true", help="also calibrate on near-duplicate product pairs as non-matches")
+    parser.add_argument("--no-mutual-best", action="store_true", help="accept any pair above the threshold, not only mutual-best ones")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     summary = evaluate.run(
         read_catalog(args.data).products, out_dir=args.out, train_config=TrainConfig(epochs=args.epochs, seed=args.seed),
         featurizer=OfferFeaturizer(fast_image_tower(), progress=True), k=args.k, target_precision=args.target_precision,
-        seed=args.seed, save_best=args.save_model,
+        seed=args.seed, save_best=args.save_model, confidence=args.confidence or None, near_duplicates=args.near_duplicates,
+        mutual_best_only=not args.no_mutual_best,
     )
     print(evaluate.markdown_table(summary["rows"]))
+    print(evaluate.guarantee_lines(summary["rows"]))
 
 
 if __name__ == "__main__":

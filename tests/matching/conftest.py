@@ -36,7 +36,11 @@ def matcher_dir(trained, mini_products, featurizer, tmp_path_factory):
     """That model calibrated on a generated scenario of the 13 held-out products, saved as a matcher folder."""
     held_out = [p for p in mini_products if p.split == "val"]
     val = Scenario(held_out, featurizer, seed="calib", catalogue_share=1.0, second_copy=1.0, views=VIEWS)
-    matcher = calibrate(Matcher(trained[0], featurizer=featurizer), val, k=3, target_precision=0.9, target_npv=0.9)
+    # ~200 calibration pairs (39 matching): a 90% precision target can be certified at 80% confidence
+    # (16 correct accepts, none wrong), not at the default 95% (29 correct accepts, none wrong). Every product has three
+    # offers here (catalogue + two copies), so a pair's best rival is mostly the same product: no mutual-best gate
+    matcher = calibrate(Matcher(trained[0], featurizer=featurizer), val, k=3, target_precision=0.9, target_npv=0.9, confidence=0.8,
+                        mutual_best_only=False)
     folder = tmp_path_factory.mktemp("matcher")
     matcher.save(folder)
     return folder

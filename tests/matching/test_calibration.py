@@ -22,7 +22,7 @@ def hand_made():
 
 def test_thresholds_reach_the_target_precision():
     scores, labels = hand_made()
-    th = choose_thresholds(scores, labels, target_precision=0.99, target_npv=0.99)
+    th = choose_thresholds(scores, labels, target_precision=0.99, target_npv=0.99, confidence=None)
     # s >= 0.60: 40 matches, no non-match (precision 1); s >= 0.59: 41 matches + 1 non-match = 0.976 < 0.99
     assert th.accept == pytest.approx(0.60)
     # s <= 0.49: 50 non-matches (NPV 1); s <= 0.50: 51 non-matches + 1 match = 0.981 < 0.99
@@ -37,7 +37,7 @@ def test_thresholds_reach_the_target_precision():
 def test_a_looser_target_accepts_more():
     scores, labels = hand_made()
     # s >= 0.58: 42 matches + 2 non-matches = 0.955 >= 0.95; s >= 0.57: 43 / 46 = 0.935 < 0.95
-    th = choose_thresholds(scores, labels, target_precision=0.95, target_npv=0.99)
+    th = choose_thresholds(scores, labels, target_precision=0.95, target_npv=0.99, confidence=None)
     assert th.accept == pytest.approx(0.58)
     assert decision_metrics(scores, labels, th)["precision"] == pytest.approx(42 / 44)
 
@@ -45,7 +45,7 @@ def test_a_looser_target_accepts_more():
 def test_unreachable_target_accepts_nothing():
     scores = np.array([0.9, 0.8, 0.7])
     labels = np.array([False, True, True])  # the top score is a non-match: no cut reaches precision 1
-    th = choose_thresholds(scores, labels, target_precision=1.0, target_npv=1.0)
+    th = choose_thresholds(scores, labels, target_precision=1.0, target_npv=1.0, confidence=None)
     assert th.accept == float("inf") and th.decide(0.99) != "accept"
 
 

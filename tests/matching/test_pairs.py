@@ -140,3 +140,46 @@ def test_scenario_has_unmatched_and_repeated_offers(products):
     assert any(o.product_id not in listed for o in s.new)
     assert len(s.new) > len({o.product_id for o in s.new})
     assert make_scenario(products, seed=1).new == s.new
+
+
+def test_near_duplicates_are_same_type_and_colour_with_near_identical_titles():
+    from modalens.catalog.schema import Product
+    from modalens.matching.pairs import near_duplicates
+
+    def prod(pid, title, kind="Tops", colour="Pink"):
+        return Product(pid, images=[], title=title, attributes={"article_type": kind, "colour": colour})
+
+    products = [
+        prod("13335", "Gini and Jony Kids Girls Printed Pink Tops"),
+        prod("13336", "Gini and Jony Kids Girls Printed Pink Tops"),  # the same title: a near duplicate
+        prod("13337", "Gini & Jony Kids Girls Printed Pink Top"),  # 6 of 9 words shared: not near-identical at 0.75
+        prod("13338", "Gini and Jony Kids Girls Printed Pink Tops", colour="Blue"),  # another colour: not a duplicate
+        prod("13339", "Gini and Jony Kids Girls Printed Pink Tops", kind="Dresses"),  # another type
+        prod("13340", "gini AND jony kids girls printed, pink tops!"),  # case and punctuation ignored
+    ]
+    assert near_duplicates(products) == [(0, 1), (0, 5), (1, 5)]
+    assert (0, 2) in near_duplicates(products, min_jaccard=0.5)
+
+
+def test_near_duplicate_negatives_add_each_unproposed_pair_once():
+    """Every offer pair across two near-duplicate products, scored, labelled non-matching, minus the candidate pairs."""
+    from types import SimpleNamespace
+
+    from modalens.catalog.schema import Product
+    from modalens.matching.evaluate import near_duplicate_negatives
+    from modalens.matching.offers import Offer
+
+    attrs = {"article_type": "Tops", "colour": "Pink"}
+    a, b = (Product(pid, images=["x.jpg"], title="Gini and Jony Kids Girls Printed Pink Tops", attributes=attrs) for pid in ("A", "B"))
+    c = Product("C", images=["x.jpg"], title="Levis Men Boxer Navy Blue Brief", attributes={"article_type": "Briefs", "colour": "Navy"})
+    new = [Offer("a1", title="t", product_id="A"), Offer("b1", title="t", product_id="B"), Offer("b2", title="t", product_id="B"),
+           Offer("c1", title="t", product_id="C")]
+    cat = [Offer("A", title="t", product_id="A"), Offer("B", title="t", product_id="B")]
+    new_emb = np.array([[1, 0], [0.8, 0.6], [0.6, 0.8], [0, 1]], np.float32)
+    cat_emb = np.array([[1, 0], [0, 1]], np.float32)
+    cands = [("new-catalogue", 0, 1, 0.0), ("new-new", 0, 1, 0.8)]  # already proposed: a1-B and a1-b1
+    val = SimpleNamespace(products=[a, b, c], scenario=SimpleNamespace(new=new, catalogue=cat),
+                          candidates=lambda matcher, k: (None, None, 0, cands, new_emb, cat_emb))
+    scores, labels = near_duplicate_negatives(None, val)
+    # left: a1-b2 (new-new), b1-A, b2-A (new-catalogue); a1-B and a1-b1 were candidates; C has no near duplicate
+    assert sorted(np.round(scores, 3).tolist()) == [0.6, 0.6, 0.8] and not labels.any()

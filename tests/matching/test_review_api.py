@@ -181,3 +181,18 @@ def test_match_review_creates_lists_and_revokes_keys(db):
     assert runner.invoke(app, ["review", str(db), "--remove-reviewer", "cid"]).exit_code == 2
     with serve(db) as c:
         assert c.get("/review/api/me", headers=as_(lines["cid"])).status_code == 401
+
+
+def test_audit_estimate_over_the_api_follows_the_read_policy(db, keys):
+    with ReviewQueue(db) as q:  # one audited automatic acceptance, answered wrongly-decided by ann
+        a, b = Offer("audit-a", title="Blue shirt"), Offer("audit-b", title="Red dress")
+        q.add_pairs([(a, b, 0.95, 0.99, "score 0.950 (p=0.99)")], source="audit:accept|test", priority=0.0)
+        pair = q.lease("ann")
+        assert pair.left.id == "audit-a"  # priority 0: first in line, among the doubtful ones
+        q.decide(pair.id, "ann", "no-match")
+    with serve(db, read_requires_key=True) as c:
+        assert c.get("/review/api/audit").status_code == 401
+        est = c.get("/review/api/audit", headers=as_(keys["bob"])).json()
+    assert est["precision"]["audited"] == 1 and est["precision"]["confirmed"] == 0 and est["npv"]["audited"] == 0
+    # one wrong merge in one audit already alarms: at precision 99% that happens with probability 1% < 5%
+    assert est["precision"]["upper_bound"] == pytest.approx(0.95) and est["precision"]["status"] == "alarm" and est["alarm"] is True

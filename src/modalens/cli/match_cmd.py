@@ -82,6 +82,8 @@ def run(
     out: Path = typer.Option(Path("match-out"), "--out", "-o", help="Folder for pairs.jsonl, groups.json, summary.json."),
     review_db: str | None = typer.Option(None, "--review-db", help="Queue the doubtful pairs here (SQLite path or postgresql:// URL)."),
     new_new: bool = typer.Option(True, "--new-new/--no-new-new", help="Also match new offers among themselves."),
+    audit_share: float = typer.Option(0.0, "--audit-share", min=0.0, max=1.0,
+                                      help="With --review-db: also queue this share of the automatically accepted and rejected pairs, unmarked, as audit items (see `match audit`)."),
     onnx: bool = ONNX,
     progress: Optional[bool] = PROGRESS_OPTION,
 ) -> None:
@@ -105,16 +107,31 @@ def run(
     )
     typer.echo(f"thresholds: accept ≥ {matcher.thresholds.accept:.3f}, reject < {matcher.thresholds.reject:.3f} "
                f"(target precision {matcher.thresholds.target_precision:.0%}); results in {paths['pairs'].parent}")
+    for note in matcher.thresholds.notes:
+        typer.echo(f"warning: {note}", err=True)
     for offer_id, reason in list(result.failures.items())[:10]:
         typer.echo(f"warning: {offer_id}: {reason}", err=True)
     if review_db:
         from ..matching.review import ReviewQueue
 
         by_id = {o.id: o for o in [*new, *catalogue]}
-        items = [(by_id[p.left], by_id[p.right], p.score, p.probability, p.reason) for p in result.pairs if p.decision == "review"]
+        # with audits on, every queued pair carries the same neutral reason, so audit items look like the others
+        neutral = (lambda p: f"score {p.score:.3f} (p={p.probability:.2f})") if audit_share > 0 else (lambda p: p.reason)
+        items = [(by_id[p.left], by_id[p.right], p.score, p.probability, neutral(p)) for p in result.pairs if p.decision == "review"]
         with ReviewQueue(review_db) as queue:
             added = queue.add_pairs(items, source=str(new_offers))
-        typer.echo(f"queued {added} new pairs for review in {review_db} (serve them with `modalens match review {review_db}`)")
+            audits = 0
+            if audit_share > 0:
+                import random
+
+                rng = random.Random(f"audit|{new_offers}|{against}")
+                for kind in ("accept", "reject"):
+                    chosen = [p for p in result.pairs if p.decision == kind and rng.random() < audit_share]
+                    for p in chosen:  # a priority spread over the doubtful ones' range: audits come mixed in
+                        audits += queue.add_pairs([(by_id[p.left], by_id[p.right], p.score, p.probability, neutral(p))],
+                                                  source=f"audit:{kind}|{new_offers}", priority=rng.uniform(0.0, 0.5))
+        typer.echo(f"queued {added} new pairs for review in {review_db} (serve them with `modalens match review {review_db}`)"
+                   + (f", and {audits} audit items ({audit_share:.1%} of the automatic decisions, unmarked)" if audit_share > 0 else ""))
 
 
 @app.command("train")
@@ -129,6 +146,9 @@ def train(
     target_npv: float = typer.Option(0.99, min=0.5, max=1.0),
     calibration: str = typer.Option("isotonic", help="isotonic or platt"),
     seed: int = typer.Option(0),
+    confidence: float = typer.Option(0.95, min=0.0, max=0.999, help="One-sided confidence of the Clopper-Pearson lower bound that must reach the targets (0: the point estimate must)."),
+    near_duplicates: bool = typer.Option(False, "--near-duplicates/--no-near-duplicates", help="Also calibrate on every pair of near-duplicate products (same type and colour, near-identical titles) as non-matches."),
+    mutual_best: bool = typer.Option(True, "--mutual-best/--no-mutual-best", help="Accept only pairs whose score reaches every score either offer has with a third offer; the accept threshold is chosen on such pairs."),
     onnx: bool = ONNX,
     progress: Optional[bool] = PROGRESS_OPTION,
 ) -> None:
@@ -146,12 +166,13 @@ def train(
     )
     matcher = Matcher(model, featurizer=featurizer, info={"trained_on": f"{data} train (generated pairs)", "train_source": data, "seed": seed})
     calibrate(matcher, Scenario(_split(data, "val"), featurizer, seed=f"val{seed}"), target_precision=target_precision,
-              target_npv=target_npv, method=calibration)
+              target_npv=target_npv, method=calibration, confidence=confidence or None, near_duplicates=near_duplicates,
+              mutual_best_only=mutual_best)
     matcher.info["calibrated_on"] = f"{data} val (generated scenario)"
     matcher.save(out)
     th = matcher.thresholds
-    typer.echo(f"loss {history[0]:.3f} → {history[-1]:.3f}; on val: accept ≥ {th.accept:.3f} (precision {th.fit_precision:.3f}), "
-               f"reject < {th.reject:.3f} (NPV {th.fit_npv:.3f}), {th.fit_share_auto:.1%} of {th.fit_pairs} pairs decided automatically")
+    typer.echo(f"loss {history[0]:.3f} → {history[-1]:.3f}; on val: {th.describe()}; "
+               f"{th.fit_share_auto:.1%} of {th.fit_pairs} pairs decided automatically")
     typer.echo(f"saved to {out}")
 
 
@@ -167,6 +188,9 @@ def evaluate(
     seed: int = typer.Option(0),
     ablations: bool = typer.Option(True, "--ablations/--no-ablations", help="Also train single-part and two-part models."),
     save_model: Path | None = typer.Option(None, "--save-model", help="Also save the full matcher here."),
+    confidence: float = typer.Option(0.95, min=0.0, max=0.999, help="One-sided confidence of the Clopper-Pearson lower bound that must reach the targets (0: the point estimate must)."),
+    near_duplicates: bool = typer.Option(False, "--near-duplicates/--no-near-duplicates", help="Also calibrate on every pair of near-duplicate products (same type and colour, near-identical titles) as non-matches."),
+    mutual_best: bool = typer.Option(True, "--mutual-best/--no-mutual-best", help="Accept only pairs whose score reaches every score either offer has with a third offer; the accept threshold is chosen on such pairs."),
     onnx: bool = ONNX,
     progress: Optional[bool] = PROGRESS_OPTION,
 ) -> None:
@@ -182,9 +206,13 @@ def evaluate(
     summary = ev.run(
         read_catalog(data).products, out_dir=out, variants=variants, train_config=TrainConfig(epochs=epochs, seed=seed),
         featurizer=_featurizer(onnx, progress), k=k, target_precision=target_precision,
-        target_npv=target_npv, seed=seed, save_best=save_model,
+        target_npv=target_npv, seed=seed, save_best=save_model, confidence=confidence or None, near_duplicates=near_duplicates,
+        mutual_best_only=mutual_best,
     )
     typer.echo(ev.markdown_table(summary["rows"]))
+    typer.echo(f"thresholds chosen on val with a one-sided {confidence:.0%} Clopper-Pearson lower bound ≥ target:" if confidence
+               else "thresholds chosen on val where the point estimate reaches the target (no confidence bound):")
+    typer.echo(ev.guarantee_lines(summary["rows"]))
     typer.echo(f"results in {out}")
 
 
@@ -232,6 +260,31 @@ def review(
     if not known:
         typer.echo(f"warning: no reviewer has a key yet; create one with `modalens match review {db} --add-reviewer NAME`", err=True)
     uvicorn.run(create_review_app(db, lease_seconds=lease_seconds), host=host, port=port, log_level="warning")
+
+
+@app.command("audit")
+@user_errors
+def audit(
+    db: str = typer.Argument(..., help="Review queue: SQLite path or postgresql:// URL."),
+    target_precision: float = typer.Option(0.99, min=0.5, max=1.0),
+    target_npv: float = typer.Option(0.99, min=0.5, max=1.0),
+    confidence: float = typer.Option(0.95, min=0.5, max=0.999),
+) -> None:
+    """Running precision / NPV of the automatic decisions from the audit items people answered; exit 3 on an alarm."""
+    from ..matching.review import ReviewQueue
+
+    with ReviewQueue(db) as queue:
+        est = queue.audit_estimate(target_precision=target_precision, target_npv=target_npv, confidence=confidence)
+    for name, label in (("precision", "auto-accept precision"), ("npv", "auto-reject NPV")):
+        e = est[name]
+        rate = "–" if e["audited"] == 0 else f"{e['rate']:.2%}"
+        typer.echo(f"{label}: {rate} of {e['audited']} audited ({confidence:.0%} interval {e['lower_bound']:.2%} – {e['upper_bound']:.2%}), "
+                   f"target {e['target']:.0%}: {e['status']}")
+    typer.echo(f"{est['audits_pending']} audit items still pending")
+    if est["alarm"]:
+        typer.echo("ALARM: an automatic region is below its target with "
+                   f"{confidence:.0%} confidence; re-calibrate (`modalens match retrain`) or raise the thresholds", err=True)
+        raise typer.Exit(3)
 
 
 @app.command("retrain")

@@ -3,10 +3,13 @@
 * :class:`Calibrator` maps a raw score (a cosine) to a match probability:
   isotonic regression (default) or Platt scaling, fitted on labelled pairs.
 * :func:`choose_thresholds` picks two score thresholds on labelled pairs:
-  ``accept`` is the lowest score whose accepted set (score ≥ accept) reaches the
-  target precision (default 99%); ``reject`` is the highest score whose rejected
-  set (score < reject) reaches the target negative predictive value. Pairs in
-  between go to people. The thresholds are cumulative (the precision of *all*
+  ``accept`` is the lowest score whose accepted set (score ≥ accept) has a
+  one-sided 95% Clopper-Pearson *lower confidence bound* of precision at least
+  the target (default 99%); ``reject`` is the highest score whose rejected set
+  (score < reject) has a lower bound of NPV at least the target. With too few
+  calibration pairs no cut qualifies and nothing is decided automatically on
+  that side (everything goes to review); ``Thresholds.notes`` says so. Pairs in
+  between go to people. ``confidence=None`` gives the old point-estimate rule. The thresholds are cumulative (the precision of *all*
   pairs accepted), which is what a target precision promises; a calibrated
   probability is local (the precision *at* that score) and is reported per pair.
 * :func:`decision_metrics` measures a set of thresholds on other labelled pairs:
@@ -19,8 +22,9 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -87,6 +91,18 @@ class Thresholds:
     fit_npv: float = float("nan")
     fit_share_auto: float = float("nan")
     fit_pairs: int = 0
+    #: One-sided confidence level of the bounds (None: thresholds chosen on point estimates).
+    confidence: float | None = None
+    #: Clopper-Pearson lower confidence bounds of precision / NPV on the pairs the rule was chosen on.
+    fit_precision_lower: float = float("nan")
+    fit_npv_lower: float = float("nan")
+    fit_accepted: int = 0
+    fit_rejected: int = 0
+    #: Why a side decides nothing automatically (e.g. too few calibration pairs to bound it).
+    notes: list[str] = field(default_factory=list)
+    #: Accept only pairs that are their offers' mutual best candidate (``pipeline.mutual_best``); the accept
+    #: threshold and its bound were chosen on such pairs.
+    mutual_best_only: bool = False
 
     def decide(self, score: float) -> str:
         if score >= self.accept:
@@ -100,7 +116,66 @@ class Thresholds:
 
     @classmethod
     def from_dict(cls, data: dict) -> Thresholds:
-        return cls(**data)
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def describe(self) -> str:
+        """One line: thresholds, expected precision / NPV on the calibration pairs and their lower bounds."""
+        level = f"{self.confidence:.0%} lower bound" if self.confidence else "chosen on point estimates; 95% lower bound"
+        acc = (f"accept ≥ {self.accept:.3f}: precision {_pct(self.fit_precision)} ({level} {_pct(self.fit_precision_lower)}, "
+               f"{self.fit_accepted} pairs)") if math.isfinite(self.accept) else "accept: none"
+        rej = (f"reject < {self.reject:.3f}: NPV {_pct(self.fit_npv)} ({level} {_pct(self.fit_npv_lower)}, {self.fit_rejected} pairs)"
+               if math.isfinite(self.reject) else "reject: none")
+        text = f"{acc}; {rej}; targets {self.target_precision:.0%} / {self.target_npv:.0%}, on {self.fit_pairs} calibration pairs"
+        return text + "".join(f"\nwarning: {n}" for n in self.notes)
+
+
+def clopper_pearson_lower(successes, trials, confidence: float = 0.95):
+    """One-sided exact (Clopper-Pearson) lower confidence bound of a binomial proportion.
+
+    The largest p with P(X ≥ successes | trials, p) ≤ 1 - confidence, i.e. the
+    (1 - confidence) quantile of Beta(successes, trials - successes + 1); 0 when
+    there are no successes. Works elementwise on arrays.
+    """
+    from scipy.special import betaincinv
+
+    k = np.asarray(successes, np.float64)
+    n = np.asarray(trials, np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = betaincinv(np.maximum(k, 1e-300), n - k + 1, 1.0 - confidence)
+    out = np.where((k <= 0) | (n <= 0), 0.0, out)
+    return float(out) if out.ndim == 0 else out
+
+
+def clopper_pearson_upper(successes, trials, confidence: float = 0.95) -> float:
+    """One-sided exact upper confidence bound of a binomial proportion (1 when all trials succeeded)."""
+    from scipy.special import betaincinv
+
+    if trials <= 0 or successes >= trials:
+        return 1.0
+    return float(betaincinv(successes + 1, trials - successes, confidence))
+
+
+def audit_status(correct: int, n: int, target: float, confidence: float = 0.95) -> dict:
+    """What ``n`` audited automatic decisions (``correct`` of them confirmed by people) say about a target rate.
+
+    ``ok``: the lower bound reaches the target; ``alarm``: the upper bound is below it (the automatic region
+    is worse than promised, with ``confidence``); ``unproven``: neither (too few audits to tell).
+    """
+    lower = clopper_pearson_lower(correct, n, confidence) if n else 0.0
+    upper = clopper_pearson_upper(correct, n, confidence)
+    status = "ok" if n and lower >= target else "alarm" if upper < target else "unproven"
+    return {"audited": n, "confirmed": correct, "rate": correct / n if n else float("nan"), "lower_bound": lower,
+            "upper_bound": upper, "target": target, "confidence": confidence, "status": status}
+
+
+def min_pairs_for(target: float, confidence: float = 0.95) -> int:
+    """The fewest pairs, all correct, whose lower bound reaches ``target``: target^n ≤ 1 - confidence."""
+    return int(math.ceil(math.log(1.0 - confidence) / math.log(target))) if target < 1 else 10**18
+
+
+def _pct(v: float) -> str:
+    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.2f}%"
 
 
 def choose_thresholds(
@@ -109,43 +184,73 @@ def choose_thresholds(
     *,
     target_precision: float = 0.99,
     target_npv: float = 0.99,
+    confidence: float | None = 0.95,
+    eligible: Sequence[bool] | None = None,
 ) -> Thresholds:
-    """The widest automatic regions that meet both targets on these labelled pairs.
+    """The widest automatic regions whose precision / NPV is at least the target with ``confidence``.
 
-    ``accept`` = the lowest observed score t such that precision({s ≥ t}) ≥ target;
-    when no such t exists, nothing is accepted automatically (accept = +inf).
-    ``reject`` = the highest observed score t (a cut just above it) such that NPV({s ≤ t}) ≥ target;
-    when none exists nothing is rejected automatically (reject = -inf). If the two regions
-    would overlap, the accept threshold wins and reject is capped at it.
+    ``accept`` = the lowest observed score t such that the one-sided Clopper-Pearson lower
+    bound (at ``confidence``) of precision({s ≥ t}) is ≥ the target; when no such t exists,
+    nothing is accepted automatically (accept = +inf) and ``notes`` says why.
+    ``reject`` = the highest observed score t (a cut just above it) such that the lower bound
+    of NPV({s ≤ t}) is ≥ the target; when none exists nothing is rejected automatically
+    (reject = -inf). If the two regions would overlap, the accept threshold wins and reject is
+    capped at it. ``confidence=None``: the point estimates themselves must reach the targets
+    (the rule before lower bounds). ``eligible``: only these pairs may be accepted (e.g. mutual best
+    candidates); the accept cut and its bound are chosen on them, and the thresholds remember it.
+
+    Why Clopper-Pearson: it is exact (never below its nominal coverage, unlike the normal or
+    bootstrap intervals near 100%, which is where these proportions live), needs no
+    resampling, and with few pairs it simply cannot certify 99% (at least
+    ``min_pairs_for(0.99)`` = 299 pairs, all correct), which is the honest answer.
     """
     scores = np.asarray(scores, np.float64)
     labels = np.asarray(labels, bool)
     if len(scores) == 0:
         raise ValueError("no labelled pairs to choose thresholds on")
-    order = np.argsort(-scores, kind="stable")
-    s, y = scores[order], labels[order]
-    # accept: sets {s >= t} for each distinct t, from the top
+    ok_pair = np.ones(len(scores), bool) if eligible is None else np.asarray(eligible, bool)
+    acc_scores, acc_labels = scores[ok_pair], labels[ok_pair]
+    order = np.argsort(-acc_scores, kind="stable")
+    s, y = acc_scores[order], acc_labels[order]
+    # accept: sets {s >= t} for each distinct t, from the top (of the eligible pairs)
     tp = np.cumsum(y)
     n_above = np.arange(1, len(s) + 1)
     last_of_tie = np.r_[s[1:] != s[:-1], True]  # a cut can only fall between distinct scores
-    precision = tp / n_above
-    ok = last_of_tie & (precision >= target_precision)
+    prec_stat = tp / n_above if confidence is None else clopper_pearson_lower(tp, n_above, confidence)
+    ok = last_of_tie & (prec_stat >= target_precision)
     accept = float(s[np.flatnonzero(ok)[-1]]) if ok.any() else float("inf")
-    # reject: sets {s <= t}, from the bottom
-    s_up, y_up = s[::-1], y[::-1]
+    # reject: sets {s <= t}, from the bottom (all pairs)
+    order = np.argsort(-scores, kind="stable")
+    s_up, y_up = scores[order][::-1], labels[order][::-1]
     tn = np.cumsum(~y_up)
     n_below = np.arange(1, len(s_up) + 1)
     last_up = np.r_[s_up[1:] != s_up[:-1], True]
-    npv = tn / n_below
-    ok_r = last_up & (npv >= target_npv) & (s_up < accept)
+    npv_stat = tn / n_below if confidence is None else clopper_pearson_lower(tn, n_below, confidence)
+    ok_r = last_up & (npv_stat >= target_npv) & (s_up < accept)
     reject = float(np.nextafter(s_up[np.flatnonzero(ok_r)[-1]], np.inf)) if ok_r.any() else float("-inf")
-    th = Thresholds(accept, reject, target_precision, target_npv)
-    m = decision_metrics(scores, labels, th)
+    th = Thresholds(accept, reject, target_precision, target_npv, confidence=confidence, mutual_best_only=eligible is not None)
+    m = decision_metrics(scores, labels, th, eligible=None if eligible is None else ok_pair)
     th.fit_precision, th.fit_npv, th.fit_share_auto, th.fit_pairs = m["precision"], m["npv"], m["share_auto"], len(scores)
+    th.fit_accepted, th.fit_rejected = m["accepted"], m["rejected"]
+    conf = confidence if confidence is not None else 0.95  # the bound is reported either way
+    if m["accepted"]:
+        th.fit_precision_lower = clopper_pearson_lower(round(m["precision"] * m["accepted"]), m["accepted"], conf)
+    if m["rejected"]:
+        th.fit_npv_lower = clopper_pearson_lower(round(m["npv"] * m["rejected"]), m["rejected"], conf)
+    why = f"at {confidence:.0%} confidence" if confidence is not None else "even as a point estimate"
+    if not math.isfinite(accept):
+        th.notes.append(f"no accept threshold: no set of the {len(scores)} calibration pairs ({int(labels.sum())} matching) "
+                        f"reaches precision {target_precision:.0%} {why}"
+                        + (f" (needs at least {min_pairs_for(target_precision, confidence)} accepted pairs, all correct)" if confidence else "")
+                        + "; nothing is accepted automatically, every likely match goes to review")
+    if not math.isfinite(reject):
+        th.notes.append(f"no reject threshold: no set of the {len(scores)} calibration pairs reaches NPV {target_npv:.0%} {why}; "
+                        "nothing is rejected automatically")
     return th
 
 
-def decision_metrics(scores: Sequence[float], labels: Sequence[bool], th: Thresholds, *, total_matches: int | None = None) -> dict:
+def decision_metrics(scores: Sequence[float], labels: Sequence[bool], th: Thresholds, *, total_matches: int | None = None,
+                     eligible: Sequence[bool] | None = None) -> dict:
     """How the rule does on labelled pairs.
 
     ``recall`` = matches accepted automatically / all matching pairs (``total_matches``
@@ -154,7 +259,9 @@ def decision_metrics(scores: Sequence[float], labels: Sequence[bool], th: Thresh
     scores = np.asarray(scores, np.float64)
     labels = np.asarray(labels, bool)
     acc = scores >= th.accept
-    rej = scores < th.reject
+    if eligible is not None:  # pairs that may not be accepted (not mutual best) go to review instead
+        acc &= np.asarray(eligible, bool)
+    rej = (scores < th.reject) & ~acc
     rev = ~acc & ~rej
     tp, fp = int((acc & labels).sum()), int((acc & ~labels).sum())
     tn, fn_auto = int((rej & ~labels).sum()), int((rej & labels).sum())

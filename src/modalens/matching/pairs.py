@@ -10,7 +10,8 @@ same offers on every machine, and changed photos are cached like any other:
 * title changes (``perturb_title``): reorder words, abbreviate, drop the brand, typos.
 * price noise and a different number of sizes.
 * hard negatives (``hard_negatives``): the same brand and type in another colour,
-  and the same type and colour from another brand.
+  and the same type and colour from another brand; ``near_duplicates``: different products
+  of the same type and colour with near-identical titles (for harder calibration sets).
 
 KAGL has no price or size columns; :func:`list_price` and :func:`size_count`
 give each product a *synthetic* one derived from its brand and type (colour
@@ -337,6 +338,32 @@ class MatchingScenario:
 
     def truth(self, a: Offer, b: Offer) -> bool:
         return a.product_id is not None and a.product_id == b.product_id
+
+
+def title_tokens(title: str) -> frozenset[str]:
+    return frozenset(w for w in "".join(c.lower() if c.isalnum() else " " for c in title).split())
+
+
+def near_duplicates(products: Sequence[Product | Offer], *, min_jaccard: float = 0.75) -> list[tuple[int, int]]:
+    """Pairs (i < j, by position) of *different* products with the same article type and colour whose titles
+    are near-identical (word-set Jaccard ≥ ``min_jaccard``, case and punctuation ignored): the hardest
+    negatives a calibration set can hold (KAGL has many, e.g. two "Gini and Jony Kids Girls Printed Pink Tops")."""
+    groups: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for i, p in enumerate(products):
+        kind, colour = p.attributes.get("article_type", "").lower(), p.attributes.get("colour", "").lower()
+        if kind:
+            groups[(kind, colour)].append(i)
+    tokens = [title_tokens(p.title) for p in products]
+    ids = [getattr(p, "product_id", None) or p.id for p in products]
+    out = []
+    for members in groups.values():
+        for a_pos, i in enumerate(members):
+            for j in members[a_pos + 1:]:
+                if ids[i] == ids[j] or not tokens[i] or not tokens[j]:
+                    continue
+                if len(tokens[i] & tokens[j]) / len(tokens[i] | tokens[j]) >= min_jaccard:
+                    out.append((i, j))
+    return out
 
 
 def make_scenario(

@@ -158,6 +158,29 @@ class Matcher:
         )
 
 
+def mutual_best(candidates: Sequence[tuple[str, int, int, float]]) -> np.ndarray:
+    """Per candidate pair: does its score reach every score that either of its two offers has with a third offer
+    (among the candidate pairs)? Near-duplicate products make a pair ambiguous (an offer scores as high with
+    another product), and those pairs are the wrong merges a high score alone lets through."""
+    top1: dict[tuple[str, int], float] = {}
+    top2: dict[tuple[str, int], float] = {}
+    keys = []
+    for kind, i, j, s in candidates:
+        a, b = ("n", i), (("c", j) if kind == "new-catalogue" else ("n", j))
+        keys.append((a, b))
+        for x in (a, b):
+            if s > top1.get(x, -np.inf):
+                top2[x], top1[x] = top1.get(x, -np.inf), s
+            elif s > top2.get(x, -np.inf):
+                top2[x] = s
+    out = np.zeros(len(candidates), bool)
+    for n, ((a, b), (_, _, _, s)) in enumerate(zip(keys, candidates)):
+        # the best third-offer score of x: its top score, unless that top score is this pair's (then its second)
+        other = max(top2.get(x, -np.inf) if top1[x] == s else top1[x] for x in (a, b))
+        out[n] = s >= other
+    return out
+
+
 def decide_pairs(
     matcher: Matcher,
     new_offers: Sequence[Offer],
@@ -177,10 +200,15 @@ def decide_pairs(
     probs = matcher.probability(scores) if len(scores) else scores
     pairs: list[PairDecision] = []
     nodes: list[tuple[int, int]] = []
-    for (kind, i, j, s), p in zip(candidates, probs):
+    best = mutual_best(candidates) if th.mutual_best_only else np.ones(len(candidates), bool)
+    for (kind, i, j, s), p, unique in zip(candidates, probs, best):
         a, b = i, (n_new + j if kind == "new-catalogue" else j)
         nodes.append((a, b))
         decision = th.decide(s)
+        if decision == "accept" and not unique:
+            decision, reason = "review", f"doubtful: score {s:.3f} ≥ accept threshold {th.accept:.3f}, but another offer scores as high with one of the two (p={p:.2f})"
+            pairs.append(PairDecision(ids[a], ids[b], kind, float(s), float(p), decision, reason))
+            continue
         if decision == "accept":
             reason = f"score {s:.3f} ≥ accept threshold {th.accept:.3f} (target precision {th.target_precision:.0%})"
         elif decision == "reject":

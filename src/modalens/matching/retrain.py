@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..catalog.schema import Product
-from .evaluate import Scenario, calibrate
+from .evaluate import Scenario, calibrate, guarantee
 from .features import OfferFeaturizer
 from .offer_model import OfferModel
 from .pipeline import Matcher
@@ -67,12 +67,15 @@ def retrain(
     extra = reviewed_scores(new, labelled)
     if val_products:
         val = Scenario(val_products, featurizer, seed="val0")
-        calibrate(new, val, k=k, target_precision=old.thresholds.target_precision, target_npv=old.thresholds.target_npv, extra=extra)
+        calibrate(new, val, k=k, target_precision=old.thresholds.target_precision, target_npv=old.thresholds.target_npv, extra=extra,
+                  confidence=old.thresholds.confidence)
     else:
         from .calibration import Calibrator, choose_thresholds
 
         new.calibrator = Calibrator(old.calibrator.method if old.calibrator else "isotonic").fit(*extra)
-        new.thresholds = choose_thresholds(*extra, target_precision=old.thresholds.target_precision, target_npv=old.thresholds.target_npv)
+        new.thresholds = choose_thresholds(*extra, target_precision=old.thresholds.target_precision, target_npv=old.thresholds.target_npv,
+                                           confidence=old.thresholds.confidence)
+        new.info["guarantee"] = guarantee(new.thresholds)
     n_match = int(extra[1].sum())
     new.info.update({"reviewed_pairs": len(labelled), "reviewed_matches": n_match, "retrained_from": str(model_dir or "shipped")})
     new.save(out_dir)

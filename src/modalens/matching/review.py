@@ -227,8 +227,12 @@ class ReviewQueue:
 
     # ------------------------------------------------------------- filling
 
-    def add_pairs(self, items: Sequence[tuple[Offer, Offer, float, float | None, str]], *, source: str = "") -> int:
-        """Queue (left, right, score, probability, reason) pairs; a pair already queued is kept as it is. Returns how many were new."""
+    def add_pairs(self, items: Sequence[tuple[Offer, Offer, float, float | None, str]], *, source: str = "",
+                  priority: float | None = None) -> int:
+        """Queue (left, right, score, probability, reason) pairs; a pair already queued is kept as it is. Returns how many were new.
+
+        Pairs come out most doubtful first (|probability - 0.5|); ``priority`` overrides that for these items
+        (audit items get a spread of priorities so that they are mixed in among the doubtful ones)."""
         added = 0
         with self.db.transaction():
             for left, right, score, probability, reason in items:
@@ -239,12 +243,12 @@ class ReviewQueue:
                         (offer.id, data),
                     )
                 pid = pair_id(left.id, right.id)
-                priority = abs(probability - 0.5) if probability is not None else 0.0  # most doubtful first
+                rank = priority if priority is not None else abs(probability - 0.5) if probability is not None else 0.0  # most doubtful first
                 cur = self.db.execute(
                     "INSERT INTO review_pairs (id, left_id, right_id, score, probability, reason, status, label, priority, skips,"
                     " leased_by, lease_until, created, source) VALUES (?, ?, ?, ?, ?, ?, 'pending', NULL, ?, 0, NULL, NULL, ?, ?)"
                     " ON CONFLICT (id) DO NOTHING",
-                    (pid, left.id, right.id, float(score), None if probability is None else float(probability), reason, float(priority), _now(), source),
+                    (pid, left.id, right.id, float(score), None if probability is None else float(probability), reason, float(rank), _now(), source),
                 )
                 added += max(cur.rowcount, 0)
         return added
@@ -384,6 +388,31 @@ class ReviewQueue:
             elif r["label"] in out:
                 out[r["label"]] += int(r["n"])
         out["decided"] = out["match"] + out["no-match"]
+        return out
+
+    def audit_estimate(self, *, target_precision: float = 0.99, target_npv: float = 0.99, confidence: float = 0.95) -> dict:
+        """Running precision / NPV of the automatic regions from the audit items people decided.
+
+        Audit items are automatically accepted or rejected pairs queued unmarked (``source`` starts with
+        ``audit:accept`` / ``audit:reject``; reviewers never see the source). Each side gets its rate, a
+        one-sided Clopper-Pearson interval and a status (``ok`` / ``unproven`` / ``alarm``, see
+        :func:`calibration.audit_status`); ``alarm`` is true when either side is in alarm."""
+        from .calibration import audit_status
+
+        rows = self.db.query("SELECT source, label FROM review_pairs WHERE status = 'decided' AND source LIKE 'audit:%'")
+        counts = {"accept": [0, 0], "reject": [0, 0]}
+        for r in rows:
+            kind = str(r["source"]).split(":")[1].split("|")[0]
+            if kind in counts and r["label"] in ("match", "no-match"):
+                counts[kind][1] += 1
+                counts[kind][0] += (r["label"] == "match") == (kind == "accept")
+        pending = self.db.query("SELECT COUNT(*) AS n FROM review_pairs WHERE status = 'pending' AND source LIKE 'audit:%'")
+        out = {
+            "precision": audit_status(*counts["accept"], target_precision, confidence),
+            "npv": audit_status(*counts["reject"], target_npv, confidence),
+            "audits_pending": int(pending[0]["n"]),
+        }
+        out["alarm"] = out["precision"]["status"] == "alarm" or out["npv"]["status"] == "alarm"
         return out
 
     def labelled_pairs(self) -> list[tuple[Offer, Offer, bool]]:

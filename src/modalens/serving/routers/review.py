@@ -147,6 +147,13 @@ def stats(state: State) -> dict:
         return state.queue.stats()
 
 
+@api.get("/audit")
+def audit(state: State, target_precision: float = Query(0.99, ge=0.5, le=1.0), target_npv: float = Query(0.99, ge=0.5, le=1.0)) -> dict:
+    """Running precision / NPV of the automatic decisions from the answered audit items (see `modalens match audit`)."""
+    with state.lock:
+        return state.queue.audit_estimate(target_precision=target_precision, target_npv=target_npv)
+
+
 @api.get("/image/{pair_id:path}/{side}/{n}", name="review_image")
 def review_image(pair_id: str, side: str, n: int, state: State) -> Response:
     """A photo of one of the pair's offers, as the seller's listing shows it (matching views applied)."""
