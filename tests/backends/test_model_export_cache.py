@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import textwrap
@@ -38,11 +37,12 @@ from modalens.export.cache import cached_model_export, ensure_model_export, mode
 from modalens.prompts import ZERO_SHOT_TEMPLATES
 from modalens.zeroshot import build_classifier
 
+from backends_testkit import kill_when_ready
+
 #: What the issue asks of vectors from the export against the PyTorch path (measured: about 1e-7).
 TOLERANCE = 1e-5
 TEXTS = ["navy blue check shirt", "running shoes", "women's black leather handbag", "a", "jeans " * 40, ""]
 LABELS = ["watch", "shoes", "jeans", "dress", "handbag", "shirt"]
-SRC = str(Path(modalens.__file__).parents[1])
 
 
 @pytest.fixture(scope="module")
@@ -197,19 +197,7 @@ _KILLED = textwrap.dedent(
 
 def test_a_killed_export_leaves_nothing_half_used(export_dir, tmp_path):
     root, ready = tmp_path / "root", tmp_path / "ready"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")])}
-    with open(tmp_path / "child.log", "w") as log:
-        child = subprocess.Popen([sys.executable, "-c", _KILLED, str(root), str(ready)], env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 240
-        while not ready.exists():
-            assert child.poll() is None, (tmp_path / "child.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "the child never reached the kill point"
-            time.sleep(0.05)
-        os.kill(child.pid, signal.SIGKILL)
-    finally:
-        child.kill()
-        child.wait(timeout=60)
+    kill_when_ready(["-c", _KILLED, str(root), str(ready)], ready, tmp_path / "child.log")
     folder = model_export_dir("modalens-lite", root)
     leftovers = list(folder.parent.glob(f".tmp-{folder.name}-*"))
     assert leftovers and (leftovers[0] / "manifest.json").is_file()  # complete, but never published

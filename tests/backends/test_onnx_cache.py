@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -25,6 +23,7 @@ from modalens.backends.runtime import (
     verify_export,
 )
 
+from backends_testkit import kill_when_ready
 from tiny_tower import TinyTower
 
 #: The cache does not depend on the exporter; the TorchScript one is quicker for a tiny graph.
@@ -113,20 +112,7 @@ def test_a_killed_export_leaves_nothing_half_written(root, tmp_path, moment) -> 
     reference = TinyTower()
     folder = tower_cache_dir(reference, "image_tower", root)
     ready = tmp_path / "ready"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(Path(modalens.__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
-    with open(tmp_path / "child.log", "w") as log:
-        child = subprocess.Popen([sys.executable, str(KILLED_EXPORT), str(root), moment, str(ready)], env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 180
-        while not ready.exists():
-            assert child.poll() is None, (tmp_path / "child.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "the child never reached the kill point"
-            time.sleep(0.05)
-        os.kill(child.pid, signal.SIGKILL)
-    finally:
-        child.kill()
-        child.wait(timeout=60)
-    assert child.returncode == -signal.SIGKILL
+    assert kill_when_ready([str(KILLED_EXPORT), str(root), moment, str(ready)], ready, tmp_path / "child.log", timeout=180) == -signal.SIGKILL
 
     # the kill left work on disk, but nothing where a reader looks: no export folder, no servable file
     assert any(root.iterdir())
