@@ -196,6 +196,20 @@ def test_partial_cache_only_computes_new_images(images, tmp_path: Path) -> None:
         np.testing.assert_allclose(row, expected_mean(colour), atol=1e-6)
 
 
+def test_a_photo_named_twice_is_encoded_once(images, tmp_path: Path) -> None:
+    """Two training sources can share products (kagl and kagl-all): same bytes and view, one encode."""
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_text("this is not a jpeg")
+    sources = [images[0], images[1], images[0], str(corrupt), images[1], str(corrupt)]
+    tower = MeanColourTower()
+    feats, failures = image_features(tower, sources, store=None, progress=False, view="greyscale")
+    assert tower.rows == 2  # the corrupt file fails once, in decoding; its repeat reports the same reason
+    assert set(failures) == {3, 5} and failures[5] == failures[3]
+    np.testing.assert_array_equal(feats[2], feats[0])
+    np.testing.assert_array_equal(feats[4], feats[1])
+    assert not np.array_equal(feats[0], feats[1])
+
+
 def test_bad_images_are_reported_by_position_and_do_not_stop_others(images, tmp_path: Path) -> None:
     corrupt = tmp_path / "corrupt.jpg"
     corrupt.write_text("this is not a jpeg")

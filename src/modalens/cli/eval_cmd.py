@@ -190,11 +190,10 @@ def _run_suite(
     suite: str, models: list[str], extra_data: list[str], output: Optional[Path], resamples: int, seed: int, progress: bool, as_json: bool
 ) -> None:
     """`modalens eval --suite NAME [MODELS...]`: every model on every set of the suite, one Markdown scoreboard."""
+    from ..catalog import read_catalog
     from ..evaluation import files
     from ..evaluation.runner import EvalSettings
     from ..evaluation.suites import extra_item, run_suite, scoreboard_markdown, suite_items
-
-    from ..catalog import read_catalog
     from ..models.factory import model_config
 
     for model_name in models:  # an unknown model or catalogue fails here, in one line, before minutes of evaluation

@@ -186,7 +186,7 @@ def image_features(
     salt = image_feature_salt(tower, draft=standard, view=view)
     out = np.zeros((len(sources), tower.output_dim), dtype=np.float32)
     failures: dict[int, str] = {}
-    keys, todo = _cached_image_rows(sources, salt, store, out, failures)
+    keys, todo, copies = _cached_image_rows(sources, salt, store, out, failures)
     bar = tqdm(total=len(todo), desc=f"{tower.name} images", unit="img", disable=not show_progress(progress) or not todo)
     if standard:
         batches = _standard_batches(tower, [sources[i] for i in todo], batch_size, view, workers)
@@ -206,6 +206,11 @@ def image_features(
             bar.update(len(ok) + len(bad))
             bar.set_postfix(failed=len(failures))
     bar.close()
+    for i, first in copies.items():  # the same photo named again (same bytes, same view): computed once
+        if first in failures:
+            failures[i] = failures[first]
+        else:
+            out[i] = out[first]
     return out, failures
 
 
@@ -216,10 +221,13 @@ _Batch = tuple[list[int], list[tuple[int, str]], Any]
 
 def _cached_image_rows(
     sources: Sequence[str], salt: str, store: FeatureStore | None, out: np.ndarray, failures: dict[int, str]
-) -> tuple[dict[int, str], list[int]]:
-    """Fill ``out`` from the cache; return every readable image's key and the positions still to compute."""
+) -> tuple[dict[int, str], list[int], dict[int, int]]:
+    """Fill ``out`` from the cache; return every readable image's key, the positions still to compute, and
+    the positions whose key an earlier position already has (position → that earlier one), computed once."""
     keys: dict[int, str] = {}
     todo: list[int] = []
+    first_with_key: dict[str, int] = {}
+    copies: dict[int, int] = {}
     for i, src in enumerate(sources):
         try:
             keys[i] = hashlib.sha1(f"{salt}|{file_key(src)}".encode()).hexdigest()
@@ -232,9 +240,12 @@ def _cached_image_rows(
         cached = store.get(keys[i]) if store is not None else None
         if cached is not None:
             out[i] = cached
+        elif keys[i] in first_with_key:
+            copies[i] = first_with_key[keys[i]]
         else:
+            first_with_key[keys[i]] = i
             todo.append(i)
-    return keys, todo
+    return keys, todo, copies
 
 
 def _standard_batches(tower: ImageTower, sources: list[str], batch_size: int, view: str | None, workers: int | None) -> Iterator[_Batch]:
@@ -244,7 +255,8 @@ def _standard_batches(tower: ImageTower, sources: list[str], batch_size: int, vi
     if workers is None:
         workers = default_workers(len(sources))
     if view and workers:
-        # Views live in a torch-importing module; a spawned worker would pay for torch to run one.
+        # Views render in the decode thread, as they always have: decode processes have never been
+        # tested with them (views no longer import torch; a seeded view is a functools.partial).
         workers = 0
     # Only torch's convolutions gain from channels-last; ONNX Runtime wants plain NCHW.
     channels_last = getattr(tower, "backend", "torch") == "torch"

@@ -15,6 +15,7 @@ K renderings per photo is simply the names ``photo-like:0`` … ``photo-like:K-1
 from __future__ import annotations
 
 import re
+from functools import partial
 from typing import Callable
 
 from PIL import Image, ImageOps
@@ -76,8 +77,7 @@ def get_view(name: str) -> Callable[[Image.Image], Image.Image]:
     if seeded is None:
         raise ValueError(f"unknown image view {name!r}; known: {', '.join(known_views())}")
     family, seed = seeded
-    render = SEEDED_VIEWS[family][0]
-    return lambda image: render(image, seed)
+    return partial(SEEDED_VIEWS[family][0], seed=seed)
 
 
 def view_id(name: str) -> str:
