@@ -95,6 +95,9 @@ class TuneConfig:
     text_tower: int | str = 0
     tower_lr: float = 1e-5
     wise_ft: list[float] = field(default_factory=list)
+    #: Which projection heads train: both (the default), or one side only, the other kept as ``init`` left it
+    #: (MCIP and GPR-FT move the image side alone; the second stage of two-stage re-aligns the text side alone).
+    heads: list[str] = field(default_factory=lambda: ["image", "text"])
 
     def tunes(self, kind: str) -> bool:
         return getattr(self, f"{kind}_tower") not in (0, None)
@@ -116,8 +119,16 @@ class TrainConfig:
     #: Extra image views (``encoders.views``) shown instead of the photo with ``view_probability``.
     image_views: list[str] = field(default_factory=list)
     view_probability: float = 0.25
-    #: ``clip`` (InfoNCE) or ``siglip`` (pairwise sigmoid).
+    #: ``clip`` (InfoNCE), ``siglip`` (pairwise sigmoid), or an image-retrieval loss (``losses.retrieval``):
+    #: ``arcmargin`` (GPR-FT), ``multi-caption-arcmargin`` or ``mcip``.
     loss: str = "clip"
+    #: Settings of a retrieval loss (``losses.RetrievalLossOptions``: scale, margin, weights, captions_per_image).
+    loss_options: dict[str, float] = field(default_factory=dict)
+    #: The classes ArcMargin separates (``recipes.data.CLASS_KEYS``): ``product`` (every photo and view of one
+    #: product), ``article-type`` or ``article-type-colour``.
+    classes: str | None = None
+    #: Metric groups whose mean picks the best epoch on val: ``retrieval``, ``zero-shot``, ``image-retrieval``.
+    validation: list[str] = field(default_factory=lambda: ["retrieval", "zero-shot"])
     #: Multi-field loss: weight per field of ``prompts.FIELD_TEMPLATES``, plus ``caption`` for the term on a
     #: random templated caption (the plain loss's); empty: that caption term alone.
     field_weights: dict[str, float] = field(default_factory=dict)
@@ -209,11 +220,8 @@ def load_train_config(path: str | Path) -> TrainConfig:
     except CaptionSetError as e:
         raise ConfigError(f"{path.name}: {e}") from None
     from ..encoders.views import is_view, known_views
-    from ..losses import LOSSES
     from ..prompts import FIELD_TEMPLATES
 
-    if config.loss not in LOSSES:
-        raise ConfigError(f"{path.name}: unknown loss {config.loss!r}; known: {sorted(LOSSES)}")
     unknown_fields = set(config.field_weights) - set(FIELD_TEMPLATES) - {CAPTION_FIELD}
     if unknown_fields:
         raise ConfigError(f"{path.name}: unknown fields {sorted(unknown_fields)}; known: {sorted(FIELD_TEMPLATES)}")
@@ -232,6 +240,7 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 
 def check_config(config: TrainConfig, where: str = "config") -> None:
     """Value checks that a dataclass cannot express, each naming the key at fault."""
+    _check_objective(config, where)
     for i, source in enumerate(config.data.train_sources()):
         if not source.weight > 0:
             raise ConfigError(f"{where}: data.sources[{i}].weight must be > 0, not {source.weight}")
@@ -257,3 +266,35 @@ def check_config(config: TrainConfig, where: str = "config") -> None:
         raise ConfigError(f"{where}: tensorboard: true needs the tensorboard package (pip install 'modalens[tensorboard]')")
     if config.data.workers < 0:
         raise ConfigError(f"{where}: data.workers must be ≥ 0")
+
+
+VALIDATION_GROUPS = ("retrieval", "zero-shot", "image-retrieval")
+
+
+def _check_objective(config: TrainConfig, where: str) -> None:
+    """The loss, its options and classes, the heads that train, and what picks the best epoch."""
+    from ..losses import LOSS_NAMES, RETRIEVAL_LOSSES, RetrievalLossOptions
+    from .data import CLASS_KEYS
+
+    if config.loss not in LOSS_NAMES:
+        raise ConfigError(f"{where}: unknown loss {config.loss!r}; known: {', '.join(LOSS_NAMES)}")
+    if config.classes is not None and config.classes not in CLASS_KEYS:
+        raise ConfigError(f"{where}: unknown classes {config.classes!r}; known: {', '.join(CLASS_KEYS)}")
+    if config.loss in RETRIEVAL_LOSSES:
+        try:
+            options = RetrievalLossOptions.from_dict(config.loss, config.loss_options)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"{where}: {e}") from None
+        if options.class_weight and config.classes not in CLASS_KEYS:
+            raise ConfigError(f"{where}: loss {config.loss!r} needs classes: one of {', '.join(CLASS_KEYS)}")
+        if config.field_weights:
+            raise ConfigError(f"{where}: field_weights (the multi-field loss) do not combine with loss {config.loss!r}")
+    elif config.loss_options:
+        raise ConfigError(f"{where}: loss_options are for the retrieval losses ({', '.join(RETRIEVAL_LOSSES)}), not {config.loss!r}")
+    heads = config.tune.heads
+    if not heads or set(heads) - {"image", "text"} or len(set(heads)) != len(heads):
+        raise ConfigError(f"{where}: tune.heads lists 'image' and/or 'text', each once, not {heads!r}")
+    if len(heads) < 2 and not config.tune.init:
+        raise ConfigError(f"{where}: tune.heads {heads} keeps a head as it starts: set tune.init to the model it comes from")
+    if not config.validation or set(config.validation) - set(VALIDATION_GROUPS):
+        raise ConfigError(f"{where}: validation lists metric groups among {', '.join(VALIDATION_GROUPS)}, not {config.validation!r}")

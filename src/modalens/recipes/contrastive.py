@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from ..embedding import CachedEncoder
 from ..evaluation import tasks
-from ..losses import MultiFieldLoss, create_loss
+from ..losses import RETRIEVAL_LOSSES, MultiFieldLoss, RetrievalLoss, RetrievalLossOptions, create_loss
 from ..models import DualEncoder, ModelConfig, load, save_model
 from .config import CAPTION_FIELD, ConfigError, TrainConfig, check_config
 from .data import PhotoDataset, TrainingData, caption_table, epoch_order, prepare
@@ -75,9 +75,14 @@ def build_model(config: TrainConfig) -> DualEncoder:
 
 
 def validation_score(metrics: dict[str, Any]) -> float:
-    """One number to pick the best epoch: mean of the six retrieval recalls and zero-shot accuracy."""
-    recalls = [metrics[d][f"R@{k}"] for d in ("text_to_image", "image_to_text") for k in (1, 5, 10)]
-    return float(np.mean(recalls + [metrics["zero_shot"]["ensemble"]["accuracy"]]))
+    """One number to pick the best epoch: the mean of the validated groups' numbers (the six retrieval
+    recalls, zero-shot accuracy, image→image mAP@10 and R@1; each group when it was run)."""
+    numbers = [metrics[d][f"R@{k}"] for d in ("text_to_image", "image_to_text") for k in (1, 5, 10) if d in metrics]
+    if "zero_shot" in metrics:
+        numbers.append(metrics["zero_shot"]["ensemble"]["accuracy"])
+    if "image_retrieval" in metrics:
+        numbers += [metrics["image_retrieval"]["mAP@10"], metrics["image_retrieval"]["R@1"]]
+    return float(np.mean(numbers))
 
 
 def _schedule(step: int, total: int, warmup: int) -> float:
@@ -106,8 +111,9 @@ class _TuningEncoder(CachedEncoder):
         return None if kind in self.tuned else super()._store(kind)
 
 
-def _validate(encoder: _TuningEncoder, towers: dict[str, nn.Module], products: list) -> dict[str, Any]:
-    """Retrieval and zero-shot on the val products (on the CPU, towers in eval mode), then back to training."""
+def _validate(encoder: _TuningEncoder, towers: dict[str, nn.Module], products: list, groups: list[str]) -> dict[str, Any]:
+    """The ``groups`` (retrieval, zero-shot, image-retrieval) on the val products (on the CPU, towers in eval
+    mode), then back to training."""
     if not products:
         return {}
     model = encoder.model
@@ -115,8 +121,11 @@ def _validate(encoder: _TuningEncoder, towers: dict[str, nn.Module], products: l
     model.cpu()
     for tower in towers.values():
         tower.cpu().eval()
-    metrics: dict[str, Any] = dict(tasks.retrieval(encoder, products))
-    metrics["zero_shot"] = tasks.zero_shot(encoder, products)
+    metrics: dict[str, Any] = dict(tasks.retrieval(encoder, products)) if "retrieval" in groups else {}
+    if "zero-shot" in groups:
+        metrics["zero_shot"] = tasks.zero_shot(encoder, products)
+    if "image-retrieval" in groups:
+        metrics["image_retrieval"] = tasks.image_retrieval(encoder, products, k=10)
     model.to(device)
     for tower in towers.values():
         train_mode(tower.to(device))
@@ -146,25 +155,94 @@ class ContrastiveStep(nn.Module):
         return image_embeds, text_embeds, self.model.logit_scale
 
 
-def make_loss(config: TrainConfig) -> nn.Module:
+def make_loss(config: TrainConfig, data: TrainingData | None = None, model: DualEncoder | None = None) -> nn.Module:
+    """The run's loss. A retrieval loss needs the data's classes; its prototypes start at each class's mean
+    image embedding under the starting model when there is one (``tune.init``), else at random."""
+    if config.loss in RETRIEVAL_LOSSES:
+        options = RetrievalLossOptions.from_dict(config.loss, config.loss_options)
+        names = data.class_names if data is not None and data.class_names else ["", ""]
+        prototypes = None
+        if options.class_weight and config.tune.init and data is not None and data.images is not None and model is not None:
+            prototypes = class_mean_embeddings(model, data.images[0], data.class_ids, len(names))
+        return RetrievalLoss(options, len(names), model.config.embed_dim if model is not None else 512, prototypes)
     base = create_loss(config.loss)
     return MultiFieldLoss(config.field_weights, base) if config.field_weights else base
 
 
-def _loss(loss_fn: nn.Module, image_embeds: torch.Tensor, text_embeds: dict[str, torch.Tensor], logit_scale, text_ids: dict[str, torch.Tensor]):
+@torch.no_grad()
+def class_mean_embeddings(model: DualEncoder, features: torch.Tensor, class_ids: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Each class's mean (normalised) image embedding: prototypes that already sit where the start model puts the class."""
+    embeds = torch.from_numpy(model.project_features(features.numpy(), "image"))
+    keep = class_ids >= 0
+    sums = torch.zeros(num_classes, embeds.shape[1]).index_add_(0, class_ids[keep], embeds[keep])
+    return torch.nn.functional.normalize(sums, dim=-1)
+
+
+def _retrieval_targets(data: TrainingData, batch: torch.Tensor, text_ids: dict[str, torch.Tensor], choice_matrix: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    """What a retrieval loss needs besides embeddings: the batch's classes, and which drawn captions describe
+    which image (any caption whose text is among the product's captions, so shared wordings count)."""
+    targets = {}
+    if data.class_ids is not None:
+        targets["class_ids"] = data.class_ids[batch]
+    if "captions" in text_ids and choice_matrix is not None:
+        own = choice_matrix[batch]  # (B, C) caption text ids, -1 padded
+        targets["caption_positives"] = (own[:, :, None] == text_ids["captions"][None, None, :]).any(dim=1)
+    return targets
+
+
+def choice_matrix(data: TrainingData) -> torch.Tensor:
+    """Per product, its caption text ids as one padded (-1) tensor row."""
+    width = max(len(c) for c in data.choices)
+    matrix = torch.full((len(data.choices), width), -1, dtype=torch.long)
+    for i, ids in enumerate(data.choices):
+        matrix[i, : len(ids)] = torch.tensor(ids)
+    return matrix
+
+
+def _loss(
+    loss_fn: nn.Module,
+    image_embeds: torch.Tensor,
+    text_embeds: dict[str, torch.Tensor],
+    logit_scale,
+    text_ids: dict[str, torch.Tensor],
+    targets: dict[str, torch.Tensor] | None = None,
+):
+    if isinstance(loss_fn, RetrievalLoss):
+        targets = targets or {}
+        return loss_fn(
+            image_embeds,
+            class_ids=targets.get("class_ids"),
+            caption_embeds=text_embeds.get("captions"),
+            caption_positives=targets.get("caption_positives"),
+            text_embeds=text_embeds.get("caption"),
+            logit_scale=logit_scale,
+            group_ids=text_ids.get("caption"),
+        )
     if isinstance(loss_fn, MultiFieldLoss):
         present = {name: ids >= 0 for name, ids in text_ids.items()}
         return loss_fn(image_embeds, text_embeds, logit_scale, text_ids, present)
     return loss_fn(image_embeds, text_embeds["caption"], logit_scale, text_ids["caption"])
 
 
-def _pick_texts(data: TrainingData, batch: torch.Tensor, fields: dict[str, float]) -> dict[str, torch.Tensor]:
+def _pick_texts(data: TrainingData, batch: torch.Tensor, fields: dict[str, float], loss_fn: nn.Module | None = None) -> dict[str, torch.Tensor]:
     """Per text key, each item's text index (-1: none): each multi-field text, and one random templated caption
-    unless the multi-field loss leaves the ``caption`` term out."""
+    unless the multi-field loss leaves the ``caption`` term out. A retrieval loss takes ``captions``: several
+    drawn per item (flattened, item by item), and the single ``caption`` only for its contrastive term."""
     picked = {name: ids[batch] for name, ids in data.fields.items()}
+    if isinstance(loss_fn, RetrievalLoss):
+        if loss_fn.needs_captions:
+            per_image = loss_fn.options.captions_per_image
+            picked["captions"] = torch.tensor([random.choice(data.choices[i]) for i in batch.tolist() for _ in range(per_image)])
+        if loss_fn.contrastive is None:
+            return picked
     if not fields or CAPTION_FIELD in fields:
         picked["caption"] = torch.tensor([random.choice(data.choices[i]) for i in batch.tolist()])
     return picked
+
+
+def _items(ids: torch.Tensor, local: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """This rank's share of a text key: one id per item, or several per item (``captions``), item by item."""
+    return ids[local] if len(ids) == batch_size else ids.view(batch_size, -1)[local].flatten()
 
 
 class Batches:
@@ -304,7 +382,10 @@ class Trainer:
         # goes through the fast inference back-end, not an eager torch tower.
         self.data = prepare(config, CachedEncoder(self.model, progress=progress and self.env.is_main))
         self.towers = {kind: trainable_tower(self.model, kind, getattr(config.tune, f"{kind}_tower")) for kind in ("image", "text") if config.tune.tunes(kind)}
-        self.loss_fn = make_loss(config)
+        for kind in {"image", "text"} - set(config.tune.heads):  # kept as tune.init left it
+            getattr(self.model, f"{kind}_head").requires_grad_(False)
+        self.loss_fn = make_loss(config, self.data, self.model)
+        self.choices = choice_matrix(self.data) if isinstance(self.loss_fn, RetrievalLoss) and self.loss_fn.needs_captions else None
         self.start_state = trained_state(self.model, self.towers) if config.tune.wise_ft else None
         self.step_module = ContrastiveStep(self.model, self.towers).to(self.device)
         self.loss_fn.to(self.device)
@@ -334,6 +415,10 @@ class Trainer:
             raise ConfigError(f"optim.batch_size {opt.batch_size} is larger than the {len(self.data)} usable training products")
         if tune.wise_ft and not self.data.val_products:
             raise ConfigError(f"tune.wise_ft picks an interpolation on val, but split {self.config.data.val_split!r} has no products")
+        if "image-retrieval" in self.config.validation:
+            types = [p.get("article_type") for p in self.data.val_products if p.image and p.get("article_type")]
+            if len(types) == len(set(types)):
+                raise ConfigError("validation: image-retrieval needs val products sharing an article type; none do")
         local = opt.batch_size // self.env.world_size
         if opt.batch_size % self.env.world_size or local % opt.accumulate_steps:
             raise ConfigError(
@@ -392,26 +477,28 @@ class Trainer:
 
     def step(self, batch: torch.Tensor, views: torch.Tensor, pixels: torch.Tensor | None) -> float:
         """One optimiser step on a global batch; this rank encodes its slice, in ``accumulate_steps`` pieces."""
-        text_ids = _pick_texts(self.data, batch, self.config.field_weights)  # drawn for the whole batch on every rank: the same RNG stream
+        # drawn for the whole batch on every rank: the same RNG stream
+        text_ids = _pick_texts(self.data, batch, self.config.field_weights, self.loss_fn)
         local = self.env.local_slice(torch.arange(len(batch)))
-        local_ids = {k: v[local] for k, v in text_ids.items()}
+        local_ids = {k: _items(v, local, len(batch)) for k, v in text_ids.items()}
         images = self.batches.images(batch[local], views[local], pixels)
         texts = self.batches.texts(local_ids)
+        targets = {k: v.to(self.device) for k, v in _retrieval_targets(self.data, batch, text_ids, self.choices).items()}
         text_ids = {k: v.to(self.device) for k, v in text_ids.items()}
         self.optimizer.zero_grad()
         pieces = self.config.optim.accumulate_steps
         if pieces == 1:
             image_embeds, text_embeds, scale = self._forward(images, texts)
-            loss = _loss(self.loss_fn, *self._gathered(image_embeds, text_embeds), scale, text_ids)
+            loss = _loss(self.loss_fn, *self._gathered(image_embeds, text_embeds), scale, text_ids, targets)
             self.scaler.scale(loss).backward()
         else:
-            loss = self._accumulated(images, texts, text_ids, pieces)
+            loss = self._accumulated(images, texts, text_ids, pieces, targets)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
         return float(loss.detach())
 
-    def _accumulated(self, images, texts, text_ids, pieces: int) -> torch.Tensor:
+    def _accumulated(self, images, texts, text_ids, pieces: int, targets: dict[str, torch.Tensor]) -> torch.Tensor:
         """The whole batch's gradient from ``pieces`` micro-batches (open_clip's ``accum_freq``).
 
         First every micro-batch is embedded without gradients; then each is
@@ -434,7 +521,7 @@ class Trainer:
                 image_embeds = torch.cat([image_i if j == i else c[0] for j, c in enumerate(cached)])
                 text_embeds = {k: torch.cat([texts_i[k] if j == i else c[1][k] for j, c in enumerate(cached)]) for k in texts_i}
                 # The temperature's gradient is taken once, in the pass DDP synchronises (the last).
-                loss = _loss(self.loss_fn, *self._gathered(image_embeds, text_embeds), scale if last else scale.detach(), text_ids)
+                loss = _loss(self.loss_fn, *self._gathered(image_embeds, text_embeds), scale if last else scale.detach(), text_ids, targets)
                 self.scaler.scale(loss).backward()
         for p in self.loss_fn.parameters():  # the loss's own parameters (SigLIP's bias) saw the whole loss each pass
             if p.grad is not None:
@@ -480,7 +567,13 @@ class Trainer:
             return {}
         if self.val_encoder is None:  # one encoder for the run: its feature stores are read from disk once
             self.val_encoder = _TuningEncoder(self.model, set(self.towers))
-        return _validate(self.val_encoder, self.towers, self.data.val_products)
+        return _validate(self.val_encoder, self.towers, self.data.val_products, self.config.validation)
+
+    def train_mode(self) -> None:
+        """Heads in training mode (dropout on), except a head kept frozen: its outputs are targets, not guesses."""
+        self.model.train()
+        for kind in {"image", "text"} - set(self.config.tune.heads):
+            getattr(self.model, f"{kind}_head").eval()
 
 
 def train(config: TrainConfig, progress: bool = True, resume: bool = False, stop_after_steps: int | None = None) -> TrainResult:
@@ -514,7 +607,7 @@ def train(config: TrainConfig, progress: bool = True, resume: bool = False, stop
     bar = tqdm(total=total, initial=done, desc=f"train ({config.loss})", unit="step", disable=not (progress and main))
     steps_this_run = 0
     for epoch in range(t.position["epoch"], opt.epochs + 1):
-        t.model.train()
+        t.train_mode()
         if t.position["order"] is None:
             t.plan_epoch()
         pixels = t._pixels(t.position["step"])

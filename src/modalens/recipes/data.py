@@ -9,6 +9,7 @@ processes with ``data.workers``) and captions are tokenised per batch.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -23,6 +24,15 @@ from ..prompts import FIELD_TEMPLATES, CaptionSet, caption, load_caption_set
 from .config import CAPTION_FIELD, ConfigError, SourceConfig, TrainConfig
 
 
+#: What makes two training photos "the same class" for ArcMargin. ``product``: every photo and view of one
+#: product (a product's 224 px and 60×80 photos share its id across the kagl and kagl-all sources).
+CLASS_KEYS: dict[str, Callable[[Product], str]] = {
+    "product": lambda p: p.id,
+    "article-type": lambda p: p.get("article_type"),
+    "article-type-colour": lambda p: f"{p.get('article_type')}|{p.get('colour')}" if p.get("article_type") else "",
+}
+
+
 @dataclass
 class TrainingData:
     """Everything an epoch reads: per product its source, photo features (per view) or photo, and captions."""
@@ -35,6 +45,9 @@ class TrainingData:
     choices: list[list[int]]  # per product, indices of its captions into ``texts``
     fields: dict[str, torch.Tensor]  # multi-field loss: per field, per product, a text index or -1
     val_products: list[Product]
+    #: ArcMargin's class of each product (-1: none, e.g. no article type) and the class names; empty without ``classes``.
+    class_ids: torch.Tensor | None = None
+    class_names: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.products)
@@ -98,6 +111,7 @@ def prepare(config: TrainConfig, encoder: CachedEncoder) -> TrainingData:
         views = [image_feats[keep][has_caption]] + [_view_features(encoder, kept, view) for view in config.image_views]
         images = torch.from_numpy(np.stack(views))
     fields = _field_texts(config, kept, texts)
+    class_ids, class_names = class_table(kept, config.classes) if config.classes else (None, None)
     return TrainingData(
         products=kept,
         source_of=torch.tensor([source_of[keep[i]] for i in has_caption]),
@@ -107,7 +121,23 @@ def prepare(config: TrainConfig, encoder: CachedEncoder) -> TrainingData:
         choices=[choices[i] for i in has_caption],
         fields=fields,
         val_products=val_products,
+        class_ids=class_ids,
+        class_names=class_names,
     )
+
+
+def class_table(products: list[Product], classes: str) -> tuple[torch.Tensor, list[str]]:
+    """Each product's class index under ``CLASS_KEYS[classes]`` (-1 where the key is empty), and the class names.
+
+    Classes with a single training product are kept: with several photo views
+    per product, even a one-product class has several images to pull together.
+    """
+    key = CLASS_KEYS[classes]
+    names = sorted({key(p) for p in products} - {""})
+    if len(names) < 2:
+        raise ConfigError(f"classes {classes!r}: the training products fall into {len(names)} class(es); ArcMargin needs at least 2")
+    position = {name: i for i, name in enumerate(names)}
+    return torch.tensor([position.get(key(p), -1) for p in products]), names
 
 
 def _field_texts(config: TrainConfig, products: list[Product], texts: list[str]) -> dict[str, torch.Tensor]:
