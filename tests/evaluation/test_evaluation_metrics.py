@@ -141,6 +141,8 @@ from modalens.evaluation.metrics import (
     average_precision_at_k,
     confusion_matrix,
     knn_predict,
+    knn_votes,
+    top_k_hits,
     label_ranks,
     per_class_accuracy,
     precision_at_k,
@@ -249,3 +251,17 @@ def test_knn_by_hand_leave_one_out_and_weighting() -> None:
     assert knn_predict(q, emb, labels, k=5, temperature=0.07)[0] == 0
     with pytest.raises(ValueError, match="leave-one-out"):
         knn_predict(q, emb, labels, exclude_self=True)
+
+
+def test_knn_top_k_hits_rank_the_true_class_among_the_votes() -> None:
+    angles = np.array([0.0, 0.1, 0.2, 1.0, 2.0])
+    emb = np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    labels = np.array([0, 0, 1, 2, 3])
+    q = np.array([[1.0, 0.0]])
+    votes = knn_votes(q, emb, labels, k=4, temperature=None)  # nearest four: 0, 0, 1, 2
+    np.testing.assert_array_equal(votes, [[2, 1, 1, 0]])
+    assert top_k_hits(votes, np.array([1]), k=1)[0] == 0 and top_k_hits(votes, np.array([0]), k=1)[0] == 1
+    # class 2 ties class 1 (one vote each): pessimistic, so it is third, in the top 3 but not the top 2
+    assert top_k_hits(votes, np.array([2]), k=2)[0] == 0 and top_k_hits(votes, np.array([2]), k=3)[0] == 1
+    # a class no neighbour voted for, or one the reference never saw (-1), is never a hit
+    assert top_k_hits(votes, np.array([3]), k=4)[0] == 0 and top_k_hits(votes, np.array([-1]), k=4)[0] == 0

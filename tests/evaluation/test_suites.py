@@ -39,10 +39,11 @@ def test_scoreboard_puts_models_side_by_side_with_paired_differences(mini_catalo
 
 
 def test_named_suites_keep_test_and_validation_apart():
-    report, choose = SUITES["generalisation"], SUITES["generalisation-val"]
-    assert all(item.data.endswith(":test") for item in report)
-    assert not any(item.data.endswith(":test") for item in choose)
-    assert {item.image_view for item in report if item.image_view}.isdisjoint({item.image_view for item in choose if item.image_view})
+    for name in ("generalisation", "image-retrieval"):
+        report, choose = SUITES[name].items, SUITES[f"{name}-val"].items
+        assert all(item.data.endswith(":test") for item in report)
+        assert not any(item.data.endswith(":test") for item in choose)
+        assert {item.image_view for item in report if item.image_view}.isdisjoint({item.image_view for item in choose if item.image_view})
     extra = suite_items("generalisation", ["shop.csv"])
     assert extra[-1] == SuiteItem("shop.csv", "shop.csv")
     with pytest.raises(ValueError, match="unknown suite"):
@@ -85,3 +86,22 @@ def test_eval_suite_refuses_options_it_would_ignore():
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert run.returncode == 2 and "--tasks" in run.stderr and "--field" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_image_retrieval_scoreboard_rows_follow_the_suites_metrics(mini_catalog, untrained_model):
+    from modalens.catalog import read_catalog
+    from modalens.evaluation.suites import IMAGE_RETRIEVAL_METRICS
+
+    named = SUITES["image-retrieval"]
+    assert named.settings == {"knn_k": 21, "knn_temperature": 0.1} and named.metrics == IMAGE_RETRIEVAL_METRICS
+    item = SuiteItem(str(mini_catalog), "mini", ("image-retrieval", "knn", "retrieval"), map_k=0)
+    settings = EvalSettings(resamples=100, examples=0, **named.settings)
+    results = run_suite(["modalens-lite", untrained_model], [item], settings, metrics=named.metrics, progress=False)
+    names = [row["name"] for row in results["groups"][0]["rows"]]
+    whole = len(read_catalog(mini_catalog)) - 1  # map_k=0: mAP over the whole gallery, named by its k
+    assert names == [f"image→image mAP@{whole}", "image→image R@1", "k-NN top-1", "k-NN top-5",
+                     "title→image R@1", "title→image R@5", "title→image R@10"]  # fmt: skip
+    rows = {row["name"]: row for row in results["groups"][0]["rows"]}
+    top1, top5 = rows["k-NN top-1"]["values"][0]["value"], rows["k-NN top-5"]["values"][0]["value"]
+    assert 0 < top1 <= top5 <= 1
+    assert rows["k-NN top-5"]["differences"][0]["ci"] is not None

@@ -739,6 +739,10 @@ def read_catalog(source: str | Path, *, limit: int | None = None, columns: dict[
     name, _, split = text.partition(":")
     if name == "fashion-mnist":
         return read_fashion_mnist(split or "test", limit=limit)
+    if name == "fashion-gpr":
+        from .general_retrieval import read_fashion_gpr
+
+        return read_fashion_gpr(split or "test", limit=limit)
     if split and not Path(text).exists():
         whole = read_catalog(name)
         part = whole.split(split)
@@ -756,7 +760,7 @@ def read_catalog(source: str | Path, *, limit: int | None = None, columns: dict[
     if path.exists() or path.suffix.lower() in TABLE_SUFFIXES:
         return read_table(path, limit=limit)
     raise CatalogError(
-        f"{text}: no such file or folder, and not a named catalogue (kagl, kagl-full, kagl-all, fashion-mnist, fashion-mnist:train)"
+        f"{text}: no such file or folder, and not a named catalogue (kagl, kagl-full, kagl-all, fashion-mnist, fashion-mnist:train, fashion-gpr)"
     )
 
 

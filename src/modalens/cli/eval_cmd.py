@@ -193,13 +193,15 @@ def _run_suite(
     from ..catalog import read_catalog
     from ..evaluation import files
     from ..evaluation.runner import EvalSettings
-    from ..evaluation.suites import extra_item, run_suite, scoreboard_markdown, suite_items
+    from ..evaluation.suites import extra_item, get_suite, run_suite, scoreboard_markdown, suite_items
     from ..models.factory import model_config
 
     for model_name in models:  # an unknown model or catalogue fails here, in one line, before minutes of evaluation
         model_config(model_name)
+    named = get_suite(suite)
     items = suite_items(suite, [extra_item(extra, read_catalog(extra).products) for extra in extra_data])
-    results = run_suite(models, items, EvalSettings(resamples=resamples, seed=seed, examples=0), progress=progress)
+    settings = EvalSettings(resamples=resamples, seed=seed, examples=0, **named.settings)
+    results = run_suite(models, items, settings, metrics=named.metrics, progress=progress)
     table = scoreboard_markdown(results)
     results_path, _ = files.output_paths(output, f"suite-{suite}-" + "-vs-".join(Path(m).name for m in models), None)
     files.write_text_atomic(results_path, files.dumps(results) + "\n")

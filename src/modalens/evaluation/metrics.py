@@ -156,7 +156,7 @@ def per_class_accuracy(y_true: Sequence, y_pred: Sequence) -> dict[str, dict[str
     return out
 
 
-def knn_predict(
+def knn_votes(
     queries: np.ndarray,
     reference: np.ndarray,
     reference_labels: np.ndarray,
@@ -166,12 +166,12 @@ def knn_predict(
     temperature: float | None = 0.07,
     block: int = 1024,
 ) -> np.ndarray:
-    """k-NN labels (integer codes) by cosine similarity.
+    """(queries, classes) k-NN vote totals by cosine similarity: the ranking behind top-1 and top-5 k-NN.
 
     Votes are weighted by ``exp(similarity / temperature)`` (the DINO k-NN
-    protocol); ``temperature=None`` gives a plain majority vote. A tied vote
-    goes to the lowest class code. With ``exclude_self`` the queries are the
-    reference set itself (leave-one-out): each query never votes for itself.
+    protocol; MCIP evaluates with k = 21, T = 0.1); ``temperature=None`` gives
+    a plain majority vote. With ``exclude_self`` the queries are the reference
+    set itself (leave-one-out): each query never votes for itself.
     """
     queries = np.asarray(queries, dtype=np.float32)
     reference = np.asarray(reference, dtype=np.float32)
@@ -183,7 +183,7 @@ def knn_predict(
     if k < 1:
         raise ValueError("the k-NN reference set is empty")
     n_classes = int(reference_labels.max()) + 1
-    out = np.empty(len(queries), dtype=np.int64)
+    votes = np.zeros((len(queries), n_classes))
     for start in range(0, len(queries), block):
         sims = queries[start : start + block] @ reference.T
         if exclude_self:
@@ -192,7 +192,20 @@ def knn_predict(
         nearest = np.argpartition(-sims, k - 1, axis=1)[:, :k]
         near_sims = np.take_along_axis(sims, nearest, 1).astype(np.float64)
         weights = np.ones_like(near_sims) if temperature is None else np.exp((near_sims - 1.0) / temperature)
-        votes = np.zeros((sims.shape[0], n_classes))
-        np.add.at(votes, (np.repeat(np.arange(sims.shape[0]), k), reference_labels[nearest].ravel()), weights.ravel())
-        out[start : start + block] = votes.argmax(axis=1)
-    return out
+        rows = np.repeat(np.arange(start, start + sims.shape[0]), k)
+        np.add.at(votes, (rows, reference_labels[nearest].ravel()), weights.ravel())
+    return votes
+
+
+def knn_predict(queries: np.ndarray, reference: np.ndarray, reference_labels: np.ndarray, k: int = 21, **options) -> np.ndarray:
+    """k-NN labels (integer codes): the class with most votes (:func:`knn_votes`); a tie goes to the lowest code."""
+    return knn_votes(queries, reference, reference_labels, k, **options).argmax(axis=1)
+
+
+def top_k_hits(votes: np.ndarray, truth: np.ndarray, k: int = 5) -> np.ndarray:
+    """Per query, 1.0 when the true class (code; -1: a class the votes never saw) is among the ``k`` best-voted."""
+    truth = np.asarray(truth)
+    true_votes = np.where(truth >= 0, votes[np.arange(len(votes)), truth.clip(min=0)], -np.inf)
+    # pessimistic ties: a class with as many votes as the true one counts as ranked above it
+    above = (votes >= true_votes[:, None]).sum(axis=1) - 1
+    return ((above < k) & (truth >= 0) & (true_votes > 0)).astype(np.float64)

@@ -48,6 +48,7 @@ SCHEMA = "modalens-eval/1"
 HEADLINE: dict[str, list[tuple[str, str]]] = {
     "retrieval": [
         ("text_to_image/R@1", "text→image R@1"),
+        ("text_to_image/R@5", "text→image R@5"),
         ("text_to_image/R@10", "text→image R@10"),
         ("text_to_image/MRR", "text→image MRR"),
         ("image_to_text/R@1", "image→text R@1"),
@@ -65,7 +66,7 @@ HEADLINE: dict[str, list[tuple[str, str]]] = {
         ("{field}/MRR", "category→product MRR ({field})"),
     ],
     "image-retrieval": [("mAP@{k}", "image→image mAP@{k}"), ("R@1", "image→image R@1")],
-    "knn": [("accuracy", "k-NN accuracy"), ("weighted_f1", "k-NN weighted F1")],
+    "knn": [("accuracy", "k-NN accuracy"), ("top5_accuracy", "k-NN top-5 accuracy"), ("weighted_f1", "k-NN weighted F1")],
     "linear-probe": [("accuracy", "linear probe accuracy"), ("weighted_f1", "linear probe weighted F1")],
 }
 
@@ -82,6 +83,7 @@ class EvalSettings:
     category_template: str = "a photo of {label}"
     map_k: int = 10
     knn_k: int = 21
+    knn_temperature: float | None = 0.07  # vote weight exp(cos / T); None: a plain majority (MCIP: T = 0.1)
     train_data: str | None = None  # reference / train set for knn and linear-probe (default: automatic)
     train_limit: int | None = 10_000
     resamples: int = DEFAULT_RESAMPLES
@@ -258,7 +260,7 @@ def _run_task(
         cache["train_set"] = _train_set(data, catalog, settings)
     train, test, described = cache["train_set"]
     if task == "knn":
-        out = task_functions.knn_output(encoder, test, settings.field, settings.knn_k, train, **common)
+        out = task_functions.knn_output(encoder, test, settings.field, settings.knn_k, train, settings.knn_temperature, **common)
     else:
         out = task_functions.linear_probe_output(encoder, test, settings.field, train, **common)
     out.metrics["train_set"] = described

@@ -44,12 +44,13 @@ from .metrics import (
     classification_metrics,
     confusion_matrix,
     first_relevant_ranks,
-    knn_predict,
+    knn_votes,
     label_ranks,
     per_class_accuracy,
     ranked_relevance,
     recall_curve,
     retrieval_metrics,
+    top_k_hits,
 )
 
 #: Every task by its command-line name (``modalens eval --tasks``), in report order.
@@ -518,7 +519,7 @@ def knn_output(
         raise ValueError(f"k-NN needs products with an image and a {field!r} label")
     classes = sorted(set(ref_labels))
     position = {c: i for i, c in enumerate(classes)}
-    codes = knn_predict(
+    votes = knn_votes(
         test_embeds,
         ref_embeds,
         np.array([position[c] for c in ref_labels]),
@@ -526,10 +527,18 @@ def knn_output(
         exclude_self=reference is None,
         temperature=temperature,
     )
-    predicted = [classes[c] for c in codes]
+    predicted = [classes[c] for c in votes.argmax(axis=1)]
     extra = {"k": min(k, len(ref) - (1 if reference is None else 0)), "mode": mode, "reference": len(ref), "field": field,
              "weighting": "uniform" if temperature is None else f"exp(cos/{temperature})"}  # fmt: skip
-    return _classification_output(truth, predicted, test, extra, Bootstrap(resamples, seed), details, examples, seed)
+    boot = Bootstrap(resamples, seed)
+    out = _classification_output(truth, predicted, test, extra, boot, details, examples, seed)
+    hits = top_k_hits(votes, np.array([position.get(t, -1) for t in truth]), 5)
+    top5 = Estimate(float(hits.mean()), mean_of(hits), len(hits), fingerprint([p.id for p in test]))
+    out.metrics["top5_accuracy"] = top5.value
+    out.estimates["top5_accuracy"] = top5
+    if "ci" in out.metrics:
+        out.metrics["ci"]["top5_accuracy"] = top5.interval(boot.resamples, boot.seed, boot.level)
+    return out
 
 
 def knn(
