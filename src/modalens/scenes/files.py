@@ -36,7 +36,7 @@ def write_scenes(scenes: Sequence[Scene], folder: str | Path | None = None) -> l
         path = scene_path(scene, folder)
         if not path.is_file():
             tmp = folder / f".{path.name}.{uuid.uuid4().hex}.tmp"
-            scene.render().save(tmp, format="PNG")
+            scene.render().save(tmp, format="PNG", compress_level=1)  # lossless either way; 3x faster than the default
             os.replace(tmp, path)  # whole files only: a killed run leaves no half image under a real name
         paths.append(path)
     return paths
