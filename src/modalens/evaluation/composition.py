@@ -27,6 +27,7 @@ from __future__ import annotations
 import string
 from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -51,8 +52,10 @@ from ..scenes import (
     usable,
 )
 from ..scenes.captions import SceneCaptionSet
+from ..scenes.files import default_scene_dir, scene_path
 from .blind import BigramLM
 from .bootstrap import DEFAULT_RESAMPLES, DEFAULT_SEED, Estimate, Resamples, fingerprint, mean_of
+from .tasks import Bootstrap, TaskOutput
 
 #: The categories, in report order.
 CATEGORIES = (
@@ -378,12 +381,10 @@ def composition_output(
     seed: int = DEFAULT_SEED,
     details: bool = False,
     examples: int = 0,
-):
+) -> TaskOutput:
     """Per-category accuracy (true caption scored above its negative) with intervals, their mean, and the blind
     baselines beside each: a bigram LM fitted on ``train``'s grounded captions (``products``' own without one)
     and the text tower's similarity to a generic prompt."""
-    from .tasks import Bootstrap, TaskOutput
-
     cases, skipped = build_cases(products, pairs, seed, size=size)
     scenes = list({c.scene.key: c.scene for c in cases}.values())
     images, failures = encoder.image_embeddings(scene_products(scenes, scene_dir))
@@ -432,14 +433,12 @@ def composition_output(
     out.estimates.update({f"mean/{name}": est for name, est in mean_estimates.items()})
     out.metrics["skipped"] = skipped
     if examples:
-        out.examples["cases"] = _examples(cases, model, scenes, row, scene_dir, examples, seed)
+        out.examples["cases"] = _examples(cases, model, scene_dir, examples, seed)
     return out
 
 
-def _examples(cases: list[Case], model: np.ndarray, scenes: list[Scene], row: dict[str, int], scene_dir, count: int, seed: int) -> list[dict]:
-    from ..scenes.files import default_scene_dir, scene_path
-    from pathlib import Path
-
+def _examples(cases: list[Case], model: np.ndarray, scene_dir: str | None, count: int, seed: int) -> list[dict]:
+    """Up to ``count`` passed and ``count`` failed cases, with the scene file the report shows."""
     folder = Path(scene_dir) if scene_dir else default_scene_dir()
     rng = np.random.default_rng(seed)
     right, wrong = np.flatnonzero(model == 1), np.flatnonzero(model < 1)
