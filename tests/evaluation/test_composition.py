@@ -117,3 +117,16 @@ def test_cli_refuses_a_catalogue_without_types_in_one_line(mini_catalog, tmp_pat
     result = CliRunner().invoke(app, ["eval", "--tasks", "composition", "--data", str(csv), "--no-report", "-o", str(tmp_path / "out")])
     assert result.exit_code == 2
     assert "composition needs products with a photo and a type" in result.output and "Traceback" not in result.output
+
+
+def test_modalens_eval_runs_composition_with_the_real_model(mini_catalog):
+    from modalens.evaluation.runner import EvalSettings, evaluate
+
+    settings = EvalSettings(resamples=100, examples=1, composition_pairs=2)
+    results = evaluate("modalens-lite", str(mini_catalog), ["composition"], settings, progress=False).results
+    task = results["composition"]
+    assert "train split" in task["blind_fitted_on"]  # the blind LM learns from the fixture's train products only
+    assert task["mean"]["blind_ngram"] == 0.5 and 0 <= task["mean"]["accuracy"] <= 1
+    labels = {row["label"] for row in results["headline"]}
+    assert "composition: mean over categories" in labels
+    assert all(f"composition: {c}" in labels for c in task["categories"])

@@ -89,3 +89,15 @@ def test_unusable_requests_are_clear_errors(products):
         build_scenes(products, 1, kind="street")
     with pytest.raises(SceneError, match="no product"):
         build_scenes([dataclasses.replace(p, images=[]) for p in products[:4]], 1)
+
+
+def test_kagl_train_and_test_scenes_never_share_a_product(kagl_root):
+    products = read_catalog(str(kagl_root / "products.csv")).products
+    train = build_scenes(products, 15, seed=0, split="train", kind="outfit")
+    test = build_scenes(products, 15, seed=0, split="test", kind="outfit")
+    assert all(p.split == "train" for s in train for p in s.products) and all(p.split == "test" for s in test for p in s.products)
+    assert sum(s.kind == "outfit" for s in test) == 15  # KAGL test has topwear and bottomwear: no fallback to collages
+    for scene in test:
+        roles = [product_role(p) for p in scene.products]
+        if "topwear" in roles and "bottomwear" in roles:
+            assert scene.relation(roles.index("topwear"), roles.index("bottomwear")) == "above"
