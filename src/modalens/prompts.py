@@ -68,7 +68,7 @@ class CaptionSet:
         return wordings[pick % len(wordings)]
 
 
-def _check_template(path: Path, name: str, template: str) -> None:
+def check_template(path: Path | str, name: str, template: str) -> None:
     """A template names product fields as plain ``{field}``: anything else would fail, or build no caption, mid-training."""
     try:
         parts = list(string.Formatter().parse(template))
@@ -110,7 +110,7 @@ def load_caption_set(name_or_path: str) -> CaptionSet:
         elif not isinstance(entry, str):
             raise CaptionSetError(f"{path}: templates.{name} must be template text or {{template: ..., weight: N}}")
     for name, template in templates.items():
-        _check_template(path, str(name), template)
+        check_template(path, str(name), template)
     synonyms = {}
     if not isinstance(data.get("synonyms") or {}, dict):
         raise CaptionSetError(f"{path}: synonyms must map a field to {{value: [wordings]}}")

@@ -12,7 +12,8 @@ from .common import MODEL_OPTION, PROGRESS_OPTION, user_errors
 
 TASKS_HELP = (
     "Comma-separated, or 'all': retrieval, zero-shot, category-retrieval, image-retrieval, knn, linear-probe; "
-    "templates (which zero-shot prompt templates help) runs only when named."
+    "templates (which zero-shot prompt templates help) and composition (attribute binding and layout on seeded "
+    "scenes, see docs/composition.md) run only when named."
 )
 
 
@@ -95,6 +96,9 @@ def evaluate(
         None, help="Train/reference set for k-NN and the linear probe (default: SOURCE:train when --data is SOURCE:test)."
     ),
     train_limit: int = typer.Option(10_000, help="Use at most this many train products (the first ones)."),
+    composition_pairs: int = typer.Option(
+        100, "--composition-pairs", min=1, help="composition: symmetric pairs of cases per category (two cases each)."
+    ),
     resamples: int = typer.Option(1000, help="Bootstrap resamples for the 95% intervals (0: no intervals)."),
     seed: int = typer.Option(0, help="Seed of the bootstrap resamples and the example choice."),
     examples: int = typer.Option(6, help="Successes and failures shown per task in the report."),
@@ -142,6 +146,10 @@ def evaluate(
     if compare and len(models or []) < 2:
         raise ValueError("--compare needs two or more models, e.g. modalens eval --compare modalens-lite runs/my-model")
     catalog = read_catalog(data)  # a wrong catalogue or split fails here, in one line, before any model loads
+    if "composition" in task_list:  # so does one that lacks what composition cases are built from
+        from ..evaluation.composition import check_catalogue
+
+        check_catalogue(catalog.products)
     templates = read_templates(templates_file) if templates_file else None  # so does a bad templates file
     settings = EvalSettings(
         field=field,
@@ -156,6 +164,7 @@ def evaluate(
         resamples=resamples,
         seed=seed,
         examples=examples,
+        composition_pairs=composition_pairs,
         templates=tuple(templates) if templates else None,
         templates_from=str(templates_file) if templates_file else None,
     )

@@ -24,6 +24,7 @@ TASK_TITLES = {
     "knn": "k-NN classification",
     "linear-probe": "Linear probe",
     "templates": "Which prompt templates help",
+    "composition": "Composition (attributes bound to garments, layout)",
 }
 
 CSS = """
@@ -621,6 +622,34 @@ def _classifier_section(task: str, results: dict[str, Any], thumbs: Thumbnails) 
     return "".join(out)
 
 
+def _composition_section(results: dict[str, Any], thumbs: Thumbnails) -> str:
+    """Each category's accuracy beside its blind baselines (0.5 by construction), what was left out, and cases."""
+    task = results["composition"]
+    rows = [
+        [f"<td>{esc(name)}</td>", metric_cells(group, "accuracy"), metric_cells(group, "blind_ngram"),
+         metric_cells(group, "blind_text_tower"), f'<td class="num">{group.get("pairs")}</td>']
+        for name, group in [*task.get("categories", {}).items(), ("mean over categories", task.get("mean", {}))]
+    ]  # fmt: skip
+    out = [f'<section id="composition"><h2>{esc(TASK_TITLES["composition"])}</h2>']
+    out.append(table(["category", "model accuracy", "blind: bigram LM", "blind: text tower", "pairs"], rows, "nums"))
+    skipped = task.get("skipped") or {}
+    if skipped:
+        out.append('<p class="note">Left out: ' + "; ".join(f"{esc(k)} ({esc(v)})" for k, v in skipped.items()) + "</p>")
+    out.append(
+        f'<p class="note">Each case: a seeded scene, its true caption and one negative; every case has a partner whose true '
+        f"caption is its negative, so a text-only model scores 0.5. Blind LM fitted on {esc(task.get('blind_fitted_on', '?'))}.</p>"
+    )
+    cases = results.get("examples", {}).get("composition", {}).get("cases", [])
+    if cases:
+        cards = "".join(
+            f'<div class="card {"ok" if c["passed"] else "bad"}"><div class="t">{thumbs.img(c["image"], c["positive"])}</div>'
+            f'<div class="cap"><b>{esc(c["category"])}</b><br>✓ {esc(c["positive"])}<br>✗ {esc(c["negative"])}</div></div>'
+            for c in cases
+        )
+        out.append(f'<h3>Examples (green: the true caption scored higher)</h3><div class="grid">{cards}</div>')
+    return "".join(out) + "</section>"
+
+
 def _method_section(results: dict[str, Any]) -> str:
     settings = json.dumps(results.get("settings", {}), indent=2, ensure_ascii=False)
     timings = ", ".join(f"{esc(k)} {v:.1f} s" for k, v in results.get("timings", {}).items())
@@ -652,6 +681,8 @@ def _model_body(results: dict[str, Any], thumbs: Thumbnails) -> str:
     for task in ("knn", "linear-probe"):
         if task in results:
             parts.append(_classifier_section(task, results, thumbs))
+    if "composition" in results:
+        parts.append(_composition_section(results, thumbs))
     parts.append(_method_section(results))
     return "".join(parts)
 
@@ -659,7 +690,7 @@ def _model_body(results: dict[str, Any], thumbs: Thumbnails) -> str:
 def _nav(results: dict[str, Any]) -> str:
     links = [("summary", "At a glance")] + [
         (t, TASK_TITLES[t])
-        for t in ("zero-shot", "templates", "retrieval", "category-retrieval", "image-retrieval", "knn", "linear-probe")
+        for t in ("zero-shot", "templates", "retrieval", "category-retrieval", "image-retrieval", "knn", "linear-probe", "composition")
         if t in results
     ]
     links.append(("method", "Method"))
