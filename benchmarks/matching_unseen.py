@@ -14,7 +14,11 @@ which were never trained or calibrated on:
 * rules: the point estimate reaching 99% (the old rule), the one-sided 95% Clopper-Pearson
   lower bound reaching 99%, and the same bound with only mutual-best pairs acceptable (the new default);
 * test sets: KAGL test (946 products, the `match eval` scenario) and *unseen*: a seeded sample of
-  kagl-full test products that are not in KAGL at all (60×80 photos).
+  kagl-full test products that are not in KAGL at all (60×80 photos);
+* the rule that ships since (``evaluate.calibrate`` with ``more=``): KAGL val plus the kagl-full val products
+  that are not in KAGL, cut into scenarios of KAGL val's size; small-photo pairs get thresholds of their own,
+  and the reject side a separate cut for pairs nearest to one of their offers; with 1 to 4 of those scenarios
+  (how the small-photo thresholds and bounds move with calibration size), and without the split reject cut.
 
 Every test row gives precision / NPV with their own 95% lower bounds, recall and the share decided.
 """
@@ -32,9 +36,9 @@ import numpy as np
 
 from modalens.catalog import read_catalog
 from modalens.matching.calibration import Calibrator, choose_thresholds, clopper_pearson_lower, decision_metrics
-from modalens.matching.evaluate import Scenario, near_duplicate_negatives
+from modalens.matching.evaluate import Scenario, calibrate, calibration_scenarios, measure, near_duplicate_negatives
 from modalens.matching.features import OfferFeaturizer, fast_image_tower
-from modalens.matching.pipeline import Matcher, mutual_best
+from modalens.matching.pipeline import SMALL_PHOTOS, Matcher, mutual_best
 
 
 def lower(rate: float, n: int) -> float:
@@ -109,6 +113,7 @@ def main() -> None:
                     "wrong_accepts": m["accepted"] - round(m["precision"] * m["accepted"]) if m["accepted"] else 0,
                     "notes": th.notes,
                 })
+    rows += stratified_rows(args, matcher, featurizer, kagl, kagl_ids, val, tests)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"model": str(args.model or "shipped"), "k": args.k, "rows": rows}, indent=2, default=float))
     print("| calibrated on (pairs) | rule | accept ≥ | on val: precision (lower bound) | measured on | auto-accept precision (95% lower bound) | wrong accepts | recall | auto-reject NPV (lower bound) | decided automatically |")
@@ -117,6 +122,54 @@ def main() -> None:
         print(f"| {r['calibration']} ({r['calibration_pairs']}) | {r['rule']} | {r['accept']:.4f} | {pct(r['val_precision'], 2)} ({pct(r['val_precision_lower'], 2)}) "
               f"| {r['test']} | {pct(r['precision'], 2)} ({pct(r['precision_lower'], 2)}; {r['accepted']} pairs) | {r['wrong_accepts']} | {pct(r['recall'])} "
               f"| {pct(r['npv'], 2)} ({pct(r['npv_lower'], 2)}) | {pct(r['share_auto'])} |")
+    print("\n| calibrated on | rule | small photos: accept ≥ / reject < (nearest <) | on val, small photos: precision / NPV lower bounds, decided "
+          "| measured on | auto-accept precision (95% lower bound; accepted) | wrong accepts | recall | auto-reject NPV (lower bound; rejected) | decided automatically |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        if "small_accept" not in r:
+            continue
+        cuts = "none (main thresholds)" if r["small_accept"] is None else (
+            f"{r['small_accept']:.3f} / {r['small_reject']:.3f}" + (f" ({r['small_reject_nearest']:.3f})" if r["small_reject_nearest"] is not None else ""))
+        bounds = "–" if r["small_accept"] is None else f"{pct(r['small_val_precision_lower'], 2)} / {pct(r['small_val_npv_lower'], 2)}, {pct(r['small_val_share_auto'])}"
+        print(f"| {r['calibration']} | {r['rule']} | {cuts} | {bounds} | {r['test']} | {pct(r['precision'], 2)} ({pct(r['precision_lower'], 2)}; {r['accepted']}) "
+              f"| {r['wrong_accepts']} | {pct(r['recall'])} | {pct(r['npv'], 2)} ({pct(r['npv_lower'], 2)}; {r['rejected']}) | {pct(r['share_auto'])} |")
+
+
+def stratified_rows(args, matcher: Matcher, featurizer, kagl, kagl_ids, val: Scenario, tests: dict) -> list[dict]:
+    """The shipped rule: KAGL val + kagl-full val (not in KAGL) in scenarios of KAGL val's size, small-photo strata, split reject."""
+    small_val = [p for p in read_catalog("kagl-full").products if p.split == "val" and p.id not in kagl_ids and p.image]
+    chunks = calibration_scenarios(small_val, len(val.products), featurizer, seed="val0")
+    rows = []
+    for n_chunks, split in [(n, True) for n in range(len(chunks) + 1)] + [(len(chunks), False)]:
+        m = Matcher(matcher.model, featurizer=featurizer)
+        calibrate(m, val, k=args.k, more=chunks[:n_chunks], split_reject=split)
+        small = m.strata.get(SMALL_PHOTOS, (None, None))[1]
+        products = sum(len(c.products) for c in chunks[:n_chunks])
+        for tname, sc in tests.items():
+            pw = measure(m, sc, k=args.k)["pairwise"]
+            rows.append({
+                "calibration": f"KAGL val + {products} kagl-full val products ({n_chunks} scenarios)", "rule": "strata" + (", split reject" if split else ""),
+                "calibration_pairs": m.thresholds.fit_pairs + (small.fit_pairs if small else 0),
+                "accept": m.thresholds.accept, "reject": m.thresholds.reject, "reject_nearest": m.thresholds.reject_nearest,
+                "val_precision": m.thresholds.fit_precision, "val_precision_lower": m.thresholds.fit_precision_lower,
+                "val_npv": m.thresholds.fit_npv, "val_npv_lower": m.thresholds.fit_npv_lower,
+                "small_pairs": small.fit_pairs if small else 0, "small_accept": small.accept if small else None,
+                "small_reject": small.reject if small else None, "small_reject_nearest": small.reject_nearest if small else None,
+                "small_val_precision_lower": small.fit_precision_lower if small else None, "small_val_npv_lower": small.fit_npv_lower if small else None,
+                "small_val_share_auto": small.fit_share_auto if small else None,
+                "test": tname, "test_pairs": pw["pairs"], "accepted": pw["accepted"], "rejected": pw["rejected"],
+                "precision": pw["precision"], "precision_lower": lower(pw["precision"], pw["accepted"]), "recall": pw["recall"],
+                "npv": pw["npv"], "npv_lower": lower(pw["npv"], pw["rejected"]), "share_auto": pw["share_auto"],
+                "wrong_accepts": pw["accepted"] - round(pw["precision"] * pw["accepted"]) if pw["accepted"] else 0,
+                "wrong_rejects": pw["rejected"] - round(pw["npv"] * pw["rejected"]) if pw["rejected"] else 0,
+                "small_photo_test_pairs": pw["small_photo_pairs"], "notes": m.thresholds.notes,
+            })
+            r = rows[-1]
+            logging.info("%s | %s | %s: precision %s (%s; %d) NPV %s (%s; %d) decided %s; small accept %s reject %s/%s (val bounds %s / %s)",
+                         r["calibration"], r["rule"], tname, pct(r["precision"], 2), pct(r["precision_lower"], 2), r["accepted"], pct(r["npv"], 2),
+                         pct(r["npv_lower"], 2), r["rejected"], pct(r["share_auto"]), r["small_accept"], r["small_reject"], r["small_reject_nearest"],
+                         pct(r["small_val_precision_lower"] or float("nan"), 2), pct(r["small_val_npv_lower"] or float("nan"), 2))
+    return rows
 
 
 if __name__ == "__main__":

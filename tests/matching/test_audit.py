@@ -62,3 +62,23 @@ def test_match_audit_command_reports_and_alarms(tmp_path):
     fill(bad, n_accept=300, wrong_accept=9, n_reject=10, wrong_reject=0)
     result = runner.invoke(app, ["audit", str(bad)])
     assert result.exit_code == 3 and "ALARM" in result.output and "unproven" in result.output
+
+
+def test_match_audit_tighten_writes_a_matcher_with_the_alarmed_threshold_raised(tmp_path):
+    import numpy as np
+
+    from modalens.matching.calibration import Calibrator, Thresholds
+    from modalens.matching.pipeline import Matcher
+
+    scores, labels = np.r_[np.linspace(0.6, 1, 400), np.linspace(0, 0.5, 400)], np.r_[np.ones(400, bool), np.zeros(400, bool)]
+    Matcher(None, Calibrator().fit(scores, labels), Thresholds(accept=0.85, reject=0.5, reject_nearest=0.45)).save(tmp_path / "m")
+    bad = tmp_path / "bad.sqlite"
+    fill(bad, n_accept=300, wrong_accept=9, n_reject=10, wrong_reject=0)  # every audit item scores 0.9
+    result = CliRunner().invoke(app, ["audit", str(bad), "--model", str(tmp_path / "m"), "--tighten", str(tmp_path / "m2")])
+    assert result.exit_code == 3 and "ALARM" in result.output and "tightened main: accept threshold 0.8500 →" in result.output
+    old, new = Matcher.load(tmp_path / "m").thresholds, Matcher.load(tmp_path / "m2").thresholds
+    assert old.accept == 0.85 and new.accept > 0.9  # past the audited accepts at 0.9, which held the 9 wrong merges
+    assert (new.reject, new.reject_nearest) == (0.5, 0.45)  # NPV was not in alarm
+    assert any("tightened after audits" in n for n in new.notes)
+    result = CliRunner().invoke(app, ["audit", str(bad), "--model", str(tmp_path / "m"), "--tighten", str(tmp_path / "m")])
+    assert result.exit_code != 0 and "new folder" in result.output and "Traceback" not in result.output

@@ -114,3 +114,18 @@ def test_match_queues_unmarked_audit_items(tmp_path, mini_catalog, mini_products
     assert all(auto[(r["left_id"], r["right_id"])] == r["source"].split(":")[1].split("|")[0] for r in audits)
     assert all(r["reason"].startswith("score ") and "threshold" not in r["reason"] for r in rows)
     assert 0.2 * len(auto) <= len(audits) <= 0.8 * len(auto)
+
+
+def test_match_calibrate_rechooses_thresholds_without_training(tmp_path, mini_catalog, matcher_dir):
+    from modalens.matching.pipeline import Matcher
+
+    out = tmp_path / "recalibrated"
+    result = runner.invoke(app, ["calibrate", "--model", str(matcher_dir), "--data", str(mini_catalog), "--more-val", str(tmp_path / "nosuch.csv"),
+                                 "--out", str(out), "--confidence", "0", "--no-onnx"])
+    assert result.exit_code == 0, result.output
+    assert "warning: --more-val" in result.output and "calibrating on" in result.output  # a missing extra catalogue is said, not a crash
+    old, new = Matcher.load(matcher_dir), Matcher.load(out)
+    assert new.model.state_dict().keys() == old.model.state_dict().keys()
+    assert all((new.model.state_dict()[k] == v).all() for k, v in old.model.state_dict().items())  # the model is copied unchanged
+    assert new.thresholds.confidence is None and new.thresholds.fit_pairs > 0 and new.strata == {}  # 224 px photos only: no stratum
+    assert "on val:" in result.output and "saved to" in result.output

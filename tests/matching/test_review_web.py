@@ -11,6 +11,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from scipy.stats import beta
 from browser import CHROMIUM, LAUNCH_ARGS, free_port, require_browser
 
 from modalens.matching.offers import Offer
@@ -150,6 +151,45 @@ def test_review_page_stacks_on_a_phone_and_names_each_side(queue_db, ann_key, tm
             page.screenshot(path=str(shot), full_page=True)
             if os.environ.get("MODALENS_SCREENSHOTS"):
                 shutil.copy(shot, Path(os.environ["MODALENS_SCREENSHOTS"]) / "review-phone.png")
+            browser.close()
+    finally:
+        server.kill()
+
+
+def test_review_page_shows_the_audited_precision_and_npv_and_alarms(tmp_path, mini_products):
+    """Answered audit items give the page a running precision / NPV with intervals; a precision below target alarms."""
+    db = tmp_path / "audited.sqlite"
+    p = mini_products[0]
+    with ReviewQueue(db) as q:
+        key = q.add_reviewer("ann")
+        for kind, n, wrong in (("accept", 100, 5), ("reject", 40, 0)):
+            for i in range(n):
+                q.add_pairs([(Offer(f"{kind}{i}a", title="x"), Offer(f"{kind}{i}b", title="x"), 0.9, 0.99, "score 0.900 (p=0.99)")],
+                            source=f"audit:{kind}|test", priority=0.1)
+        truth = {f"accept{i}a": i >= 5 for i in range(100)} | {f"reject{i}a": False for i in range(40)}
+        while (pair := q.lease("bob")) is not None:  # bob answered every audit item: 95 of 100 accepts were right
+            q.decide(pair.id, "bob", "match" if truth[pair.left.id] else "no-match")
+        q.add_pairs([(seller_offer(p, "web", 0, views=("seller-1",))[0], Offer.from_product(p), 0.8, 0.6, "score 0.800 (p=0.60)")])
+    server = Server(db)
+    server.start()
+    try:
+        with playwright_api.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.goto(server.url + "/review/")
+            assert page.is_hidden("[data-testid=audit]")  # nothing shown before the key
+            page.fill("[data-testid=key]", key)
+            page.press("[data-testid=key]", "Enter")
+            page.wait_for_selector("[data-testid=audit]:not([hidden])")
+            precision = page.inner_text("[data-testid=audit-precision]")
+            # 95 of 100: the exact interval (scipy's beta quantiles: 89.77% – 98.01%) lies below 99%: an alarm
+            low, high = (f"{100 * beta.ppf(q, a, b):.2f}%" for q, a, b in ((0.05, 95, 6), (0.95, 96, 5)))
+            assert "95.00% of 100 audited" in precision and f"{low} – {high}" in precision and "alarm" in precision
+            npv = page.inner_text("[data-testid=audit-npv]")
+            assert "100.00% of 40 audited" in npv and "unproven" in npv  # 40 right cannot show 99% yet
+            alarm = page.inner_text("[data-testid=audit-alarm]")
+            assert "auto-accept precision below target" in alarm and "NPV" not in alarm
+            page.wait_for_selector("[data-testid=pair]:not([hidden])")  # the review itself goes on
             browser.close()
     finally:
         server.kill()

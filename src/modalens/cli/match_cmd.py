@@ -62,6 +62,28 @@ def _scoring_matcher(model: Path | None, onnx: bool, progress: bool | None = Non
     return Matcher.load(model, featurizer=_featurizer(onnx, progress))
 
 
+MORE_VAL = typer.Option(
+    "kagl-full", "--more-val",
+    help="Another catalogue whose val split (its products not in --data) also calibrates, cut into scenarios the size of "
+         "--data's val split; its small-photo pairs (short side < 128 px) get thresholds of their own. 'none': only --data's val.",
+)
+
+
+def _more_val(source: str, data: str) -> list:
+    """Val products of ``source`` that are not in ``data`` (none when ``source`` is 'none' or cannot be read: a warning)."""
+    if source.strip().lower() in ("", "none"):
+        return []
+    from ..catalog import read_catalog
+
+    try:
+        products = [p for p in read_catalog(source).products if p.split == "val" and p.image]
+    except Exception as e:  # e.g. the catalogue is not on this machine: calibrate on --data alone, and say so
+        typer.echo(f"warning: --more-val {source}: {e}; calibrating on {data} val alone", err=True)
+        return []
+    taken = {p.id for p in read_catalog(data).products}
+    return [p for p in products if p.id not in taken]
+
+
 def _split(source: str, name: str):
     from ..catalog import read_catalog
 
@@ -107,6 +129,8 @@ def run(
     )
     typer.echo(f"thresholds: accept ≥ {matcher.thresholds.accept:.3f}, reject < {matcher.thresholds.reject:.3f} "
                f"(target precision {matcher.thresholds.target_precision:.0%}); results in {paths['pairs'].parent}")
+    for name, (_, th) in matcher.strata.items():
+        typer.echo(f"{name}: accept ≥ {th.accept:.3f}, reject < {th.reject:.3f} (pairs with a photo under 128 px)")
     for note in matcher.thresholds.notes:
         typer.echo(f"warning: {note}", err=True)
     for offer_id, reason in list(result.failures.items())[:10]:
@@ -149,11 +173,12 @@ def train(
     confidence: float = typer.Option(0.95, min=0.0, max=0.999, help="One-sided confidence of the Clopper-Pearson lower bound that must reach the targets (0: the point estimate must)."),
     near_duplicates: bool = typer.Option(False, "--near-duplicates/--no-near-duplicates", help="Also calibrate on every pair of near-duplicate products (same type and colour, near-identical titles) as non-matches."),
     mutual_best: bool = typer.Option(True, "--mutual-best/--no-mutual-best", help="Accept only pairs whose score reaches every score either offer has with a third offer; the accept threshold is chosen on such pairs."),
+    more_val: str = MORE_VAL,
     onnx: bool = ONNX,
     progress: Optional[bool] = PROGRESS_OPTION,
 ) -> None:
     """Train an offer model on generated pairs of the train split, calibrate it on the val split."""
-    from ..matching.evaluate import Scenario, calibrate
+    from ..matching.evaluate import Scenario, calibrate, calibration_scenarios
     from ..matching.offer_model import OfferModelConfig
     from ..matching.pipeline import Matcher
     from ..matching.train import TrainConfig, train_offer_model, training_data
@@ -165,14 +190,55 @@ def train(
         model_config=OfferModelConfig(parts=tuple(p.strip() for p in parts.split(",") if p.strip())), config=config,
     )
     matcher = Matcher(model, featurizer=featurizer, info={"trained_on": f"{data} train (generated pairs)", "train_source": data, "seed": seed})
-    calibrate(matcher, Scenario(_split(data, "val"), featurizer, seed=f"val{seed}"), target_precision=target_precision,
+    val = _split(data, "val")
+    extra = _more_val(more_val, data)
+    calibrate(matcher, Scenario(val, featurizer, seed=f"val{seed}"), target_precision=target_precision,
               target_npv=target_npv, method=calibration, confidence=confidence or None, near_duplicates=near_duplicates,
-              mutual_best_only=mutual_best)
-    matcher.info["calibrated_on"] = f"{data} val (generated scenario)"
+              mutual_best_only=mutual_best, more=calibration_scenarios(extra, len(val), featurizer, seed=f"val{seed}") if extra else ())
+    matcher.info["calibrated_on"] = f"{data} val (generated scenario)" + (f" + {len(extra)} {more_val} val products" if extra else "")
     matcher.save(out)
+    typer.echo(f"loss {history[0]:.3f} → {history[-1]:.3f}")
+    _echo_rule(matcher)
+    typer.echo(f"saved to {out}")
+
+
+def _echo_rule(matcher) -> None:
+    """The thresholds of each stratum with what they promise on the calibration pairs."""
     th = matcher.thresholds
-    typer.echo(f"loss {history[0]:.3f} → {history[-1]:.3f}; on val: {th.describe()}; "
-               f"{th.fit_share_auto:.1%} of {th.fit_pairs} pairs decided automatically")
+    typer.echo(f"on val: {th.describe()}; {th.fit_share_auto:.1%} of {th.fit_pairs} pairs decided automatically")
+    for name, (_, s) in matcher.strata.items():
+        typer.echo(f"{name}: {s.describe()}; {s.fit_share_auto:.1%} of {s.fit_pairs} pairs decided automatically")
+
+
+@app.command("calibrate")
+@user_errors
+def calibrate_cmd(
+    model: Path | None = MODEL_DIR,
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the re-calibrated matcher (the model is copied unchanged)."),
+    data: str = typer.Option("kagl", "--data", "-d", help="Catalogue whose val split calibrates."),
+    more_val: str = MORE_VAL,
+    target_precision: float = typer.Option(0.99, min=0.5, max=1.0),
+    target_npv: float = typer.Option(0.99, min=0.5, max=1.0),
+    confidence: float = typer.Option(0.95, min=0.0, max=0.999, help="One-sided confidence of the Clopper-Pearson lower bound that must reach the targets (0: the point estimate must)."),
+    seed: int = typer.Option(0),
+    onnx: bool = ONNX,
+    progress: Optional[bool] = PROGRESS_OPTION,
+) -> None:
+    """Choose a matcher's thresholds again on val products (no training): e.g. with small-photo thresholds of their own."""
+    from ..matching.evaluate import Scenario, calibrate, calibration_scenarios
+    from ..matching.pipeline import Matcher
+
+    featurizer = _featurizer(onnx, progress)
+    matcher = Matcher.load(model, featurizer=featurizer)
+    val = _split(data, "val")
+    extra = _more_val(more_val, data)
+    calibrate(matcher, Scenario(val, featurizer, seed=f"val{seed}"), target_precision=target_precision, target_npv=target_npv,
+              method=matcher.calibrator.method if matcher.calibrator else "isotonic", confidence=confidence or None,
+              mutual_best_only=matcher.thresholds.mutual_best_only if matcher.thresholds else True,
+              more=calibration_scenarios(extra, len(val), featurizer, seed=f"val{seed}") if extra else ())
+    matcher.info["calibrated_on"] = f"{data} val (generated scenario)" + (f" + {len(extra)} {more_val} val products in scenarios of about {len(val)}" if extra else "")
+    matcher.save(out)
+    _echo_rule(matcher)
     typer.echo(f"saved to {out}")
 
 
@@ -191,6 +257,7 @@ def evaluate(
     confidence: float = typer.Option(0.95, min=0.0, max=0.999, help="One-sided confidence of the Clopper-Pearson lower bound that must reach the targets (0: the point estimate must)."),
     near_duplicates: bool = typer.Option(False, "--near-duplicates/--no-near-duplicates", help="Also calibrate on every pair of near-duplicate products (same type and colour, near-identical titles) as non-matches."),
     mutual_best: bool = typer.Option(True, "--mutual-best/--no-mutual-best", help="Accept only pairs whose score reaches every score either offer has with a third offer; the accept threshold is chosen on such pairs."),
+    more_val: str = MORE_VAL,
     onnx: bool = ONNX,
     progress: Optional[bool] = PROGRESS_OPTION,
 ) -> None:
@@ -207,7 +274,7 @@ def evaluate(
         read_catalog(data).products, out_dir=out, variants=variants, train_config=TrainConfig(epochs=epochs, seed=seed),
         featurizer=_featurizer(onnx, progress), k=k, target_precision=target_precision,
         target_npv=target_npv, seed=seed, save_best=save_model, confidence=confidence or None, near_duplicates=near_duplicates,
-        mutual_best_only=mutual_best,
+        mutual_best_only=mutual_best, more_val=_more_val(more_val, data),
     )
     typer.echo(ev.markdown_table(summary["rows"]))
     typer.echo(f"thresholds chosen on val with a one-sided {confidence:.0%} Clopper-Pearson lower bound ≥ target:" if confidence
@@ -269,12 +336,17 @@ def audit(
     target_precision: float = typer.Option(0.99, min=0.5, max=1.0),
     target_npv: float = typer.Option(0.99, min=0.5, max=1.0),
     confidence: float = typer.Option(0.95, min=0.5, max=0.999),
+    tighten: Optional[Path] = typer.Option(
+        None, "--tighten", help="On an alarm, write a copy of the matcher (--model) here with the alarmed thresholds moved past the "
+                                "audited wrong decisions until the audits left in the automatic region are no longer in alarm."),
+    model: Path | None = MODEL_DIR,
 ) -> None:
     """Running precision / NPV of the automatic decisions from the audit items people answered; exit 3 on an alarm."""
     from ..matching.review import ReviewQueue
 
     with ReviewQueue(db) as queue:
         est = queue.audit_estimate(target_precision=target_precision, target_npv=target_npv, confidence=confidence)
+        answers = queue.audit_answers(with_offers=tighten is not None and est["alarm"])
     for name, label in (("precision", "auto-accept precision"), ("npv", "auto-reject NPV")):
         e = est[name]
         rate = "–" if e["audited"] == 0 else f"{e['rate']:.2%}"
@@ -283,8 +355,49 @@ def audit(
     typer.echo(f"{est['audits_pending']} audit items still pending")
     if est["alarm"]:
         typer.echo("ALARM: an automatic region is below its target with "
-                   f"{confidence:.0%} confidence; re-calibrate (`modalens match retrain`) or raise the thresholds", err=True)
+                   f"{confidence:.0%} confidence; re-calibrate (`modalens match retrain`) or raise the thresholds"
+                   + ("" if tighten else " (`--tighten OUT`)"), err=True)
+        if tighten is not None:
+            _tighten(model, tighten, answers, confidence)
         raise typer.Exit(3)
+
+
+def _tighten(model: Path | None, out: Path, answers: list, confidence: float) -> None:
+    """Copy the matcher folder to ``out`` with each stratum's thresholds tightened on the audits it decided."""
+    import shutil
+
+    from ..matching.calibration import Thresholds, load_calibration, save_calibration, tighten_for_audits
+    from ..matching.pipeline import CALIBRATION_FILE, PRETRAINED_DIR, SMALL_PHOTOS, small_photos
+
+    source = Path(model) if model else PRETRAINED_DIR
+    if not (source / CALIBRATION_FILE).is_file():
+        raise FileNotFoundError(f"no matcher in {source} (expected {CALIBRATION_FILE})")
+    if out.resolve() == source.resolve():
+        raise ValueError("--tighten needs a new folder, not the matcher's own (the old thresholds stay as they were)")
+    calibrator, thresholds, extra = load_calibration(source / CALIBRATION_FILE)
+    strata = extra.get("strata", {})
+    small = [False] * len(answers)
+    if answers and SMALL_PHOTOS in strata:  # which thresholds decided each audited pair: the small-photo ones if either side is small
+        small = (small_photos([a for *_, a, _ in answers]) | small_photos([b for *_, _, b in answers])).tolist()
+    changed = []
+    for name, th in [("", thresholds)] + [(n, Thresholds.from_dict(s["thresholds"])) for n, s in strata.items()]:
+        mine = [a for a, is_small in zip(answers, small) if (name == SMALL_PHOTOS) == bool(is_small)]
+        new, lines = tighten_for_audits(th, [(s, ok) for kind, s, ok, *_ in mine if kind == "accept"],
+                                        [(s, ok) for kind, s, ok, *_ in mine if kind == "reject"], confidence=confidence)
+        changed += [f"{name or 'main'}: {line}" for line in lines]
+        if name:
+            strata[name]["thresholds"] = new.to_dict()
+        else:
+            thresholds = new
+    if out.exists():
+        shutil.rmtree(out)
+    shutil.copytree(source, out)
+    extra["tightened_from"] = str(source)
+    save_calibration(out / CALIBRATION_FILE, calibrator, thresholds, extra)
+    for line in changed or ["nothing to move: the alarmed audits are not in any automatic region of these thresholds"]:
+        typer.echo(f"tightened {line}", err=True)
+    typer.echo(f"tightened matcher saved to {out} (use it with --model {out})", err=True)
+
 
 
 @app.command("retrain")
@@ -294,6 +407,7 @@ def retrain_cmd(
     model: Path | None = MODEL_DIR,
     out: Path = typer.Option(Path("runs/matcher-retrained"), "--out", "-o"),
     data: str | None = typer.Option(None, "--data", "-d", help="Also train on generated pairs of this catalogue's train split and calibrate with its val split (default: none)."),
+    more_val: str = MORE_VAL,
     epochs: int = typer.Option(5, min=1),
     lr: float = typer.Option(2e-4, help="Fine-tuning learning rate (a tenth of training's)."),
     seed: int = typer.Option(0),
@@ -306,7 +420,8 @@ def retrain_cmd(
 
     train_products = _split(data, "train") if data else ()
     val_products = _split(data, "val") if data else ()
-    _, report = retrain(model, reviews, out, train_products=train_products, val_products=val_products,
+    more_val_products = _more_val(more_val, data) if data else ()
+    _, report = retrain(model, reviews, out, train_products=train_products, val_products=val_products, more_val_products=more_val_products,
                         config=TrainConfig(epochs=epochs, lr=lr, seed=seed), featurizer=_featurizer(onnx, progress))
     typer.echo(json.dumps(report, indent=2, default=float))
     typer.echo(f"saved to {out}")

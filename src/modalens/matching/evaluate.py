@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import time
+import zlib
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -23,15 +24,16 @@ import numpy as np
 from ..catalog.schema import Product
 from .calibration import (
     Calibrator,
+    Thresholds,
     choose_thresholds,
     clopper_pearson_lower,
-    decision_metrics,
     plot_precision_recall,
+    rule_metrics,
 )
 from .features import OfferFeatures, OfferFeaturizer
 from .offer_model import OfferModelConfig
 from .pairs import MatchingScenario, make_scenario
-from .pipeline import Matcher, decide_pairs, labelled_candidates, mutual_best
+from .pipeline import SMALL_PHOTOS, Matcher, candidate_flags, decide_pairs, labelled_candidates, small_photo_pairs
 from .train import (
     TrainConfig,
     featurize_training_data,
@@ -57,27 +59,74 @@ class Scenario:
         )
 
 
+#: A stratum (e.g. small-photo pairs) gets thresholds of its own only with at least this many calibration pairs:
+#: ten times the fewest accepted pairs that can certify 99% at 95% (299); with fewer it could hardly certify anything.
+MIN_STRATUM_PAIRS = 3000
+
+
+def calibration_scenarios(products: Sequence[Product], size: int, featurizer: OfferFeaturizer, *, seed: str | int) -> list[Scenario]:
+    """Generated scenarios of about ``size`` products each (a seeded split by product id).
+
+    Thresholds depend on how crowded the catalogue is (more products, more near-duplicates among the
+    candidates), so extra calibration products are cut into scenarios as big as the one the matcher is
+    calibrated on, not pooled into one denser scenario."""
+    products = [p for p in products if p.image]
+    n = max(1, round(len(products) / max(size, 1)))
+    chunks: list[list[Product]] = [[] for _ in range(n)]
+    for p in products:
+        chunks[zlib.crc32(p.id.encode()) % n].append(p)
+    return [Scenario(chunk, featurizer, seed=seed) for chunk in chunks if chunk]
+
+
+def calibration_pairs(matcher: Matcher, scenario: Scenario, *, k: int = 5, near_duplicates: bool = False) -> dict[str, np.ndarray]:
+    """Scores and labels of a scenario's candidate pairs with what the rule needs of each: mutual best, nearest,
+    small photos. ``near_duplicates``: plus :func:`near_duplicate_negatives` (counted as acceptable, not nearest)."""
+    scores, labels, _, cands, *_ = scenario.candidates(matcher, k)
+    mutual, nearest = candidate_flags(cands)
+    small = small_photo_pairs(scenario.scenario.new, scenario.scenario.catalogue, cands)
+    out = {"scores": scores, "labels": labels, "mutual": mutual, "nearest": nearest, "small": small}
+    if near_duplicates:  # harder: every pair of near-duplicate products as an extra non-match
+        hard, _ = near_duplicate_negatives(matcher, scenario, k=k)
+        more = {"scores": hard, "labels": np.zeros(len(hard), bool), "mutual": np.ones(len(hard), bool),
+                "nearest": np.zeros(len(hard), bool), "small": np.full(len(hard), bool(small.mean() > 0.5) if len(small) else False)}
+        out = {key: np.concatenate([out[key], more[key]]) for key in out}
+    return out
+
+
 def calibrate(matcher: Matcher, val: Scenario, *, k: int = 5, target_precision: float = 0.99, target_npv: float = 0.99, method: str = "isotonic",
               extra: tuple[np.ndarray, np.ndarray] | None = None, confidence: float | None = 0.95,
-              near_duplicates: bool = False, mutual_best_only: bool = True) -> Matcher:
-    """Fit the calibrator and choose thresholds on the validation scenario's candidate pairs (plus ``extra`` labelled scores).
+              near_duplicates: bool = False, mutual_best_only: bool = True, more: Sequence[Scenario] = (),
+              split_reject: bool = True) -> Matcher:
+    """Fit the calibrator and choose thresholds on the candidate pairs of the validation scenario and of ``more``
+    scenarios (plus ``extra`` labelled scores, e.g. reviewed pairs).
 
     The thresholds carry a one-sided Clopper-Pearson lower bound (``confidence``) of precision and NPV
     on these pairs; :func:`guarantee` copies them into ``matcher.info`` so the saved matcher states them.
-    ``near_duplicates``: also calibrate on :func:`near_duplicate_negatives` (harder, more conservative)."""
-    scores, labels, _, cands, *_ = val.candidates(matcher, k)
-    eligible = mutual_best(cands)
-    if near_duplicates:  # harder: every pair of near-duplicate products as an extra non-match
-        hard = near_duplicate_negatives(matcher, val, k=k)
-        scores, labels = np.concatenate([scores, hard[0]]), np.concatenate([labels, hard[1]])
-        eligible = np.concatenate([eligible, np.ones(len(hard[0]), bool)])  # counted as acceptable: the harder side
-    if extra is not None and len(extra[0]):
-        scores, labels = np.concatenate([scores, extra[0]]), np.concatenate([labels, extra[1]])
-        eligible = np.concatenate([eligible, np.ones(len(extra[0]), bool)])
-    matcher.calibrator = Calibrator(method).fit(scores, labels)
-    matcher.thresholds = choose_thresholds(scores, labels, target_precision=target_precision, target_npv=target_npv, confidence=confidence,
-                                           eligible=eligible if mutual_best_only else None)
-    matcher.info["guarantee"] = guarantee(matcher.thresholds)
+    Small-photo pairs (``pipeline.SMALL_PHOTO_SIDE``) get thresholds of their own (``matcher.strata``) when
+    there are at least ``MIN_STRATUM_PAIRS`` of them; the main thresholds are chosen on the other pairs (on
+    all when those are too few). ``split_reject``: a reject cut of its own for pairs nearest to one of
+    their offers (``Thresholds.reject_nearest``). ``near_duplicates``: also calibrate on
+    :func:`near_duplicate_negatives` (harder, more conservative)."""
+    parts = [calibration_pairs(matcher, sc, k=k, near_duplicates=near_duplicates) for sc in (val, *more)]
+    if extra is not None and len(extra[0]):  # reviewed pairs: acceptable, and judged as strictly as nearest pairs
+        n = len(extra[0])
+        parts.append({"scores": np.asarray(extra[0], np.float64), "labels": np.asarray(extra[1], bool), "mutual": np.ones(n, bool),
+                      "nearest": np.ones(n, bool), "small": np.zeros(n, bool)})
+    pairs = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+
+    def fit(sel: np.ndarray) -> tuple[Calibrator, Thresholds]:
+        s, y = pairs["scores"][sel], pairs["labels"][sel]
+        return Calibrator(method).fit(s, y), choose_thresholds(
+            s, y, target_precision=target_precision, target_npv=target_npv, confidence=confidence,
+            eligible=pairs["mutual"][sel] if mutual_best_only else None, nearest=pairs["nearest"][sel] if split_reject else None)
+
+    small = pairs["small"]
+    matcher.calibrator, matcher.thresholds = fit(~small if (~small).sum() >= MIN_STRATUM_PAIRS else np.ones(len(small), bool))
+    matcher.strata = {SMALL_PHOTOS: fit(small)} if small.sum() >= MIN_STRATUM_PAIRS else {}
+    if small.any() and not matcher.strata:
+        matcher.thresholds.notes.append(f"only {int(small.sum())} calibration pairs have small photos (fewer than {MIN_STRATUM_PAIRS}): "
+                                        "small-photo pairs use these thresholds, which were not calibrated on such photos")
+    matcher.info["guarantee"] = guarantee(matcher.thresholds, {name: th for name, (_, th) in matcher.strata.items()})
     return matcher
 
 
@@ -114,9 +163,10 @@ def near_duplicate_negatives(matcher: Matcher, val: Scenario, *, k: int = 5, min
     return np.asarray(scores, np.float64), np.zeros(len(scores), bool)
 
 
-def guarantee(th) -> dict:
-    """What the thresholds promise, as stored in a saved matcher's info (and printed by ``match eval``)."""
-    return {
+def guarantee(th, strata: dict | None = None) -> dict:
+    """What the thresholds promise, as stored in a saved matcher's info (and printed by ``match eval``);
+    ``strata``: the same for each stratum's thresholds."""
+    out = {
         "method": "one-sided Clopper-Pearson lower confidence bound on the calibration pairs",
         "confidence": th.confidence,
         "target_precision": th.target_precision,
@@ -131,13 +181,20 @@ def guarantee(th) -> dict:
         "share_auto_on_calibration": th.fit_share_auto,
         "notes": list(th.notes),
         "mutual_best_only": th.mutual_best_only,
+        "reject_nearest": th.reject_nearest,
     }
+    if strata:
+        out["strata"] = {name: guarantee(s) for name, s in strata.items()}
+    return out
 
 
 def measure(matcher: Matcher, test: Scenario, *, k: int = 5) -> dict:
     scores, labels, total, cands, new_emb, cat_emb = test.candidates(matcher, k)
-    eligible = mutual_best(cands) if matcher.thresholds.mutual_best_only else None
-    pairwise = decision_metrics(scores, labels, matcher.thresholds, total_matches=total, eligible=eligible)
+    mutual, nearest = candidate_flags(cands)
+    strata = matcher.pair_strata(test.scenario.new, test.scenario.catalogue, cands)
+    decided = matcher.decide_scores(scores, mutual, nearest, strata)
+    pairwise = rule_metrics(decided == "accept", decided == "reject", labels, total_matches=total)
+    pairwise["small_photo_pairs"] = int((strata == SMALL_PHOTOS).sum())
     result = decide_pairs(matcher, test.scenario.new, test.scenario.catalogue, new_emb, cat_emb, cands)
     decisions = np.array([p.decision for p in result.pairs])
     acc, rev = decisions == "accept", decisions == "review"
@@ -188,6 +245,7 @@ def run(
     confidence: float | None = 0.95,
     near_duplicates: bool = False,
     mutual_best_only: bool = True,
+    more_val: Sequence[Product] = (),
 ) -> dict:
     """The whole measurement: one table row per variant; PR curve PNG; results JSON; optionally save the full model."""
     out_dir = Path(out_dir)
@@ -200,6 +258,7 @@ def run(
     data = training_data(split["train"], seed=seed, copies=train_config.copies)
     train_feats = featurize_training_data(data, featurizer)
     val = Scenario(split["val"], featurizer, seed=f"val{seed}")
+    more = calibration_scenarios(more_val, len(split["val"]), featurizer, seed=f"val{seed}") if more_val else []
     test = Scenario(split["test"], featurizer, seed=f"test{seed}")
     log.info("features ready in %.0fs", time.time() - t0)
     rows, curves, points = [], {}, {}
@@ -210,7 +269,7 @@ def run(
         if parts is not None:
             model, _ = train_offer_model(data, featurizer, model_config=OfferModelConfig(parts=parts), config=train_config, features=train_feats)
         matcher = calibrate(Matcher(model, featurizer=featurizer), val, k=k, target_precision=target_precision, target_npv=target_npv,
-                            confidence=confidence, near_duplicates=near_duplicates, mutual_best_only=mutual_best_only)
+                            confidence=confidence, near_duplicates=near_duplicates, mutual_best_only=mutual_best_only, more=more)
         m = measure(matcher, test, k=k)
         pw, gr = m["pairwise"], m["grouped"]
         row = {
@@ -227,6 +286,8 @@ def run(
             "test_precision_lower": _lower(pw["precision"], pw["accepted"]),
             "test_npv_lower": _lower(pw["npv"], pw["rejected"]),
             "notes": list(matcher.thresholds.notes),
+            "thresholds": matcher.thresholds.to_dict(),
+            "strata": {name: th.to_dict() for name, (_, th) in matcher.strata.items()},
             **{f"test_{key}": value for key, value in pw.items()},
             "grouped_precision": gr["precision"],
             "grouped_recall": gr["recall"],
@@ -265,6 +326,8 @@ def run(
         "confidence": confidence,
         "near_duplicate_negatives": near_duplicates,
         "mutual_best_only": mutual_best_only,
+        "more_val_products": len(more_val),
+        "more_val_scenarios": [len(sc.products) for sc in more],
         "train_config": asdict(train_config),
         "chosen_on_val": chosen,
         "rows": rows,
@@ -326,8 +389,11 @@ def guarantee_lines(rows: list[dict]) -> str:
     """Per matcher: thresholds, expected precision / NPV on val and their lower bounds, and any warning."""
     out = []
     for r in rows:
-        out.append(f"{r['variant']}: accept ≥ {r['accept_threshold']:.4f}, reject < {r['reject_threshold']:.4f}; on {r.get('val_pairs', '?')} val pairs "
-                   f"expected precision {_fmt(r.get('val_precision'), digits=2)} (95% lower bound {_fmt(r.get('val_precision_lower'), digits=2)}), "
-                   f"NPV {_fmt(r.get('val_npv'), digits=2)} (95% lower bound {_fmt(r.get('val_npv_lower'), digits=2)})")
-        out += [f"  warning: {n}" for n in r.get("notes") or []]
+        if "thresholds" not in r:  # results written before the rule was stored whole
+            out.append(f"{r['variant']}: accept ≥ {r['accept_threshold']:.4f}, reject < {r['reject_threshold']:.4f}")
+            out += [f"  warning: {n}" for n in r.get("notes") or []]
+            continue
+        out.append(f"{r['variant']}: {Thresholds.from_dict(r['thresholds']).describe()}".replace("\nwarning", "\n  warning"))
+        for name, th in (r.get("strata") or {}).items():
+            out.append(f"  {name}: {Thresholds.from_dict(th).describe()}".replace("\nwarning", "\n  warning"))
     return "\n".join(out) + "\n"

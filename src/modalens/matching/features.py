@@ -9,6 +9,7 @@ and the changed photo is encoded once per machine.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import defaultdict
 from collections.abc import Sequence
@@ -76,6 +77,28 @@ def raw_numbers(offers: Sequence[Offer]) -> np.ndarray:
         else:
             out[i, 3] = 1.0
     return out
+
+
+def photo_side(path: str) -> int:
+    """Short side in pixels of a photo (its header only; 0 when it cannot be read)."""
+    return _photo_side(str(path))
+
+
+@functools.lru_cache(maxsize=200_000)
+def _photo_side(path: str) -> int:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return int(min(image.size))
+    except Exception:  # unreadable photos are reported by the featurizer; here they just have no size
+        return 0
+
+
+def offer_photo_sides(offers: Sequence[Offer]) -> np.ndarray:
+    """Per offer: the short side of its largest photo (0 when it has none readable). A seller's changed copy of a
+    photo (``views``) is about the size of the photo, so the file's size stands for it."""
+    return np.array([max((photo_side(p) for p in o.images), default=0) for o in offers], np.int64)
 
 
 def fast_image_tower(name: str = IMAGE_TOWER) -> ImageTower:

@@ -5,7 +5,10 @@
 2. Candidates: each new offer's ``k`` nearest catalogue offers and ``k`` nearest
    other new offers (exact cosine search, ``index.search.ExactSearch``).
 3. Score: the cosine; the calibrated match probability is reported with it.
-4. Decision per pair from the calibrated thresholds: accept, reject, or review.
+4. Decision per pair from the calibrated thresholds: accept, reject, or review. Pairs with a small
+   photo (short side under ``SMALL_PHOTO_SIDE`` pixels on either side) use thresholds calibrated on
+   small photos when the matcher has them (``Matcher.strata``): a 60×80 photo makes matches score
+   lower and different products score higher, so thresholds calibrated on 224 px photos promise too much.
 5. Groups: accepted pairs are merged, best first, into match groups. A merge
    is allowed only when a strict majority of all pairs across the two groups
    score at or above the accept threshold, so A~B and B~C never pull an
@@ -33,6 +36,10 @@ if TYPE_CHECKING:
 
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
 CALIBRATION_FILE = "calibration.json"
+#: A pair is a small-photo pair when either offer's largest photo has a short side below this (kagl-full: 60 px;
+#: KAGL: 224 px). Such pairs are calibrated apart (``Matcher.strata[SMALL_PHOTOS]``).
+SMALL_PHOTO_SIDE = 128
+SMALL_PHOTOS = "small-photos"
 
 
 @dataclass
@@ -73,13 +80,40 @@ class Matcher:
         *,
         featurizer: OfferFeaturizer | None = None,
         info: dict | None = None,
+        strata: dict[str, tuple[Calibrator, Thresholds]] | None = None,
     ) -> None:
-        """``model`` None means the baseline: cosine of average-pooled frozen image features."""
+        """``model`` None means the baseline: cosine of average-pooled frozen image features. ``strata``: calibrator and
+        thresholds for a kind of pair calibrated apart (only ``SMALL_PHOTOS`` so far); other pairs use the main ones."""
         self.model = model
         self.calibrator = calibrator
         self.thresholds = thresholds
         self.featurizer = featurizer or OfferFeaturizer()
         self.info = info or {}
+        self.strata = dict(strata or {})
+
+    def rule_for(self, stratum: str | None) -> tuple[Calibrator | None, Thresholds]:
+        """Calibrator and thresholds of a stratum (the main ones when it has none of its own)."""
+        return self.strata.get(stratum, (self.calibrator, self.thresholds)) if stratum else (self.calibrator, self.thresholds)
+
+    def pair_strata(self, new_offers: Sequence[Offer], others: Sequence[Offer],
+                    candidates: Sequence[tuple[str, int, int, float]]) -> np.ndarray:
+        """Per candidate pair: its stratum name, or "" for the main one. Photos are measured only when a stratum exists."""
+        out = np.full(len(candidates), "", dtype=object)
+        if SMALL_PHOTOS in self.strata and len(candidates):
+            out[small_photo_pairs(new_offers, others, candidates)] = SMALL_PHOTOS
+        return out
+
+    def decide_scores(self, scores: np.ndarray, mutual: np.ndarray, nearest: np.ndarray, strata: np.ndarray) -> np.ndarray:
+        """accept / reject / review per pair from its score, stratum and candidate flags (vectorised ``Thresholds.decide``)."""
+        out = np.full(len(scores), "review", dtype=object)
+        for name in set(strata.tolist()) if len(strata) else ():
+            _, th = self.rule_for(name)
+            sel = strata == name
+            acc = sel & (scores >= th.accept) & (mutual if th.mutual_best_only else True)
+            cut = np.where(nearest, th.reject_cut(True), th.reject)
+            out[acc] = "accept"
+            out[sel & ~acc & (scores < cut)] = "reject"
+        return out
 
     @property
     def name(self) -> str:
@@ -104,7 +138,9 @@ class Matcher:
             self.model.save(folder)
         if self.calibrator is None or self.thresholds is None:
             raise ValueError("calibrate the matcher before saving it")
-        save_calibration(folder / CALIBRATION_FILE, self.calibrator, self.thresholds, {"embedder": self.name, **self.info})
+        strata = {name: {"calibrator": c.to_dict(), "thresholds": th.to_dict()} for name, (c, th) in self.strata.items()}
+        save_calibration(folder / CALIBRATION_FILE, self.calibrator, self.thresholds,
+                         {"embedder": self.name, **self.info, **({"strata": strata} if strata else {})})
         return folder
 
     @classmethod
@@ -115,6 +151,7 @@ class Matcher:
         if not (folder / CALIBRATION_FILE).is_file():
             raise FileNotFoundError(f"no matcher in {folder} (expected {CALIBRATION_FILE}); make one with `modalens match train`")
         calibrator, thresholds, info = load_calibration(folder / CALIBRATION_FILE)
+        strata = {name: (Calibrator.from_dict(s["calibrator"]), Thresholds.from_dict(s["thresholds"])) for name, s in info.pop("strata", {}).items()}
         model: OfferModel | NumpyOfferModel | None = None
         if (folder / CONFIG_FILE).is_file():
             if numpy:
@@ -123,7 +160,7 @@ class Matcher:
                 from .offer_model import OfferModel
 
                 model = OfferModel.load(folder)
-        return cls(model, calibrator, thresholds, featurizer=featurizer, info=info)
+        return cls(model, calibrator, thresholds, featurizer=featurizer, info=info, strata=strata)
 
     # ------------------------------------------------------------ matching
 
@@ -158,10 +195,32 @@ class Matcher:
         )
 
 
+def small_photos(offers: Sequence[Offer]) -> np.ndarray:
+    """Per offer: is its largest photo's short side under ``SMALL_PHOTO_SIDE`` (False when it has no readable photo)?"""
+    from .features import offer_photo_sides
+
+    sides = offer_photo_sides(offers)
+    return (sides > 0) & (sides < SMALL_PHOTO_SIDE)
+
+
+def small_photo_pairs(new_offers: Sequence[Offer], others: Sequence[Offer], candidates: Sequence[tuple[str, int, int, float]]) -> np.ndarray:
+    """Per candidate pair: does either offer have small photos (:func:`small_photos`)?"""
+    small_new, small_other = small_photos(new_offers), small_photos(others)
+    return np.array([bool(small_new[i] or (small_other[j] if kind == "new-catalogue" else small_new[j])) for kind, i, j, _ in candidates], bool)
+
+
 def mutual_best(candidates: Sequence[tuple[str, int, int, float]]) -> np.ndarray:
     """Per candidate pair: does its score reach every score that either of its two offers has with a third offer
     (among the candidate pairs)? Near-duplicate products make a pair ambiguous (an offer scores as high with
     another product), and those pairs are the wrong merges a high score alone lets through."""
+    return candidate_flags(candidates)[0]
+
+
+def candidate_flags(candidates: Sequence[tuple[str, int, int, float]]) -> tuple[np.ndarray, np.ndarray]:
+    """Per candidate pair: (mutual best: the best candidate of both its offers, nearest: the best of at least one).
+
+    *Nearest* pairs are where the missed matches are: a low-scoring match between two changed photos is still
+    usually its offers' best candidate, so the reject side treats such pairs apart (``Thresholds.reject_nearest``)."""
     top1: dict[tuple[str, int], float] = {}
     top2: dict[tuple[str, int], float] = {}
     keys = []
@@ -173,12 +232,13 @@ def mutual_best(candidates: Sequence[tuple[str, int, int, float]]) -> np.ndarray
                 top2[x], top1[x] = top1.get(x, -np.inf), s
             elif s > top2.get(x, -np.inf):
                 top2[x] = s
-    out = np.zeros(len(candidates), bool)
+    mutual = np.zeros(len(candidates), bool)
+    nearest = np.zeros(len(candidates), bool)
     for n, ((a, b), (_, _, _, s)) in enumerate(zip(keys, candidates)):
         # the best third-offer score of x: its top score, unless that top score is this pair's (then its second)
-        other = max(top2.get(x, -np.inf) if top1[x] == s else top1[x] for x in (a, b))
-        out[n] = s >= other
-    return out
+        third = [top2.get(x, -np.inf) if top1[x] == s else top1[x] for x in (a, b)]
+        mutual[n], nearest[n] = s >= max(third), s >= min(third)
+    return mutual, nearest
 
 
 def decide_pairs(
@@ -190,41 +250,53 @@ def decide_pairs(
     candidates: list[tuple[str, int, int, float]],
     failures: dict[str, str] | None = None,
 ) -> MatchResult:
-    th = matcher.thresholds
     failures = failures or {}
     # one node space: new offers first, then catalogue offers
     ids = [o.id for o in new_offers] + [o.id for o in catalogue]
     emb = np.concatenate([new_emb, cat_emb]) if len(cat_emb) else new_emb
     n_new = len(new_offers)
     scores = np.array([c[3] for c in candidates], np.float64)
-    probs = matcher.probability(scores) if len(scores) else scores
+    strata = matcher.pair_strata(new_offers, catalogue, candidates)
+    mutual, nearest = candidate_flags(candidates)
+    decisions = matcher.decide_scores(scores, mutual, nearest, strata)
+    probs = np.zeros(len(scores))
+    for name in set(strata.tolist()):
+        calibrator, _ = matcher.rule_for(name)
+        sel = strata == name
+        probs[sel] = calibrator(scores[sel]) if calibrator is not None else np.clip((scores[sel] + 1) / 2, 0, 1)
     pairs: list[PairDecision] = []
     nodes: list[tuple[int, int]] = []
-    best = mutual_best(candidates) if th.mutual_best_only else np.ones(len(candidates), bool)
-    for (kind, i, j, s), p, unique in zip(candidates, probs, best):
+    node_stratum: dict[int, str] = {}
+    for (kind, i, j, s), p, decision, unique, near, stratum in zip(candidates, probs, decisions, mutual, nearest, strata):
+        th = matcher.rule_for(stratum)[1]
         a, b = i, (n_new + j if kind == "new-catalogue" else j)
         nodes.append((a, b))
-        decision = th.decide(s)
-        if decision == "accept" and not unique:
-            decision, reason = "review", f"doubtful: score {s:.3f} ≥ accept threshold {th.accept:.3f}, but another offer scores as high with one of the two (p={p:.2f})"
+        if stratum:
+            node_stratum[a] = node_stratum[b] = stratum
+        where = f" ({stratum} thresholds)" if stratum else ""
+        if decision == "review" and s >= th.accept and th.mutual_best_only and not unique:
+            reason = f"doubtful: score {s:.3f} ≥ accept threshold {th.accept:.3f}{where}, but another offer scores as high with one of the two (p={p:.2f})"
             pairs.append(PairDecision(ids[a], ids[b], kind, float(s), float(p), decision, reason))
             continue
+        cut = th.reject_cut(bool(near))
         if decision == "accept":
-            reason = f"score {s:.3f} ≥ accept threshold {th.accept:.3f} (target precision {th.target_precision:.0%})"
+            reason = f"score {s:.3f} ≥ accept threshold {th.accept:.3f}{where} (target precision {th.target_precision:.0%})"
         elif decision == "reject":
-            reason = f"score {s:.3f} < reject threshold {th.reject:.3f} (target NPV {th.target_npv:.0%})"
+            reason = f"score {s:.3f} < reject threshold {cut:.3f}{where} (target NPV {th.target_npv:.0%})"
         else:
-            reason = f"doubtful: score {s:.3f} between {th.reject:.3f} and {th.accept:.3f} (p={p:.2f})"
+            reason = f"doubtful: score {s:.3f} between {cut:.3f} and {th.accept:.3f}{where} (p={p:.2f})"
         missing = [ids[x] for x in (a, b) if ids[x] in failures]
         if missing and decision == "accept":
             decision, reason = "review", f"no readable photo for {', '.join(missing)}; {reason}"
         pairs.append(PairDecision(ids[a], ids[b], kind, float(s), float(p), decision, reason))
-    groups = _group(pairs, nodes, emb, th.accept)
+    accept_of = {name: matcher.rule_for(name)[1].accept for name in {"", *node_stratum.values()}}
+    groups = _group(pairs, nodes, emb, lambda x: accept_of[node_stratum.get(x, "")])
     return MatchResult(pairs, [[ids[x] for x in g] for g in groups], dict(failures))
 
 
-def _group(pairs: list[PairDecision], nodes: list[tuple[int, int]], emb: np.ndarray, accept: float) -> list[list[int]]:
-    """Merge accepted pairs best first, each merge guarded by a strict majority of cross pairs matching."""
+def _group(pairs: list[PairDecision], nodes: list[tuple[int, int]], emb: np.ndarray, accept_of: Callable[[int], float]) -> list[list[int]]:
+    """Merge accepted pairs best first, each merge guarded by a strict majority of cross pairs matching
+    (a cross pair matches when it reaches the accept threshold of the stricter of its two offers' strata)."""
     parent: dict[int, int] = {}
     members: dict[int, list[int]] = {}
 
@@ -244,7 +316,8 @@ def _group(pairs: list[PairDecision], nodes: list[tuple[int, int]], emb: np.ndar
             continue
         ga, gb = members[ra], members[rb]
         cross = emb[ga] @ emb[gb].T
-        agree = int((cross >= accept).sum())
+        cut = np.maximum(np.array([accept_of(x) for x in ga])[:, None], np.array([accept_of(x) for x in gb])[None, :])
+        agree = int((cross >= cut).sum())
         if agree * 2 <= cross.size:
             pair = pairs[k]
             pair.decision = "review"

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..catalog.schema import Product
-from .evaluate import Scenario, calibrate, guarantee
+from .evaluate import Scenario, calibrate, calibration_scenarios, guarantee
 from .features import OfferFeaturizer
 from .offer_model import OfferModel
 from .pipeline import Matcher
@@ -37,12 +37,15 @@ def retrain(
     *,
     train_products: Sequence[Product] = (),
     val_products: Sequence[Product] = (),
+    more_val_products: Sequence[Product] = (),
     config: TrainConfig | None = None,
     featurizer: OfferFeaturizer | None = None,
     k: int = 5,
 ) -> tuple[Matcher, dict]:
     """Continue training the matcher in ``model_dir`` with the reviewed pairs (plus generated pairs of
-    ``train_products``), then re-calibrate on the reviewed labels (plus a generated scenario of ``val_products``).
+    ``train_products``), then re-calibrate on the reviewed labels (plus a generated scenario of ``val_products``,
+    and scenarios of ``more_val_products`` the same size, which give small-photo pairs thresholds of their own).
+    Audit answers are reviewed pairs like any other (``ReviewQueue.labelled_pairs``).
 
     A fine-tune, not a new training: a tenth of the training learning rate for a few epochs (on KAGL,
     resuming at the full rate for 10 epochs lost 10 points of recall on test; 2e-4 for 5 epochs gained 4).
@@ -67,8 +70,9 @@ def retrain(
     extra = reviewed_scores(new, labelled)
     if val_products:
         val = Scenario(val_products, featurizer, seed="val0")
+        more = calibration_scenarios(more_val_products, len(val.products), featurizer, seed="val0") if more_val_products else ()
         calibrate(new, val, k=k, target_precision=old.thresholds.target_precision, target_npv=old.thresholds.target_npv, extra=extra,
-                  confidence=old.thresholds.confidence)
+                  confidence=old.thresholds.confidence, more=more)
     else:
         from .calibration import Calibrator, choose_thresholds
 

@@ -399,13 +399,10 @@ class ReviewQueue:
         :func:`calibration.audit_status`); ``alarm`` is true when either side is in alarm."""
         from .calibration import audit_status
 
-        rows = self.db.query("SELECT source, label FROM review_pairs WHERE status = 'decided' AND source LIKE 'audit:%'")
         counts = {"accept": [0, 0], "reject": [0, 0]}
-        for r in rows:
-            kind = str(r["source"]).split(":")[1].split("|")[0]
-            if kind in counts and r["label"] in ("match", "no-match"):
-                counts[kind][1] += 1
-                counts[kind][0] += (r["label"] == "match") == (kind == "accept")
+        for kind, _, correct in self.audit_answers():
+            counts[kind][1] += 1
+            counts[kind][0] += correct
         pending = self.db.query("SELECT COUNT(*) AS n FROM review_pairs WHERE status = 'pending' AND source LIKE 'audit:%'")
         out = {
             "precision": audit_status(*counts["accept"], target_precision, confidence),
@@ -413,6 +410,21 @@ class ReviewQueue:
             "audits_pending": int(pending[0]["n"]),
         }
         out["alarm"] = out["precision"]["status"] == "alarm" or out["npv"]["status"] == "alarm"
+        return out
+
+    def audit_answers(self, *, with_offers: bool = False) -> list[tuple]:
+        """Answered audit items: (``accept`` or ``reject``, score, whether people confirmed the automatic decision),
+        plus the pair's two offers with ``with_offers`` (to tell which thresholds decided it)."""
+        rows = self.db.query("SELECT id, source, label, score FROM review_pairs WHERE status = 'decided' AND source LIKE 'audit:%' ORDER BY id")
+        out = []
+        for r in rows:
+            kind = str(r["source"]).split(":")[1].split("|")[0]
+            if kind in ("accept", "reject") and r["label"] in ("match", "no-match"):
+                answer = (kind, float(r["score"]), (r["label"] == "match") == (kind == "accept"))
+                if with_offers:
+                    pair = self.get(r["id"])
+                    answer += (pair.left, pair.right)
+                out.append(answer)
         return out
 
     def labelled_pairs(self) -> list[tuple[Offer, Offer, bool]]:

@@ -11,6 +11,42 @@ function setStatus(text) { $("status").textContent = text; }
 
 function showStats(s) {
   if (s) $("stats").textContent = `waiting ${s.pending} · decided ${s.decided} (${s.match} same, ${s["no-match"]} different)`;
+  showAudit(false).catch(() => {});
+}
+
+// Running precision / NPV of the automatic decisions from answered audit items, with their 95% intervals.
+// Refreshed at sign-in and then at most every few minutes: were it refreshed after every answer, a reviewer
+// could tell from a count moving by one that the pair she just answered was an audit item.
+const AUDIT_REFRESH_MS = 5 * 60 * 1000;
+let auditShownAt = 0;
+
+function pct(v) { return `${(100 * v).toFixed(2)}%`; }
+
+function auditLine(name, a) {
+  const li = document.createElement("span");
+  const rate = a.audited ? `${pct(a.rate)} of ${a.audited} audited` : "none audited yet";
+  const interval = a.audited ? ` (95% interval ${pct(a.lower_bound)} – ${pct(a.upper_bound)})` : "";
+  const status = document.createElement("span");
+  status.className = `status-${a.status}`;
+  status.textContent = a.status;
+  li.append(`${name}: ${rate}${interval}, target ${pct(a.target).replace(".00", "")}: `, status);
+  return li;
+}
+
+async function showAudit(force) {
+  if (!force && Date.now() - auditShownAt < AUDIT_REFRESH_MS) return;
+  auditShownAt = Date.now();
+  const a = await call("GET", "/review/api/audit");
+  const any = a.precision.audited + a.npv.audited + a.audits_pending > 0;
+  $("audit").hidden = !any;
+  if (!any) return;
+  $("audit-precision").replaceChildren(auditLine("auto-accept precision", a.precision));
+  $("audit-npv").replaceChildren(auditLine("auto-reject NPV", a.npv));
+  const low = [["auto-accept precision", a.precision], ["auto-reject NPV", a.npv]].filter(([, x]) => x.status === "alarm").map(([n]) => n);
+  $("audit-alarm").hidden = !low.length;
+  $("audit-alarm").textContent = low.length
+    ? `Alarm: ${low.join(" and ")} below target with 95% confidence. Re-calibrate (modalens match retrain) or raise the thresholds.`
+    : "";
 }
 
 function money(v) { return v === null || v === undefined ? "no price" : v.toLocaleString(undefined, {maximumFractionDigits: 2}); }
@@ -135,6 +171,7 @@ $("undo").addEventListener("click", undo);
 async function start() {
   try {
     if (!(await signIn())) return;
+    await showAudit(true).catch(() => {});
     await next();
     setStatus(current ? "Same product? a = yes, r = no, s = skip, u = undo." : "");
   } catch (e) { setStatus(e.message); }
