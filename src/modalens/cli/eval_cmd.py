@@ -131,7 +131,8 @@ def evaluate(
     if suite:
         fixed = {"--compare": compare, "--tasks": tasks != "all", "--field": field != "article_type", "--labels-from": labels_from,
                  "--query-fields": query_fields, "--text-field": text_field != "title", "--image-view": image_view,
-                 "--train-data": train_data, "--templates-file": templates_file, "--report": report}  # fmt: skip
+                 "--train-data": train_data, "--templates-file": templates_file, "--report": report,
+                 "--knn-k": knn_k != 21, "--composition-pairs": composition_pairs != 100}  # fmt: skip
         ignored = [name for name, given in fixed.items() if given]
         if ignored:
             raise ValueError(f"--suite fixes each set's tasks, labels and views; drop {', '.join(ignored)} (or run without --suite)")
