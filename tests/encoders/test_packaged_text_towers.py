@@ -141,3 +141,25 @@ def test_onnx_export_agrees_with_torch(request, name) -> None:
     texts = TEXTS + ["chemise à carreaux bleu marine", "a slim fit stretch cotton shirt " * 20]
     np.testing.assert_allclose(onnx_tower.encode_numpy(texts), _encode(tower, texts), atol=1e-4, rtol=0)
     assert onnx_tower.name == tower.name and onnx_tower.output_dim == tower.output_dim
+
+
+def test_a_zip_split_in_pieces_reads_as_one(tmp_path) -> None:
+    """How mpnet-base reads its five wheels: the pieces of a `split -b` zip, joined as one seekable stream."""
+    import zipfile
+
+    from modalens.encoders.mpnet import JoinedFiles
+
+    whole = tmp_path / "whole.zip"
+    payload = {"folder/config.json": b'{"a": 1}', "folder/model.bin": np.random.default_rng(0).bytes(100_000)}
+    with zipfile.ZipFile(whole, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, data in payload.items():
+            archive.writestr(name, data)
+    data = whole.read_bytes()
+    cuts = [0, 1000, 1001, len(data) // 2, len(data)]  # one piece of a single byte
+    assert len(data) > 100_000
+    pieces = []
+    for i, (a, b) in enumerate(zip(cuts, cuts[1:])):
+        pieces.append(tmp_path / f"whole.zip.00{i + 1}")
+        pieces[-1].write_bytes(data[a:b])
+    with JoinedFiles(pieces) as stream, zipfile.ZipFile(stream) as archive:
+        assert {name: archive.read(name) for name in archive.namelist()} == payload

