@@ -95,5 +95,6 @@ def list_text_towers() -> list[str]:
 
 def _import_builtin_towers() -> None:
     # Imported lazily so that `import modalens` stays cheap.
-    from . import efficientnet_lite, minilm  # noqa: F401
+    from . import efficientnet_lite, hf_text, minilm  # noqa: F401
     from . import clip  # noqa: F401  (transformers is imported only when a CLIP tower is built)
+    from . import e5_multilingual, mpnet  # noqa: F401  (their packages are looked up only when one is built)
