@@ -20,7 +20,14 @@ from .heads import ProjectionHead
 _TOWER_LOCK = threading.RLock()
 
 #: Pooled output size of each registered tower, so heads can be built without loading a tower.
-TOWER_DIMS = {"efficientnet-lite0": 1280, "efficientnet-lite1": 1280, "efficientnet-lite2": 1280, "minilm-l6": 384}
+TOWER_DIMS = {
+    "efficientnet-lite0": 1280,
+    "efficientnet-lite1": 1280,
+    "efficientnet-lite2": 1280,
+    "minilm-l6": 384,
+    "mpnet-base": 768,
+    "e5-small-multilingual": 384,
+}
 
 
 def tower_dim(spec: dict, kind: str) -> int:
