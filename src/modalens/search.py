@@ -25,6 +25,7 @@ from PIL import Image
 from .catalog.images import ImageError, load_image
 from .catalog.schema import Catalog, Product
 from .index import BuildReport, CatalogIndex, Hit, build_index
+from .index.stores import CatalogStore, create_store, open_store
 from .index.build import EmbedResult, product_content_key
 from .models import DEFAULT_MODEL, ModelHandle, as_handle
 from .paths import cache_dir
@@ -47,15 +48,22 @@ class SearchEngine:
     """Index a catalogue, then search it by text, by image, or both."""
 
     def __init__(
-        self, index_dir: str | Path | None = None, model: str | Path | ModelHandle = DEFAULT_MODEL, progress: bool | None = None
+        self,
+        index_dir: str | Path | None = None,
+        model: str | Path | ModelHandle = DEFAULT_MODEL,
+        progress: bool | None = None,
+        store: str | None = None,
     ) -> None:
         """``model``: a name or saved folder (loaded as a new handle), or a handle to share with other engines.
-        ``progress``: bars while indexing (None: only when stderr is a terminal)."""
+        ``progress``: bars while indexing (None: only when stderr is a terminal).
+        ``store``: where the index lives (``modalens.index.stores``): None for the SQLite file in ``index_dir``,
+        or ``milvus:URI`` for Milvus (a local file: Milvus Lite)."""
         self.index_dir = Path(index_dir) if index_dir else default_index_dir()
+        self.store = store
         self.handle = as_handle(model)
         self.model_name = self.handle.name
         self.progress = progress
-        self._index: CatalogIndex | None = None
+        self._index: CatalogIndex | CatalogStore | None = None
         self._encoder: CachedEncoder | None = None
         # Shoppers repeat queries ("black dress"): the text tower runs once per distinct text.
         self._text_vector = lru_cache(maxsize=QUERY_CACHE_SIZE)(self._encode_text_query)
@@ -85,16 +93,15 @@ class SearchEngine:
         return self._encoder
 
     @property
-    def index(self) -> CatalogIndex:
+    def index(self) -> CatalogIndex | CatalogStore:
         if self._index is None:
-            self._index = CatalogIndex.open(self.index_dir, model=self.identity)
+            self._index = open_store(self.store, self.index_dir, model=self.identity)
         return self._index
 
-    def ensure_index(self) -> CatalogIndex:
+    def ensure_index(self) -> CatalogIndex | CatalogStore:
         """Open the index, creating an empty one for this model if there is none (no model weights loaded)."""
         if self._index is None:
-            self.index_dir.mkdir(parents=True, exist_ok=True)
-            self._index = CatalogIndex.create(self.index_dir, model=self.identity, dim=self.query_encoder.embed_dim)
+            self._index = create_store(self.store, self.index_dir, model=self.identity, dim=self.query_encoder.embed_dim)
         return self._index
 
     def close(self) -> None:

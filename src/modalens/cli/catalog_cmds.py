@@ -15,6 +15,7 @@ from .common import (
     INDEX_OPTION,
     MODEL_OPTION,
     PROGRESS_OPTION,
+    STORE_OPTION,
     TITLE_COL_OPTION,
     column_names,
     error_for,
@@ -29,6 +30,7 @@ from .common import (
 def index(
     catalogue: str = typer.Argument(..., help="kagl, kagl:test, fashion-mnist[:train], NAME=ROOT[:SPLIT] for an open dataset (docs/datasets.md), a .csv/.jsonl file, or an image folder."),
     index_dir: Optional[Path] = INDEX_OPTION,
+    store: Optional[str] = STORE_OPTION,
     model: str = MODEL_OPTION,
     limit: Optional[int] = typer.Option(None, help="Index only the first N products."),
     batch_size: int = typer.Option(64, help="Products per committed batch."),
@@ -47,13 +49,13 @@ def index(
         typer.echo(f"skipped {err}", err=True)
     if len(catalog.errors) > 20:
         typer.echo(f"... and {len(catalog.errors) - 20} more skipped rows", err=True)
-    if index_dir is None and not prune:
+    if index_dir is None and store is None and not prune:
         _warn_if_default_index_holds_others(catalog, catalogue)
-    engine = SearchEngine(index_dir, model, progress=progress)
+    engine = SearchEngine(index_dir, model, progress=progress, store=store)
     report = engine.build(catalog, batch_size=batch_size, prune=prune)
     for pid, reason in engine.index.failures()[:20]:
         typer.echo(f"not indexed {pid}: {reason}", err=True)
-    typer.echo(f"{report}; index {engine.index_dir} holds {len(engine.index)} products")
+    typer.echo(f"{report}; index {engine.index.path} holds {len(engine.index)} products")
     _export_for_queries(engine.handle)
 
 
@@ -104,6 +106,7 @@ def search(
     price_max: Optional[float] = typer.Option(None, "--price-max", min=0, help="Only products priced at most this."),
     hybrid: float = typer.Option(0.0, min=0.0, max=1.0, help="Blend in BM25 keyword matching on titles with this weight."),
     index_dir: Optional[Path] = INDEX_OPTION,
+    store: Optional[str] = STORE_OPTION,
     model: str = MODEL_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
@@ -112,7 +115,7 @@ def search(
     from ..search import SearchEngine
 
     # Queries come from the model's ONNX export (made once, the first time), without importing torch.
-    engine = SearchEngine(index_dir, query_handle(model), progress=False)
+    engine = SearchEngine(index_dir, query_handle(model), progress=False, store=store)
     print_hits(engine.search(query, image, k=k, where=parse_filters(filters, price_min, price_max), hybrid_weight=hybrid), as_json)
 
 
