@@ -34,6 +34,9 @@ def stores(tmp_path_factory):
     folder = tmp_path_factory.mktemp("milvus")
     products, vectors = make_products(N), clustered_vectors(N, seed=3)
     products[2].price = None  # test split, price 12 before: a product without a price never matches a price bound
+    for i, product in enumerate(products):
+        product.attributes["fit"] = "slim" if i % 4 == 0 else "regular"  # no column of its own: the JSON path
+    products[10].attributes["brand"] = 'Levi"s \\ Co'
     milvus = MilvusIndex.create(str(folder / "store.db"), model="m", dim=DIM)
     sqlite = CatalogIndex.create(folder / "sqlite", model="m", dim=DIM, backend="exact")
     for index in (milvus, sqlite):
@@ -56,6 +59,8 @@ def ranked(index, query, k=10, where=None):
         {"gender": "Women", "price_min": 30, "price_max": 45},
         {"split": "test", "price_max": 12.5},
         {"colour": "Teal"},  # nothing matches
+        {"fit": "slim", "colour": ["Black", "White"]},
+        {"brand": 'Levi"s \\ Co'},
     ],
 )
 def test_filters_mean_what_they_mean_in_sqlite(stores, where):
@@ -64,15 +69,17 @@ def test_filters_mean_what_they_mean_in_sqlite(stores, where):
         expected = ranked(sqlite, query, where=where)
         assert ranked(milvus, query, where=where) == expected
         assert (where == {"colour": "Teal"}) == (expected == [])
+    if where == {"brand": 'Levi"s \\ Co'}:
+        assert [pid for pid, _ in expected] == [pid(10)]
     if where == {"split": "test", "price_max": 12.5}:
         assert len(expected) == 7 and pid(2) not in dict(expected)  # every match, and not the product without a price
 
 
 def test_filter_values_are_quoted_not_parsed():
-    expression = milvus_filter({"brand": ['Levi"s', "a\\b"], "price_min": 3})
+    """Known fields filter their indexed column; any other attribute the JSON record."""
+    expression = milvus_filter({"brand": ['Levi"s', "a\\b"], "price_min": 3, "fit": "slim"})
     assert expression == (
-        '(product["attributes"]["brand"] == "Levi\\"s" or product["attributes"]["brand"] == "a\\\\b") '
-        'and product["price"] >= 3.0'
+        'brand in ["Levi\\"s", "a\\\\b"] and price >= 3.0 and (product["attributes"]["fit"] == "slim")'
     )
     with pytest.raises(ValueError, match="non-empty"):
         milvus_filter({"colour": []})
