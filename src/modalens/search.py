@@ -36,6 +36,8 @@ if TYPE_CHECKING:
     from .models import DualEncoder
 
 QUERY_CACHE_SIZE = 4096
+#: Where ``build`` embeds: in this process, or on a Ray cluster (``modalens[ray]``).
+EXECUTORS = ("local", "ray")
 
 __all__ = ["QUERY_CACHE_SIZE", "SearchEngine", "default_index_dir"]
 
@@ -109,16 +111,40 @@ class SearchEngine:
             self._index.close()
             self._index = None
 
-    def build(self, catalog: Catalog | Sequence[Product], batch_size: int = 64, prune: bool = False) -> BuildReport:
-        """Embed and store every product not already indexed unchanged; resumable after a kill."""
+    def build(
+        self,
+        catalog: Catalog | Sequence[Product],
+        batch_size: int = 64,
+        prune: bool = False,
+        executor: str = "local",
+        ray: dict[str, Any] | None = None,
+    ) -> BuildReport:
+        """Embed and store every product not already indexed unchanged; resumable after a kill.
+
+        ``executor="ray"`` embeds on a Ray cluster into Parquet shards first
+        (``modalens.distributed.ray_embed``; ``ray`` holds its options: ``address``, ``workers``,
+        ``threads``, ``shards`` folder, ``shard_size``), then loads them here.
+        """
+        if executor not in EXECUTORS:
+            raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
         identity = self._writer_identity()
         index = self.ensure_index()
-        encoder = self.encoder
+        prepare = None
+        if executor == "ray":
+            from .distributed.ray_embed import ShardedEmbedder
 
-        def embed_batch(products: list[Product]) -> EmbedResult:
-            vectors, failures = encoder.image_embeddings(products)
-            ok = [i for i in range(len(products)) if i not in failures]
-            return EmbedResult(vectors[ok], [products[i].id for i in ok], [(products[i].id, r) for i, r in failures.items()])
+            options = dict(ray or {})
+            folder = Path(options.pop("shards", None) or cache_dir() / "shards")
+            model = Path(self.handle.name).resolve() if Path(self.handle.name).exists() else self.handle.name  # a saved folder
+            embed_batch = ShardedEmbedder(folder, model=str(model), identity=identity, progress=bool(self.progress), **options)
+            prepare = embed_batch.prepare
+        else:
+            encoder = self.encoder
+
+            def embed_batch(products: list[Product]) -> EmbedResult:
+                vectors, failures = encoder.image_embeddings(products)
+                ok = [i for i in range(len(products)) if i not in failures]
+                return EmbedResult(vectors[ok], [products[i].id for i in ok], [(products[i].id, r) for i, r in failures.items()])
 
         def content_key(product: Product) -> str:
             stats = [f"{p}:{_stat(p)}" for p in product.images]
@@ -126,8 +152,9 @@ class SearchEngine:
 
         products = list(catalog.products if isinstance(catalog, Catalog) else catalog)
         return build_index(
-            index, products, embed_batch, batch_size=batch_size, content_key=content_key, progress=self.progress, prune=prune
-        )
+            index, products, embed_batch, batch_size=batch_size, content_key=content_key, progress=self.progress,
+            prune=prune, prepare=prepare,
+        )  # fmt: skip
 
     def _writer_identity(self) -> str:
         """The PyTorch model's identity, which writes use; it must be the one queries come from (an export may be older)."""

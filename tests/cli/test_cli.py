@@ -140,6 +140,7 @@ def test_user_errors_are_one_line_not_a_traceback(tmp_path, mini_catalog):
         (["index", tmp_path / "nope.csv"], "nope.csv"),
         (["search", "shirt", "--model", "no-such-model"], "unknown model"),
         (["search", "shirt", "--filter", "colourBlue"], "field=value"),
+        (["index", mini_catalog, "--index", tmp_path / "x", "--executor", "spark"], "executor must be one of local, ray"),
         (["eval", "--data", f"{mini_catalog}:nosuchsplit"], "nosuchsplit"),
     ]:
         result = runner.invoke(app, [str(a) for a in args])

@@ -39,6 +39,10 @@ def index(
     image_col: Optional[str] = IMAGE_COL_OPTION,
     title_col: Optional[str] = TITLE_COL_OPTION,
     progress: Optional[bool] = PROGRESS_OPTION,
+    executor: str = typer.Option("local", help="Where photos are embedded: local (this process) or ray (a Ray cluster; needs modalens[ray])."),
+    address: Optional[str] = typer.Option(None, help="With --executor ray: the cluster to join (ray://HOST:10001 or auto); default: a local one."),
+    workers: Optional[int] = typer.Option(None, min=1, help="With --executor ray: embedding actors (default: the cluster's CPUs)."),
+    shards: Optional[Path] = typer.Option(None, help="With --executor ray: the folder of Parquet embedding shards (default: shards in the cache folder)."),
 ) -> None:
     """Embed a catalogue's images into an on-disk index (resumes after an interruption)."""
     from ..catalog import read_catalog
@@ -52,7 +56,8 @@ def index(
     if index_dir is None and store is None and not prune:
         _warn_if_default_index_holds_others(catalog, catalogue)
     engine = SearchEngine(index_dir, model, progress=progress, store=store)
-    report = engine.build(catalog, batch_size=batch_size, prune=prune)
+    ray_options = {"address": address, "workers": workers, "shards": shards}
+    report = engine.build(catalog, batch_size=batch_size, prune=prune, executor=executor, ray=ray_options)
     for pid, reason in engine.index.failures()[:20]:
         typer.echo(f"not indexed {pid}: {reason}", err=True)
     typer.echo(f"{report}; index {engine.index.path} holds {len(engine.index)} products")
