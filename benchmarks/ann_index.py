@@ -438,7 +438,7 @@ class MilvusLite:
     """
 
     name = "milvus-lite"
-    params = (None, 16, 128)
+    params = (None, 16)
     attributes: dict[str, np.ndarray] = {}  # per base row, set by run_size
     wheres: dict[int, dict] = {}  # id(mask) -> the where it stands for, set by run_size
 
