@@ -135,3 +135,17 @@ def test_store_names_are_checked(tmp_path):
     with MilvusIndex.create(str(tmp_path / "h.db"), model="m", dim=DIM) as index:
         with pytest.raises(Exception, match="hybrid keyword ranking needs the SQLite store"):
             index.search(np.ones(DIM), text="red", hybrid_weight=0.5)
+
+
+def test_a_filter_widens_the_probe_by_its_selectivity(stores, monkeypatch):
+    """Milvus scans only the probed lists: a filter allowing 20% of the products probes 2 / 0.2 = 10x the lists,
+    counted once per filter (until this handle writes); a filter allowing nothing answers without a search."""
+    milvus, _, vectors = stores
+    monkeypatch.setitem(milvus_module.SEARCH_PARAMS, "params", {"nprobe": 8})
+    white = milvus_filter({"colour": "White"})
+    assert milvus._search_params(white)["params"]["nprobe"] == 80  # 80 of 400 products are White
+    assert milvus._selectivity[white] == pytest.approx(0.2)
+    assert milvus._search_params(milvus_filter({"gender": "Men", "colour": "Teal"})) is None
+    assert milvus.search(vectors[:2], k=5, where={"colour": "Teal"}) == [[], []]
+    assert milvus._search_params("")["params"]["nprobe"] == 8
+    assert milvus_module._widened(8, 0.001) == milvus_module.INDEX_PARAMS["params"]["nlist"]  # every list at most

@@ -8,8 +8,8 @@ path serves a laptop and a sharded deployment. The SQLite store
 
 Layout: one collection of products (``id`` primary key, the unit ``vector``,
 the ``content_key`` a resumed build compares, the whole ``product`` record as
-JSON, and one nullable scalar column, with an inverted index, per filter field
-with a fixed meaning: ``split``, ``price`` and the known attributes) and a small
+JSON, and one nullable scalar column (with an inverted index on a server) per
+filter field with a fixed meaning: ``split``, ``price`` and the known attributes) and a small
 ``<name>_meta`` collection for what SQLite keeps in its side tables (model
 identity, dimension, generation, and embedding failures; Milvus wants a vector
 in every collection, so it carries a two-dimensional placeholder). Filters are
@@ -26,6 +26,7 @@ menus' attribute counts.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,10 @@ DEFAULT_COLLECTION = "modalens_products"
 #: How Milvus indexes the vectors: IVF-Flat on inner product (cosine on unit vectors), as the embedded back-end.
 INDEX_PARAMS = {"index_type": "IVF_FLAT", "metric_type": "IP", "params": {"nlist": 1024}}
 SEARCH_PARAMS = {"metric_type": "IP", "params": {"nprobe": 64}}
+#: Milvus scans only the probed lists, with the filter inside: a filter widens the probe by this / its
+#: selectivity (counted once per filter until this handle writes), or a 1% filter loses its neighbours
+#: (recall@10 0.86 at 100k on Milvus Lite with a fixed probe).
+FILTER_PROBE_BOOST = 2.0
 MAX_TEXT = 65_535  # Milvus' VARCHAR limit
 #: Filter fields stored as their own nullable scalar columns (indexed); any other attribute is filtered on the JSON record.
 FIELD_COLUMNS = ("split", *KNOWN_ATTRIBUTES)
@@ -136,6 +141,7 @@ class MilvusIndex:
         self._client = client
         self._meta = self._read_meta()
         self._dim = int(self._meta["dim"])
+        self._selectivity: dict[str, float] = {}  # filter expression -> share of products it allows
 
     # ----------------------------------------------------------------- opening
 
@@ -153,7 +159,7 @@ class MilvusIndex:
                 if not exist_ok:
                     raise FileExistsError(f"an index already exists at {location}")
             else:
-                _create_collections(client, location.collection, model=model, dim=dim)
+                _create_collections(client, location.collection, model=model, dim=dim, scalar_indexes=not location.local)
             index = cls(location, client)
             index._check(model=model, dim=dim)
         except BaseException:
@@ -243,6 +249,7 @@ class MilvusIndex:
 
     def _bump_generation(self) -> None:
         """Count writes as the SQLite store does, so a reader (the server's facet cache) sees the store changed."""
+        self._selectivity.clear()
         generation = int(self._read_meta().get("generation", 0)) + 1
         self._conn.upsert(_meta_name(self._name), [_meta_row("meta:generation", str(generation))])
 
@@ -360,19 +367,42 @@ class MilvusIndex:
         if not np.isfinite(matrix).all():
             raise ValueError("queries contain NaN or infinite values")
         k = _validate_k(k)
+        expression = milvus_filter(where)
+        params = self._search_params(expression)
+        if params is None:  # nothing matches the filter
+            return [[] for _ in range(matrix.shape[0])]
         found = self._conn.search(
             self._name,
             data=normalise_rows(matrix, what="query").tolist(),
             limit=k,
-            filter=milvus_filter(where),
+            filter=expression,
             output_fields=["product"],
-            search_params=SEARCH_PARAMS,
+            search_params=params,
         )
         results = []
         for hits in found:
             ranked = sorted(((float(h["distance"]), h["id"], h["entity"]["product"]) for h in hits), key=lambda t: (-t[0], t[1]))
             results.append([Hit(pid, score, Product.from_dict(record)) for score, pid, record in ranked])
         return results
+
+    def _search_params(self, expression: str) -> dict[str, Any] | None:
+        """SEARCH_PARAMS, the probe widened for a filter by its selectivity; None when the filter allows nothing."""
+        if not expression:
+            return SEARCH_PARAMS
+        fraction = self._selectivity.get(expression)
+        if fraction is None:
+            allowed = self._conn.query(self._name, filter=expression, output_fields=["count(*)"])[0]["count(*)"]
+            fraction = self._selectivity[expression] = int(allowed) / max(1, len(self))
+        if fraction == 0:
+            return None
+        nprobe = _widened(int(SEARCH_PARAMS["params"]["nprobe"]), fraction)
+        return {**SEARCH_PARAMS, "params": {**SEARCH_PARAMS["params"], "nprobe": nprobe}}
+
+
+def _widened(nprobe: int, fraction: float) -> int:
+    """The probe for a filter allowing ``fraction`` of the products: FILTER_PROBE_BOOST / fraction wider, every list at most."""
+    nlist = int(INDEX_PARAMS["params"]["nlist"])
+    return min(nlist, max(nprobe, math.ceil(nprobe * FILTER_PROBE_BOOST / fraction)))
 
 
 def _columns(product: Product) -> dict[str, Any]:
@@ -389,8 +419,12 @@ def _meta_row(key: str, value: str) -> dict[str, Any]:
     return {"key": key, "value": value, "placeholder": _PLACEHOLDER}
 
 
-def _create_collections(client: Any, name: str, *, model: str, dim: int) -> None:
-    """The products collection (IVF-Flat, inner product) and its meta collection, with the model and dim recorded."""
+def _create_collections(client: Any, name: str, *, model: str, dim: int, scalar_indexes: bool) -> None:
+    """The products collection (IVF-Flat, inner product) and its meta collection, with the model and dim recorded.
+
+    ``scalar_indexes``: an inverted index on each filter column, what a Milvus server filters with; Milvus
+    Lite scans its Arrow columns anyway and takes half a second to create each, so a local file goes without.
+    """
     from pymilvus import DataType
 
     schema = client.create_schema(auto_id=False, enable_dynamic_field=False, description="modalens catalogue index")
@@ -403,7 +437,7 @@ def _create_collections(client: Any, name: str, *, model: str, dim: int) -> None
         schema.add_field(column, DataType.VARCHAR, max_length=MAX_TEXT, nullable=True)
     index = client.prepare_index_params()
     index.add_index("vector", **INDEX_PARAMS)
-    for column in FIELD_COLUMNS:
+    for column in FIELD_COLUMNS if scalar_indexes else ():
         index.add_index(column, index_type="INVERTED")
     meta = client.create_schema(auto_id=False, enable_dynamic_field=False, description="modalens index meta and failures")
     meta.add_field("key", DataType.VARCHAR, is_primary=True, max_length=MAX_TEXT)
