@@ -206,13 +206,15 @@ class FaissIVFSearch:
         todo = np.arange(queries.shape[0])
         target = FILTER_SCAN_FACTOR * self.nprobe * len(self) / self.index.nlist
         while todo.size:
-            keys, scores = self._probe_lists(queries[todo], allowed, target)
-            every_list = target >= allowed.n_allowed
-            todo = self._collect(queries[todo], todo, want, results, keys, scores, allowed.bits, retry=not every_list)
+            keys, list_scores = self._probe_lists(queries[todo], allowed, target)
+            scores, labels = self._scan_lists(queries[todo], want, keys, list_scores, allowed.bits)
+            todo = self._collect(todo, want, results, scores, labels, retry=target < allowed.n_allowed)
             target *= 4
         return results
 
     def _search_plain(self, queries: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
+        """The ``nprobe`` nearest lists, through faiss' own search (what the unfiltered targets were measured on)."""
+        faiss = _faiss()
         want = min(k, len(self))
         results: list[list[tuple[int, float]]] = [[] for _ in range(queries.shape[0])]
         if want == 0:
@@ -220,37 +222,40 @@ class FaissIVFSearch:
         nlist, nprobe = self.index.nlist, self.nprobe
         todo = np.arange(queries.shape[0])
         while todo.size:
-            scores, keys = self.index.quantizer.search(queries[todo], nprobe)
-            todo = self._collect(queries[todo], todo, want, results, keys, scores, None, retry=nprobe < nlist)
+            scores, labels = self.index.search(queries[todo], want, params=faiss.SearchParametersIVF(nprobe=nprobe))
+            todo = self._collect(todo, want, results, scores, labels, retry=nprobe < nlist)
             nprobe = min(nlist, nprobe * 4)
         return results
 
-    def _collect(
-        self,
-        queries: np.ndarray,
-        todo: np.ndarray,
-        want: int,
-        results: list[list[tuple[int, float]]],
-        keys: np.ndarray,
-        list_scores: np.ndarray,
-        bits: np.ndarray | None,
-        *,
-        retry: bool,
-    ) -> np.ndarray:
-        """Scan the given lists (-1: none) for each query; fill ``results``, return the queries that came back short."""
+    def _scan_lists(
+        self, queries: np.ndarray, want: int, keys: np.ndarray, list_scores: np.ndarray, bits: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """faiss' scan of the given lists per query (-1: none), only the rows set in ``bits``: (scores, rows)."""
         faiss = _faiss()
         n, width = keys.shape
         keys = np.ascontiguousarray(keys, dtype=np.int64)
         list_scores = np.ascontiguousarray(list_scores, dtype=np.float32)
         params = faiss.SearchParametersIVF(nprobe=max(1, width))
-        if bits is not None:  # the selector points into ``bits``, which the caller keeps alive
-            params.sel = faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits))
+        params.sel = faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits))  # points into ``bits``: the caller keeps it
         scores = np.empty((n, want), dtype=np.float32)
         labels = np.empty((n, want), dtype=np.int64)
         self.index.search_preassigned_c(
             n, faiss.swig_ptr(queries), want, faiss.swig_ptr(keys), faiss.swig_ptr(list_scores),
             faiss.swig_ptr(scores), faiss.swig_ptr(labels), False, params,
         )  # fmt: skip
+        return scores, labels
+
+    def _collect(
+        self,
+        todo: np.ndarray,
+        want: int,
+        results: list[list[tuple[int, float]]],
+        scores: np.ndarray,
+        labels: np.ndarray,
+        *,
+        retry: bool,
+    ) -> np.ndarray:
+        """Fill ``results`` for the queries ``todo`` (best first, ties by id); return those that came back short."""
         short = []
         for qi, row_scores, row_labels in zip(todo, scores, labels):
             found = row_labels >= 0
