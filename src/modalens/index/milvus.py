@@ -98,11 +98,13 @@ def _client(location: MilvusLocation) -> Any:
 
 
 def milvus_filter(where: Mapping[str, Any] | None) -> str:
-    """``where`` as a Milvus boolean expression on the ``product`` JSON field, meaning what the SQLite store's mask means.
+    """``where`` as a Milvus boolean expression, meaning what the SQLite store's row mask means.
 
-    Every key must match (AND); a list means any of its values (OR, written as
-    ``==`` alternatives, which every Milvus accepts on a JSON path). Prices are
-    inclusive; a product without a price never matches a price bound.
+    Every key must match (AND); a list means any of its values (OR). ``split``,
+    prices and the known attributes test their scalar columns (``colour in [...]``);
+    any other attribute tests the JSON record with ``==`` alternatives (Milvus Lite
+    accepts no ``in`` on a JSON path). Prices are inclusive; a product without the
+    field never matches a filter on it.
     """
     if where is None:
         return ""
