@@ -31,7 +31,9 @@ usearch (HNSW; its Python ``search`` has no filter argument, so a filter is
 over-fetch-and-drop, reported as such), hnswlib (HNSW; filter is a Python
 callable per visited node). ``modalens`` is the back-end the index ships
 (``modalens.index.ann.FaissIVFSearch``), through the same code path as
-``CatalogIndex.search``.
+``CatalogIndex.search``. ``milvus-lite`` is the shipped Milvus store
+(``modalens.index.milvus.MilvusIndex``, ``modalens[milvus]``) on Milvus Lite,
+with each filter pushed into Milvus as the ``where`` a search would give.
 
 Writes JSON to benchmarks/results/ann_index-<size>-<engines>.json.
 """
@@ -427,7 +429,61 @@ class Modalens:
         return int(s.index_bytes())
 
 
-ENGINES = {e.name: e for e in (Exact, FaissIVF, FaissHNSW, USearch, HNSWLib, Modalens)}
+class MilvusLite:
+    """The shipped Milvus store (``modalens.index.milvus.MilvusIndex``) on Milvus Lite in a temporary file.
+
+    Each vector is a product carrying its source's attributes, and a filter is
+    the ``where`` the index would get, pushed into Milvus as a boolean
+    expression (not a row mask). Parameter: nprobe of Milvus' IVF-Flat.
+    """
+
+    name = "milvus-lite"
+    params = (None, 16)
+    attributes: dict[str, np.ndarray] = {}  # per base row, set by run_size
+    wheres: dict[int, dict] = {}  # id(mask) -> the where it stands for, set by run_size
+
+    def build(self, base):
+        import tempfile
+
+        from modalens.catalog.schema import Product
+        from modalens.index import milvus
+
+        self.folder = tempfile.TemporaryDirectory(prefix="ann-milvus-")
+        store = milvus.MilvusIndex.create(f"{self.folder.name}/bench.db", model="bench", dim=base.shape[1])
+        for start in range(0, len(base), 5000):
+            stop = min(len(base), start + 5000)
+            products = [
+                Product(id=str(i), attributes={key: str(col[i]) for key, col in self.attributes.items()})
+                for i in range(start, stop)
+            ]
+            store.add(products, base[start:stop], ["k"] * len(products))
+        store.sync()
+        store.default_nprobe = milvus.SEARCH_PARAMS["params"]["nprobe"]
+        return store
+
+    def label(self, s, param):
+        return f"nprobe {param or s.default_nprobe}" + (" (default)" if param is None else "")
+
+    def search(self, s, q, param, mask=None):
+        from modalens.index import milvus
+
+        milvus.SEARCH_PARAMS["params"] = {"nprobe": param or s.default_nprobe}
+        where = None if mask is None else self.wheres[id(mask)]
+        return np.array([int(h.id) for h in s.search(q, K, where=where)[0]])
+
+    def add(self, s, vectors, start):
+        from modalens.catalog.schema import Product
+
+        s.add([Product(id=str(i)) for i in range(start, start + len(vectors))], vectors, ["k"] * len(vectors))
+
+    def remove(self, s, rows):
+        s.delete([str(r) for r in rows])
+
+    def nbytes(self, s):
+        return sum(f.stat().st_size for f in Path(self.folder.name).rglob("*") if f.is_file())
+
+
+ENGINES = {e.name: e for e in (Exact, FaissIVF, FaissHNSW, USearch, HNSWLib, Modalens, MilvusLite)}
 THREADS = 2
 REPEATS = 3
 
@@ -449,6 +505,8 @@ def run_size(size_name, base, source, attrs, image_q, text_q, engine_names, log)
     )
     rows: list[dict] = []
     exact_p50 = exact_f = None
+    MilvusLite.attributes = {key: attrs[key][source] for key, _ in FILTERS.values()}
+    MilvusLite.wheres = {id(masks[label]): {key: value} for label, (key, value) in FILTERS.items()}
     for name in engine_names:
         engine = ENGINES[name]()
         gc.collect()

@@ -25,6 +25,7 @@ from PIL import Image
 from .catalog.images import ImageError, load_image
 from .catalog.schema import Catalog, Product
 from .index import BuildReport, CatalogIndex, Hit, build_index
+from .index.stores import CatalogStore, create_store, open_store
 from .index.build import EmbedResult, product_content_key
 from .models import DEFAULT_MODEL, ModelHandle, as_handle
 from .paths import cache_dir
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
     from .models import DualEncoder
 
 QUERY_CACHE_SIZE = 4096
+#: Where ``build`` embeds: in this process, or on a Ray cluster (``modalens[ray]``).
+EXECUTORS = ("local", "ray")
 
 __all__ = ["QUERY_CACHE_SIZE", "SearchEngine", "default_index_dir"]
 
@@ -47,15 +50,22 @@ class SearchEngine:
     """Index a catalogue, then search it by text, by image, or both."""
 
     def __init__(
-        self, index_dir: str | Path | None = None, model: str | Path | ModelHandle = DEFAULT_MODEL, progress: bool | None = None
+        self,
+        index_dir: str | Path | None = None,
+        model: str | Path | ModelHandle = DEFAULT_MODEL,
+        progress: bool | None = None,
+        store: str | None = None,
     ) -> None:
         """``model``: a name or saved folder (loaded as a new handle), or a handle to share with other engines.
-        ``progress``: bars while indexing (None: only when stderr is a terminal)."""
+        ``progress``: bars while indexing (None: only when stderr is a terminal).
+        ``store``: where the index lives (``modalens.index.stores``): None for the SQLite file in ``index_dir``,
+        or ``milvus:URI`` for Milvus (a local file: Milvus Lite)."""
         self.index_dir = Path(index_dir) if index_dir else default_index_dir()
+        self.store = store
         self.handle = as_handle(model)
         self.model_name = self.handle.name
         self.progress = progress
-        self._index: CatalogIndex | None = None
+        self._index: CatalogIndex | CatalogStore | None = None
         self._encoder: CachedEncoder | None = None
         # Shoppers repeat queries ("black dress"): the text tower runs once per distinct text.
         self._text_vector = lru_cache(maxsize=QUERY_CACHE_SIZE)(self._encode_text_query)
@@ -85,16 +95,15 @@ class SearchEngine:
         return self._encoder
 
     @property
-    def index(self) -> CatalogIndex:
+    def index(self) -> CatalogIndex | CatalogStore:
         if self._index is None:
-            self._index = CatalogIndex.open(self.index_dir, model=self.identity)
+            self._index = open_store(self.store, self.index_dir, model=self.identity)
         return self._index
 
-    def ensure_index(self) -> CatalogIndex:
+    def ensure_index(self) -> CatalogIndex | CatalogStore:
         """Open the index, creating an empty one for this model if there is none (no model weights loaded)."""
         if self._index is None:
-            self.index_dir.mkdir(parents=True, exist_ok=True)
-            self._index = CatalogIndex.create(self.index_dir, model=self.identity, dim=self.query_encoder.embed_dim)
+            self._index = create_store(self.store, self.index_dir, model=self.identity, dim=self.query_encoder.embed_dim)
         return self._index
 
     def close(self) -> None:
@@ -102,16 +111,40 @@ class SearchEngine:
             self._index.close()
             self._index = None
 
-    def build(self, catalog: Catalog | Sequence[Product], batch_size: int = 64, prune: bool = False) -> BuildReport:
-        """Embed and store every product not already indexed unchanged; resumable after a kill."""
+    def build(
+        self,
+        catalog: Catalog | Sequence[Product],
+        batch_size: int = 64,
+        prune: bool = False,
+        executor: str = "local",
+        ray: dict[str, Any] | None = None,
+    ) -> BuildReport:
+        """Embed and store every product not already indexed unchanged; resumable after a kill.
+
+        ``executor="ray"`` embeds on a Ray cluster into Parquet shards first
+        (``modalens.distributed.ray_embed``; ``ray`` holds its options: ``address``, ``workers``,
+        ``threads``, ``shards`` folder, ``shard_size``), then loads them here.
+        """
+        if executor not in EXECUTORS:
+            raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
         identity = self._writer_identity()
         index = self.ensure_index()
-        encoder = self.encoder
+        prepare = None
+        if executor == "ray":
+            from .distributed.ray_embed import ShardedEmbedder
 
-        def embed_batch(products: list[Product]) -> EmbedResult:
-            vectors, failures = encoder.image_embeddings(products)
-            ok = [i for i in range(len(products)) if i not in failures]
-            return EmbedResult(vectors[ok], [products[i].id for i in ok], [(products[i].id, r) for i, r in failures.items()])
+            options = dict(ray or {})
+            folder = Path(options.pop("shards", None) or cache_dir() / "shards")
+            model = Path(self.handle.name).resolve() if Path(self.handle.name).exists() else self.handle.name  # a saved folder
+            embed_batch = ShardedEmbedder(folder, model=str(model), identity=identity, progress=bool(self.progress), **options)
+            prepare = embed_batch.prepare
+        else:
+            encoder = self.encoder
+
+            def embed_batch(products: list[Product]) -> EmbedResult:
+                vectors, failures = encoder.image_embeddings(products)
+                ok = [i for i in range(len(products)) if i not in failures]
+                return EmbedResult(vectors[ok], [products[i].id for i in ok], [(products[i].id, r) for i, r in failures.items()])
 
         def content_key(product: Product) -> str:
             stats = [f"{p}:{_stat(p)}" for p in product.images]
@@ -119,8 +152,9 @@ class SearchEngine:
 
         products = list(catalog.products if isinstance(catalog, Catalog) else catalog)
         return build_index(
-            index, products, embed_batch, batch_size=batch_size, content_key=content_key, progress=self.progress, prune=prune
-        )
+            index, products, embed_batch, batch_size=batch_size, content_key=content_key, progress=self.progress,
+            prune=prune, prepare=prepare,
+        )  # fmt: skip
 
     def _writer_identity(self) -> str:
         """The PyTorch model's identity, which writes use; it must be the one queries come from (an export may be older)."""

@@ -68,6 +68,23 @@ def test_search_filters_take_the_catalogues_column_names(index_dir, field):
     assert {h["id"] for h in hits} == {"11652", "13839"}
 
 
+def test_index_and_search_in_milvus_lite_answer_as_sqlite(index_dir, mini_catalog, tmp_path):
+    """`--store milvus:FILE` indexes into Milvus Lite and searches it with the filter pushed into Milvus."""
+    pytest.importorskip("milvus_lite", reason="the Milvus store needs modalens[milvus] (pymilvus, milvus-lite)")
+    store = f"milvus:{tmp_path / 'shop.db'}"
+    result = invoke("index", mini_catalog, "--store", store)
+    assert result.exit_code == 0, result.output
+    assert "40 added" in result.output and "holds 40 products" in result.output
+    assert "0 added, 40 unchanged" in invoke("index", mini_catalog, "--store", store).output  # resumes, adds nothing
+    query = ("search", "black shoes", "-k", "5", "-f", "gender=Men", "--json")
+    in_milvus = json.loads(invoke(*query, "--store", store).output)
+    in_sqlite = json.loads(invoke(*query, "--index", index_dir).output)
+    assert [h["id"] for h in in_milvus] == [h["id"] for h in in_sqlite] and len(in_milvus) == 5
+    assert [h["score"] for h in in_milvus] == pytest.approx([h["score"] for h in in_sqlite], abs=1e-4)
+    bad = runner.invoke(app, ["search", "shoes", "--store", "postgres:db"])
+    assert bad.exit_code == 2 and "not one of" in bad.output and "Traceback" not in bad.output
+
+
 @pytest.fixture(scope="module")
 def shop_index(tmp_path_factory) -> Path:
     """The custom catalogue of a newcomer: id,image,title,price,brand."""
@@ -123,6 +140,7 @@ def test_user_errors_are_one_line_not_a_traceback(tmp_path, mini_catalog):
         (["index", tmp_path / "nope.csv"], "nope.csv"),
         (["search", "shirt", "--model", "no-such-model"], "unknown model"),
         (["search", "shirt", "--filter", "colourBlue"], "field=value"),
+        (["index", mini_catalog, "--index", tmp_path / "x", "--executor", "spark"], "executor must be one of local, ray"),
         (["eval", "--data", f"{mini_catalog}:nosuchsplit"], "nosuchsplit"),
     ]:
         result = runner.invoke(app, [str(a) for a in args])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,6 +22,7 @@ from index_helpers import (
 )
 
 from modalens.index import CatalogIndex
+from modalens.index import ann as ann_module
 from modalens.index import vectors as vectors_module  # the back-end's knobs live there
 from modalens.index.ann import AnnCacheError, FaissIVFSearch, read_cache_header
 from modalens.index.vectors import ANN_FILE
@@ -108,6 +110,94 @@ def test_broad_filter_returns_k_matching_with_high_recall(tmp_path):
         allowed = np.arange(n) % 10 == 0
         expected = [top_ids(vectors, [pid(i) for i in range(n)], q, 10, allowed) for q in queries]
         assert recall_at([[h.id for h in hits] for hits in results], expected) >= 0.95
+
+
+# ------------------------------------------- filtered probing on real embeddings
+
+KAGL_EMBEDDINGS = Path(__file__).resolve().parents[1] / "fixtures" / "kagl-embeddings.npz"
+
+
+@pytest.fixture(scope="module")
+def kagl_ivf():
+    """3,600 real KAGL image embeddings (48-d, tests/fixtures/make_kagl_embeddings.py) in 64 lists, 4 probed, and
+    400 held-out ones as queries: real clusters, with colours and article types that gather in some lists."""
+    data = np.load(KAGL_EMBEDDINGS)
+    vectors = data["vectors"].astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    n = 3600
+    searcher = FaissIVFSearch.build([pid(i) for i in range(n)], vectors[:n], nlist=64)
+    searcher.nprobe = 4
+    attributes = {key: data[key][:n] for key in ("colour", "article_type")}
+    return searcher, vectors[:n], vectors[n:], attributes
+
+
+def exact_rows(base: np.ndarray, queries: np.ndarray, k: int, mask: np.ndarray | None = None) -> list[set[int]]:
+    scores = queries.astype(np.float64) @ base.astype(np.float64).T
+    if mask is not None:
+        scores[:, ~mask] = -np.inf
+    return [set(np.argsort(-row, kind="stable")[:k].tolist()) for row in scores]
+
+
+def row_recall(searcher: FaissIVFSearch, base, queries, mask=None) -> float:
+    found = searcher.search(queries, 10, mask)
+    expected = exact_rows(base, queries, 10, mask)
+    return float(np.mean([len({row for row, _ in f} & e) / len(e) for f, e in zip(found, expected)]))
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("colour", "White"), ("colour", "Black"), ("article_type", "Tshirts"), ("article_type", "Watches")]
+)
+def test_filtered_queries_keep_the_unfiltered_recall(kagl_ivf, field, value):
+    """Colours (12-22% of products) and article types (3-17%) on real embeddings: filtered recall@10 is at least
+    the unfiltered one (0.91 here, 4 of 64 lists probed). A global "probe 1 / selectivity more lists" rule gave 0.89-0.92
+    on the broad filters of this data: it probes the lists nearest the query, which may hold few allowed rows."""
+    searcher, base, queries, attributes = kagl_ivf
+    plain = row_recall(searcher, base, queries)
+    assert 0.85 < plain < 0.97  # really approximate, so the filtered rule is tested
+    mask = attributes[field] == value
+    assert row_recall(searcher, base, queries, mask) >= plain
+
+
+def test_filter_probes_only_lists_holding_allowed_rows(kagl_ivf):
+    """The lists a filtered query scans hold allowed rows; a broad filter scans fewer lists than hold any (it is
+    approximate), a selective one every list that holds one (exact) and still only those."""
+    searcher, base, queries, attributes = kagl_ivf
+    target = 1.5 * searcher.nprobe * len(searcher) / searcher.index.nlist
+    for value, exact in (("Black", False), ("Heels", True)):
+        field = "colour" if value == "Black" else "article_type"
+        mask = attributes[field] == value
+        allowed = searcher.filter_lists(mask)
+        holding = set(np.unique(searcher.list_of_row[mask]).tolist())
+        assert set(allowed.lists.tolist()) == holding
+        keys, _ = searcher._probe_lists(queries, allowed, target)
+        for row in keys:
+            probed = [key for key in row.tolist() if key >= 0]
+            assert set(probed) <= holding and len(probed) == len(set(probed))
+            assert (len(probed) == len(holding)) is exact
+            assert allowed.counts[np.isin(allowed.lists, probed)].sum() >= min(target, allowed.n_allowed)
+    heels = attributes["article_type"] == "Heels"
+    assert row_recall(searcher, base, queries, heels) == 1.0
+
+
+def test_filter_lists_follow_writes(tmp_path):
+    """Rows added, replaced and removed move in and out of the per-list counts a cached filter uses."""
+    n = 3000
+    vectors = clustered_vectors(n, seed=2)
+    searcher = FaissIVFSearch.build([pid(i) for i in range(n)], vectors)
+    mask = np.zeros(n, dtype=bool)
+    mask[:300] = True
+    before = searcher.filter_lists(mask)
+    assert before.n_allowed == 300 and before.counts.sum() == 300
+    searcher.remove([pid(i) for i in range(100)])
+    searcher.upsert([pid(100)], -vectors[100:101])  # replaced: another list, most likely
+    searcher.upsert(["new"], vectors[:1])  # takes the lowest freed row, 0, which the mask allows
+    after = searcher.filter_lists(np.resize(mask, searcher.n_rows))
+    assert searcher.ids[0] == "new" and after.n_allowed == 201  # rows 100-299, and "new" in row 0
+    assert after.counts.sum() == after.n_allowed
+    rebuilt = ann_module._list_of_row(searcher.index, searcher.n_rows)
+    assert np.array_equal(rebuilt, searcher.list_of_row)
+    hits = searcher.search(-vectors[100:101], 1, np.resize(mask, searcher.n_rows))[0]
+    assert searcher.ids[hits[0][0]] == pid(100) and hits[0][1] == pytest.approx(1.0, abs=1e-5)
 
 
 # ---------------------------------------------------------- incremental writes

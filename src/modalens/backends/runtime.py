@@ -66,7 +66,13 @@ def sha256_file(path: str | Path) -> str:
 
 
 def default_threads() -> int:
-    """Cores this process may run on (the affinity mask, which a container or ``taskset`` narrows)."""
+    """Cores this process may run on (the affinity mask, which a container or ``taskset`` narrows), or ``$MODALENS_THREADS``.
+
+    The variable is how a worker that shares its machine with others (a Ray actor given one CPU) keeps
+    its ONNX Runtime sessions to its own share instead of one thread per core.
+    """
+    if os.environ.get("MODALENS_THREADS", "").strip().isdigit() and int(os.environ["MODALENS_THREADS"]) > 0:
+        return int(os.environ["MODALENS_THREADS"])
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):  # not Linux

@@ -15,6 +15,7 @@ from .common import (
     INDEX_OPTION,
     MODEL_OPTION,
     PROGRESS_OPTION,
+    STORE_OPTION,
     TITLE_COL_OPTION,
     column_names,
     error_for,
@@ -29,6 +30,7 @@ from .common import (
 def index(
     catalogue: str = typer.Argument(..., help="kagl, kagl:test, fashion-mnist[:train], NAME=ROOT[:SPLIT] for an open dataset (docs/datasets.md), a .csv/.jsonl file, or an image folder."),
     index_dir: Optional[Path] = INDEX_OPTION,
+    store: Optional[str] = STORE_OPTION,
     model: str = MODEL_OPTION,
     limit: Optional[int] = typer.Option(None, help="Index only the first N products."),
     batch_size: int = typer.Option(64, help="Products per committed batch."),
@@ -37,6 +39,10 @@ def index(
     image_col: Optional[str] = IMAGE_COL_OPTION,
     title_col: Optional[str] = TITLE_COL_OPTION,
     progress: Optional[bool] = PROGRESS_OPTION,
+    executor: str = typer.Option("local", help="Where photos are embedded: local (this process) or ray (a Ray cluster; needs modalens[ray])."),
+    address: Optional[str] = typer.Option(None, help="With --executor ray: the cluster to join (ray://HOST:10001 or auto); default: a local one."),
+    workers: Optional[int] = typer.Option(None, min=1, help="With --executor ray: embedding actors (default: the cluster's CPUs)."),
+    shards: Optional[Path] = typer.Option(None, help="With --executor ray: the folder of Parquet embedding shards (default: shards in the cache folder)."),
 ) -> None:
     """Embed a catalogue's images into an on-disk index (resumes after an interruption)."""
     from ..catalog import read_catalog
@@ -47,13 +53,14 @@ def index(
         typer.echo(f"skipped {err}", err=True)
     if len(catalog.errors) > 20:
         typer.echo(f"... and {len(catalog.errors) - 20} more skipped rows", err=True)
-    if index_dir is None and not prune:
+    if index_dir is None and store is None and not prune:
         _warn_if_default_index_holds_others(catalog, catalogue)
-    engine = SearchEngine(index_dir, model, progress=progress)
-    report = engine.build(catalog, batch_size=batch_size, prune=prune)
+    engine = SearchEngine(index_dir, model, progress=progress, store=store)
+    ray_options = {"address": address, "workers": workers, "shards": shards}
+    report = engine.build(catalog, batch_size=batch_size, prune=prune, executor=executor, ray=ray_options)
     for pid, reason in engine.index.failures()[:20]:
         typer.echo(f"not indexed {pid}: {reason}", err=True)
-    typer.echo(f"{report}; index {engine.index_dir} holds {len(engine.index)} products")
+    typer.echo(f"{report}; index {engine.index.path} holds {len(engine.index)} products")
     _export_for_queries(engine.handle)
 
 
@@ -104,6 +111,7 @@ def search(
     price_max: Optional[float] = typer.Option(None, "--price-max", min=0, help="Only products priced at most this."),
     hybrid: float = typer.Option(0.0, min=0.0, max=1.0, help="Blend in BM25 keyword matching on titles with this weight."),
     index_dir: Optional[Path] = INDEX_OPTION,
+    store: Optional[str] = STORE_OPTION,
     model: str = MODEL_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
@@ -112,7 +120,7 @@ def search(
     from ..search import SearchEngine
 
     # Queries come from the model's ONNX export (made once, the first time), without importing torch.
-    engine = SearchEngine(index_dir, query_handle(model), progress=False)
+    engine = SearchEngine(index_dir, query_handle(model), progress=False, store=store)
     print_hits(engine.search(query, image, k=k, where=parse_filters(filters, price_min, price_max), hybrid_weight=hybrid), as_json)
 
 

@@ -16,6 +16,11 @@ INDEX_OPTION = typer.Option(
     None, "--index", "-i",
     help="Index folder. Default: indexes/default in the cache folder (~/.cache/modalens, or $MODALENS_CACHE).",
 )
+STORE_OPTION = typer.Option(
+    None, "--store",
+    help="Where the index lives: sqlite (default, the --index folder), sqlite:DIR, or milvus:URI[#collection] "
+    "(a local file path runs Milvus Lite; http://HOST:19530 a Milvus server; needs modalens[milvus]).",
+)
 MODEL_OPTION = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Model name or a folder saved by `modalens train`.")
 ID_COL_OPTION = typer.Option(None, "--id-col", help="The catalogue's column holding product ids (default: id).")
 IMAGE_COL_OPTION = typer.Option(None, "--image-col", help="The column holding photo paths (default: image or images).")

@@ -11,8 +11,16 @@ builds several times faster than any HNSW, removes vectors for real
 (``remove_ids``), and takes filters *inside* the scan (``IDSelectorBitmap``):
 only allowed rows are ever scored, so a filter never costs recall the way
 over-fetch-and-drop does. It stores the raw float32 vectors, so the scores it
-returns are exact cosines, and scanning every list with the filter is an exact
-filtered search, which is what a very selective filter uses.
+returns are exact cosines, and scanning every list that holds an allowed row
+is an exact filtered search, which is what a very selective filter ends up doing.
+
+A filter chooses its lists by what they hold (:meth:`FaissIVFSearch._probe_lists`):
+lists nearest the query first, lists without an allowed row skipped, until the
+allowed rows scanned reach what a plain query scans. Attribute filters
+correlate with the embedding (a colour, an article type), so a global "probe
+1/selectivity more lists" rule probes the wrong lists for a query far from the
+allowed ones and too many for a query among them; counting allowed rows per
+list is what keeps the filtered recall at the unfiltered one (docs/index.md).
 
 Rows are slots: a product keeps its row while it lives (an update replaces the
 vector under the same row), a deleted product's row is reused by the next new
@@ -24,12 +32,15 @@ simply rebuilt from SQLite when anything about it is off.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
 import struct
 import zlib
+from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +48,11 @@ import numpy as np
 
 #: Default probes for a plain query: a fraction of the lists, at least a floor (recall >= 0.99 on real data).
 NPROBE_FRACTION, NPROBE_MIN = 0.01, 32
-#: A filter widens the probe by (this / selectivity); at selectivity <= nprobe * this / nlist every list is scanned.
-FILTER_PROBE_BOOST = 2.0
+#: A filtered query scans lists until it has seen this many times the allowed rows a plain query scans
+#: (nprobe * mean list size), nearest lists first, lists with no allowed row skipped.
+FILTER_SCAN_FACTOR = 1.5
+#: Per-filter list counts kept (the same facet filters recur); any write clears them.
+FILTER_CACHE_SIZE = 16
 #: Vectors per coarse list the trainer wants (faiss warns below 39).
 MIN_POINTS_PER_LIST = 39
 CACHE_FORMAT = 1
@@ -77,6 +91,16 @@ def nprobe_for(nlist: int) -> int:
     return min(nlist, max(NPROBE_MIN, math.ceil(NPROBE_FRACTION * nlist)))
 
 
+@dataclass(frozen=True)
+class FilterLists:
+    """What a filter allows, per coarse list: the selector's bitmap, and the lists holding allowed rows with their counts."""
+
+    bits: np.ndarray  # packed allowed-row bitmap (little bit order), what IDSelectorBitmap reads
+    n_allowed: int
+    lists: np.ndarray  # ids of the lists holding at least one allowed row
+    counts: np.ndarray  # allowed rows in each of ``lists``
+
+
 class FaissIVFSearch:
     """Cosine top-k over L2-normalised float32 rows with a faiss ``IndexIVFFlat`` (inner product).
 
@@ -98,6 +122,9 @@ class FaissIVFSearch:
         self.alive = np.array([pid is not None for pid in ids], dtype=bool)
         if index.ntotal != len(self._row_of):
             raise AnnCacheError(f"faiss index holds {index.ntotal} vectors but {len(self._row_of)} rows are live")
+        self.list_of_row = _list_of_row(index, len(ids))  # -1 for a free slot
+        self._centroids: np.ndarray | None = None
+        self._filter_lists: OrderedDict[bytes, FilterLists] = OrderedDict()
 
     # ---------------------------------------------------------------- building
 
@@ -159,48 +186,130 @@ class FaissIVFSearch:
     def search(self, queries: np.ndarray, k: int, mask: np.ndarray | None = None) -> list[list[tuple[int, float]]]:
         """Top-k (row, score) per normalised query, best first (ties by id), restricted to ``mask`` rows.
 
-        A filter is applied inside the scan (only allowed rows are scored) and
-        widens the probe by FILTER_PROBE_BOOST / selectivity; a selective filter
-        therefore scans every list, which is an exact filtered search. Whenever fewer than
+        Unfiltered, a query probes the ``nprobe`` nearest lists. A filter is
+        applied inside the scan (only allowed rows are scored), and each query
+        scans the nearest lists that hold allowed rows until it has seen
+        FILTER_SCAN_FACTOR times the allowed rows a plain query scans; a
+        selective filter therefore scans every list holding an allowed row,
+        which is an exact filtered search. Whenever fewer than
         ``min(k, allowed rows)`` come back, the query is repeated with a wider
         probe, up to every list, so k results come back whenever k rows match.
         """
-        faiss = _faiss()
         queries = np.ascontiguousarray(queries, dtype=np.float32)
-        nlist = self.index.nlist
         if mask is None:
-            allowed, n_allowed, nprobe, bits = None, len(self), self.nprobe, None
-        else:
-            allowed = np.asarray(mask, dtype=bool) & self.alive
-            n_allowed = int(allowed.sum())
-            fraction = n_allowed / max(1, len(self))
-            nprobe = nlist if n_allowed <= k else min(nlist, math.ceil(self.nprobe * FILTER_PROBE_BOOST / fraction))
-            bits = np.packbits(allowed, bitorder="little")  # the selector points into it: keep it alive
-        if n_allowed == 0:
+            return self._search_plain(queries, k)
+        allowed = self.filter_lists(mask)
+        if allowed.n_allowed == 0:
             return [[] for _ in range(queries.shape[0])]
-        want = min(k, n_allowed)
+        want = min(k, allowed.n_allowed)
         results: list[list[tuple[int, float]]] = [[] for _ in range(queries.shape[0])]
         todo = np.arange(queries.shape[0])
+        target = FILTER_SCAN_FACTOR * self.nprobe * len(self) / self.index.nlist
         while todo.size:
-            params = faiss.SearchParametersIVF(nprobe=nprobe)
-            if bits is not None:
-                selector = faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits))
-                params.sel = selector
-            scores, labels = self.index.search(queries[todo], want, params=params)
-            short = []
-            for qi, row_scores, row_labels in zip(todo, scores, labels):
-                found = row_labels >= 0
-                if found.sum() < want and nprobe < nlist:
-                    short.append(qi)
-                    continue
-                pairs = sorted(
-                    zip(row_labels[found].tolist(), row_scores[found].tolist()),
-                    key=lambda pair: (-pair[1], self.ids[pair[0]]),
-                )
-                results[qi] = [(int(row), float(score)) for row, score in pairs]
-            todo = np.array(short, dtype=np.int64)
+            keys, list_scores = self._probe_lists(queries[todo], allowed, target)
+            scores, labels = self._scan_lists(queries[todo], want, keys, list_scores, allowed.bits)
+            todo = self._collect(todo, want, results, scores, labels, retry=target < allowed.n_allowed)
+            target *= 4
+        return results
+
+    def _search_plain(self, queries: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
+        """The ``nprobe`` nearest lists, through faiss' own search (what the unfiltered targets were measured on)."""
+        faiss = _faiss()
+        want = min(k, len(self))
+        results: list[list[tuple[int, float]]] = [[] for _ in range(queries.shape[0])]
+        if want == 0:
+            return results
+        nlist, nprobe = self.index.nlist, self.nprobe
+        todo = np.arange(queries.shape[0])
+        while todo.size:
+            scores, labels = self.index.search(queries[todo], want, params=faiss.SearchParametersIVF(nprobe=nprobe))
+            todo = self._collect(todo, want, results, scores, labels, retry=nprobe < nlist)
             nprobe = min(nlist, nprobe * 4)
         return results
+
+    def _scan_lists(
+        self, queries: np.ndarray, want: int, keys: np.ndarray, list_scores: np.ndarray, bits: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """faiss' scan of the given lists per query (-1: none), only the rows set in ``bits``: (scores, rows)."""
+        faiss = _faiss()
+        n, width = keys.shape
+        keys = np.ascontiguousarray(keys, dtype=np.int64)
+        list_scores = np.ascontiguousarray(list_scores, dtype=np.float32)
+        params = faiss.SearchParametersIVF(nprobe=max(1, width))
+        params.sel = faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits))  # points into ``bits``: the caller keeps it
+        scores = np.empty((n, want), dtype=np.float32)
+        labels = np.empty((n, want), dtype=np.int64)
+        self.index.search_preassigned_c(
+            n, faiss.swig_ptr(queries), want, faiss.swig_ptr(keys), faiss.swig_ptr(list_scores),
+            faiss.swig_ptr(scores), faiss.swig_ptr(labels), False, params,
+        )  # fmt: skip
+        return scores, labels
+
+    def _collect(
+        self,
+        todo: np.ndarray,
+        want: int,
+        results: list[list[tuple[int, float]]],
+        scores: np.ndarray,
+        labels: np.ndarray,
+        *,
+        retry: bool,
+    ) -> np.ndarray:
+        """Fill ``results`` for the queries ``todo`` (best first, ties by id); return those that came back short."""
+        short = []
+        for qi, row_scores, row_labels in zip(todo, scores, labels):
+            found = row_labels >= 0
+            if found.sum() < want and retry:
+                short.append(qi)
+                continue
+            pairs = sorted(
+                zip(row_labels[found].tolist(), row_scores[found].tolist()),
+                key=lambda pair: (-pair[1], self.ids[pair[0]]),
+            )
+            results[qi] = [(int(row), float(score)) for row, score in pairs]
+        return np.array(short, dtype=np.int64)
+
+    def filter_lists(self, mask: np.ndarray) -> FilterLists:
+        """The allowed rows of ``mask`` per coarse list, cached per mask until the next write (facet filters recur)."""
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != (self.n_rows,):
+            raise ValueError(f"mask has shape {mask.shape}, the index {self.n_rows} rows")
+        key = hashlib.blake2b(np.packbits(mask).tobytes(), digest_size=16).digest()
+        cached = self._filter_lists.get(key)
+        if cached is not None:
+            self._filter_lists.move_to_end(key)
+            return cached
+        allowed = mask & self.alive
+        per_list = np.bincount(self.list_of_row[allowed], minlength=self.index.nlist)
+        lists = np.flatnonzero(per_list)
+        found = FilterLists(
+            np.packbits(allowed, bitorder="little"), int(np.count_nonzero(allowed)), lists, per_list[lists]
+        )
+        self._filter_lists[key] = found
+        if len(self._filter_lists) > FILTER_CACHE_SIZE:
+            self._filter_lists.popitem(last=False)
+        return found
+
+    def _probe_lists(self, queries: np.ndarray, allowed: FilterLists, target: float) -> tuple[np.ndarray, np.ndarray]:
+        """Per query, the lists holding allowed rows, nearest first, until ``target`` allowed rows are covered.
+
+        Returns (list ids, centroid scores), padded with -1 (faiss skips those) to the longest query's count.
+        """
+        scores = queries @ self.centroids[allowed.lists].T
+        order = np.argsort(-scores, axis=1, kind="stable")
+        covered = np.cumsum(allowed.counts[order], axis=1)
+        needed = np.minimum(len(allowed.lists), (covered < target).sum(axis=1) + 1)
+        width = int(needed.max())
+        keys = allowed.lists[order[:, :width]]
+        keys[np.arange(width)[None, :] >= needed[:, None]] = -1
+        return keys, np.take_along_axis(scores, order[:, :width], axis=1)
+
+    @property
+    def centroids(self) -> np.ndarray:
+        """The coarse lists' centroids (nlist x dim), read from the quantizer once (training fixes them)."""
+        if self._centroids is None:
+            self._centroids = self.index.quantizer.reconstruct_n(0, self.index.nlist)
+        return self._centroids
 
     # ----------------------------------------------------------------- writing
 
@@ -224,6 +333,7 @@ class FaissIVFSearch:
             self.ids.extend([None] * grow)
             self.alive = np.concatenate([self.alive, np.zeros(grow, dtype=bool)])
             self._free = list(range(start + grow - 1, start - 1, -1)) + self._free  # popped after the older free rows
+            self.list_of_row = np.concatenate([self.list_of_row, np.full(grow, -1, dtype=self.list_of_row.dtype)])
         rows = np.empty(len(ids), dtype=np.int64)
         for i, pid in enumerate(ids):
             row = self._row_of.get(pid)
@@ -233,7 +343,11 @@ class FaissIVFSearch:
                 self._row_of[pid] = row
                 self.alive[row] = True
             rows[i] = row
-        self.index.add_with_ids(matrix, rows)
+        # add_with_ids as faiss does it (assign, then add_core), keeping the list each row went to
+        lists = np.ascontiguousarray(self.index.quantizer.assign(matrix, 1)[:, 0], dtype=np.int64)
+        self.index.add_core(len(ids), faiss.swig_ptr(matrix), faiss.swig_ptr(rows), faiss.swig_ptr(lists))
+        self.list_of_row[rows] = lists
+        self._filter_lists.clear()
         self.unsaved += len(ids)
 
     def remove(self, ids: Sequence[str]) -> int:
@@ -245,6 +359,8 @@ class FaissIVFSearch:
         for row in rows:
             self.ids[row] = None
             self.alive[row] = False
+        self.list_of_row[rows] = -1
+        self._filter_lists.clear()
         self._free.extend(sorted(rows, reverse=True))
         self.unsaved += len(rows)
         return len(rows)
@@ -355,6 +471,18 @@ class FaissIVFSearch:
         return searcher
 
 
+def _list_of_row(index: Any, n_rows: int) -> np.ndarray:
+    """The coarse list holding each row (-1 where none), read from the inverted lists."""
+    faiss = _faiss()
+    found = np.full(n_rows, -1, dtype=np.int32)
+    invlists = index.invlists
+    for list_no in range(index.nlist):
+        size = invlists.list_size(list_no)
+        if size:
+            found[faiss.rev_swig_ptr(invlists.get_ids(list_no), size)] = list_no
+    return found
+
+
 def read_cache_header(path: Path) -> dict[str, Any]:
     """The JSON header of a cache file (generation, tag, ...), without reading the rest."""
     with open(path, "rb") as fh:
@@ -395,4 +523,4 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-__all__ = ["AnnCacheError", "FaissIVFSearch", "faiss_available", "nlist_for", "nprobe_for", "read_cache_header"]
+__all__ = ["AnnCacheError", "FaissIVFSearch", "FilterLists", "faiss_available", "nlist_for", "nprobe_for", "read_cache_header"]

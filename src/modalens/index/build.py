@@ -70,6 +70,7 @@ def build_index(
     content_key: Callable[[Product], str],
     progress: bool | None = None,
     prune: bool = False,
+    prepare: Callable[[list[Product], list[str]], None] | None = None,
 ) -> BuildReport:
     """Embed and store every product not already indexed under its current content key.
 
@@ -78,6 +79,8 @@ def build_index(
     reports as failed are recorded in the index (and retried by the next build).
     An exception from ``embed_batch`` propagates; committed batches stay.
     With ``prune``, indexed products absent from ``products`` are removed.
+    ``prepare`` is called once with the products to embed and their content keys, before the first
+    batch: a batch job (Ray) embeds them all there, and ``embed_batch`` reads its results.
     An index that searches with the ANN back-end is brought up to date at the end.
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -87,6 +90,8 @@ def build_index(
     pruned = _prune(index, keys) if prune else 0
     existing = index.content_keys(None if len(products) > 10_000 else list(keys))
     todo = [p for p in products if existing.get(p.id) != keys[p.id]]
+    if prepare is not None and todo:
+        prepare(todo, [keys[p.id] for p in todo])
     added = failed = 0
     from tqdm.auto import tqdm  # here: a search never pays for importing it
 
