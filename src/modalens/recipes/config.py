@@ -167,7 +167,10 @@ class TrainConfig:
     instances: InstancesConfig = field(default_factory=InstancesConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        if self.recipe != "instances":  # other runs' saved configs (heads metadata, checkpoints) stay as they were
+            del out["instances"]
+        return out
 
 
 def _build(cls: type[T], data: dict[str, Any], where: str) -> T:
