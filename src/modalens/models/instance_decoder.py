@@ -122,7 +122,7 @@ class InstanceDecoder(nn.Module):
                 f"the instance decoder reads (batch, {self.config.cells}, {self.config.feature_dim}) feature maps, not {tuple(grid.shape)}"
             )
         tokens = self.token_proj(self.token_norm(grid)) + self.positions
-        queries = self.queries.expand(len(grid), -1, -1)
+        queries = self.queries.expand(grid.shape[0], -1, -1)  # shape[0], not len(): a traced export keeps the batch dynamic
         for layer in self.layers:
             queries = layer(queries, tokens)
         states = self.out_norm(queries)
