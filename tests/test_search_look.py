@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
+from PIL import Image
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
@@ -42,12 +44,20 @@ def test_each_product_of_a_scene_is_among_the_matches_of_what_the_decoder_found(
     assert found / (3 * len(scenes)) >= 0.6  # of 40 products, chance would put a product in 5 × items / 40 of the lists
 
 
-def test_look_from_the_command_line_and_the_api(engine, scenes, tiny_instance_model):
+def test_look_from_the_command_line_and_the_api(engine, scenes, tiny_instance_model, tmp_path):
     photo = scenes[0][1].image
-    result = CliRunner().invoke(app, ["search", "--look", photo, "--index", str(engine.index_dir), "--model", str(tiny_instance_model), "--json", "-k", "3"])
+    drawn = tmp_path / "look.png"
+    args = ["search", "--look", photo, "--index", str(engine.index_dir), "--model", str(tiny_instance_model), "--json", "-k", "3",
+            "--explain", str(drawn)]  # fmt: skip
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     items = json.loads(result.output)
     assert items and all(len(i["hits"]) == 3 and len(i["box"]) == 4 for i in items)
+    assert all(len(i["attention"]) == 49 and abs(sum(i["attention"]) - 1) < 1e-3 for i in items)
+    with Image.open(drawn) as image:
+        assert image.size == (scenes[0][0].size,) * 2
+        original = np.asarray(Image.open(photo).convert("RGB"), dtype=np.int16)
+        assert np.abs(np.asarray(image.convert("RGB"), dtype=np.int16) - original).mean() > 2  # tinted where it looked
     from modalens.serving.app import create_app
     from modalens.serving.settings import ServeSettings
 
@@ -57,3 +67,4 @@ def test_look_from_the_command_line_and_the_api(engine, scenes, tiny_instance_mo
     assert response.status_code == 200, response.text
     body = response.json()
     assert [len(p["results"]) for p in body["products"]] == [3] * len(items)
+    assert [p["box"] for p in body["products"]] == [i["box"] for i in items]

@@ -142,3 +142,29 @@ def attention_box(attention: np.ndarray, side: int, image_size: tuple[int, int],
     left, top = (max(width, height) - width) / 2, (max(width, height) - height) / 2  # the letterbox's padding
     box = (cols.min() * scale - left, rows.min() * scale - top, (cols.max() + 1) * scale - left, (rows.max() + 1) * scale - top)
     return (max(0, round(box[0])), max(0, round(box[1])), min(width, round(box[2])), min(height, round(box[3])))
+
+
+#: Colours of the products found, in order (drawn over the photo by :func:`draw_look`).
+LOOK_COLOURS = ((230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180))
+
+
+def draw_look(photo: "Image.Image", attentions: Sequence[np.ndarray], boxes: Sequence[tuple[int, int, int, int]]) -> "Image.Image":
+    """Where each found product's query looked, over the photo: its attention as a tint (stronger where it looked
+    more), its box and its number, one colour per product (the grounding view)."""
+    from PIL import Image, ImageDraw
+
+    width, height = photo.size
+    square = max(width, height)
+    left, top = (square - width) // 2, (square - height) // 2  # the letterbox the tower saw
+    out = photo.convert("RGB")
+    for n, (attention, box) in enumerate(zip(attentions, boxes)):
+        side = int(round(len(attention) ** 0.5))
+        weights = np.asarray(attention, np.float64).reshape(side, side)
+        weights = (255 * weights / max(weights.max(), 1e-12)).astype(np.uint8)
+        mask = Image.fromarray(weights).resize((square, square), Image.Resampling.BILINEAR).crop((left, top, left + width, top + height))
+        colour = LOOK_COLOURS[n % len(LOOK_COLOURS)]
+        out = Image.composite(Image.new("RGB", out.size, colour), out, mask.point(lambda v: v * 0.55))
+        pen = ImageDraw.Draw(out)
+        pen.rectangle(box, outline=colour, width=max(2, square // 150))
+        pen.text((box[0] + 4, box[1] + 2), str(n + 1), fill=colour)
+    return out

@@ -49,6 +49,7 @@ class LookItem:
     objectness: float
     box: tuple[int, int, int, int]  # (x0, y0, x1, y1) on the photo: the cells holding most of the query's attention
     hits: list[Hit]
+    attention: list[float]  # the query's weights over the feature map's cells (7×7, reading order, summing to 1)
 
 
 def default_index_dir() -> Path:
@@ -190,7 +191,7 @@ class SearchEngine:
         for q in distinct_instances(found.embeddings[0], found.objectness[0]):
             hits = self.index.search(found.embeddings[0, q], k=k, where=where)[0]
             box = attention_box(found.attention[0, q], side, photo.size)
-            items.append(LookItem(q, float(found.objectness[0, q]), box, hits))
+            items.append(LookItem(q, float(found.objectness[0, q]), box, hits, found.attention[0, q].tolist()))
         return items
 
     def _query_photo(self, path: str | Path) -> Image.Image:

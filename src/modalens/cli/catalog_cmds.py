@@ -102,6 +102,9 @@ def search(
     look: Optional[Path] = typer.Option(
         None, "--look", help="Shop the look: each product the model's instance decoder finds in this photo, with its matches."
     ),
+    explain: Optional[Path] = typer.Option(
+        None, "--explain", help="With --look: draw where each product's query looked over the photo into this PNG file."
+    ),
     k: int = typer.Option(10, "-k", "--top", help="How many results."),
     filters: list[str] = typer.Option([], "--filter", "-f", help=FILTER_HELP),
     price_min: Optional[float] = typer.Option(None, "--price-min", min=0, help="Only products priced at least this."),
@@ -120,15 +123,29 @@ def search(
     if look is not None:
         if query or image:
             raise ValueError("--look takes a photo alone: drop the words and --image")
-        print_look(engine.look(look, k=k, where=parse_filters(filters, price_min, price_max)), as_json)
+        items = engine.look(look, k=k, where=parse_filters(filters, price_min, price_max))
+        print_look(items, as_json)
+        if explain is not None:
+            from ..catalog.images import load_image
+            from ..instances import draw_look
+
+            draw_look(load_image(look), [i.attention for i in items], [i.box for i in items]).save(explain, format="PNG")
+            if not as_json:
+                typer.echo(f"where each product's query looked: {explain}")
         return
+    if explain is not None:
+        raise ValueError("--explain draws a --look search: give --look PHOTO")
     print_hits(engine.search(query, image, k=k, where=parse_filters(filters, price_min, price_max), hybrid_weight=hybrid), as_json)
 
 
 def print_look(items, as_json: bool) -> None:
     """Each product found in the photo, then its matches (as ``search`` prints hits)."""
     if as_json:
-        records = [{"query": i.query, "objectness": round(i.objectness, 4), "box": list(i.box), "hits": [hit_record(h) for h in i.hits]} for i in items]
+        records = [
+            {"query": i.query, "objectness": round(i.objectness, 4), "box": list(i.box), "attention": [round(a, 5) for a in i.attention],
+             "hits": [hit_record(h) for h in i.hits]}
+            for i in items
+        ]  # fmt: skip
         typer.echo(json.dumps(records, indent=2))
         return
     for n, item in enumerate(items, 1):
