@@ -33,3 +33,23 @@ def kagl_root() -> Path:
     if not (KAGL / "products.csv").exists():
         pytest.skip("../shared/data/kagl-fashion is not present")
     return KAGL
+
+
+@pytest.fixture(scope="session")
+def tiny_instance_model(mini_catalog, tmp_path_factory) -> Path:
+    """The default model with a small instance decoder trained on fixture scenes (about 30 s): a saved model folder."""
+    import yaml
+
+    from modalens.recipes import load_train_config, run_recipe
+
+    folder = tmp_path_factory.mktemp("tiny-instances")
+    config = {
+        "recipe": "instances",
+        "output": str(folder / "run"),
+        "data": {"catalog": str(mini_catalog), "train_split": "train", "val_split": "train"},  # val: new layouts
+        "optim": {"epochs": 4, "batch_size": 16, "lr": 0.002, "warmup_steps": 4, "seed": 0},
+        "tune": {"init": "modalens-photo"},
+        "instances": {"scenes": 96, "val_scenes": 16, "decoder": {"width": 64, "layers": 1, "heads": 4}},
+    }
+    (folder / "instances.yaml").write_text(yaml.safe_dump(config))
+    return run_recipe(load_train_config(folder / "instances.yaml"), progress=False).output

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from .catalog.schema import Product
-from .encoders.features import FeatureStore, default_store, image_features, text_features
+from .encoders.features import FeatureStore, default_grid_store, default_store, image_features, image_grids, text_features
 
 if TYPE_CHECKING:
     from .models import DualEncoder
@@ -78,6 +78,27 @@ class CachedEncoder:
         )
         out = np.zeros((len(products), feats.shape[1]), np.float32)
         out[positions] = feats
+        failures.update({positions[j]: reason for j, reason in failed.items()})
+        return out, failures
+
+    def image_grids(self, products: Sequence[Product]) -> tuple[np.ndarray, dict[int, str]]:
+        """Spatial feature maps (n, h·w, C) float16 of each product's main image (what instance queries attend
+        to); the pooled features of the same pass fill the pooled cache, so ``image_embeddings`` after this is free."""
+        sources, positions, failures = [], [], {}
+        for i, product in enumerate(products):
+            if product.image:
+                sources.append(product.image)
+                positions.append(i)
+            else:
+                failures[i] = "product has no image"
+        if self.use_cache and "grid" not in self._stores:
+            self._stores["grid"] = default_grid_store(self.model.image_tower)
+        grids, failed = image_grids(
+            self.model.image_tower, sources, store=self._stores.get("grid"), pooled_store=self._store("image"),
+            batch_size=self.batch_size, progress=self.progress, workers=self.workers,
+        )  # fmt: skip
+        out = np.zeros((len(products), *grids.shape[1:]), np.float16)
+        out[positions] = grids
         failures.update({positions[j]: reason for j, reason in failed.items()})
         return out, failures
 

@@ -15,6 +15,7 @@ torch path) uses the PyTorch model and its feature cache, imported only then.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,13 +34,25 @@ from .query_encoder import ExportMismatchError, QueryEncoder
 
 if TYPE_CHECKING:
     from .embedding import CachedEncoder
+    from .instances import InstanceEncoder
     from .models import DualEncoder
 
 QUERY_CACHE_SIZE = 4096
 #: Where ``build`` embeds: in this process, or on a Ray cluster (``modalens[ray]``).
 EXECUTORS = ("local", "ray")
 
-__all__ = ["QUERY_CACHE_SIZE", "SearchEngine", "default_index_dir"]
+__all__ = ["LookItem", "QUERY_CACHE_SIZE", "SearchEngine", "default_index_dir"]
+
+
+@dataclass
+class LookItem:
+    """One product found in a photo ("shop the look"): which query found it, how sure, where it looked, its matches."""
+
+    query: int
+    objectness: float
+    box: tuple[int, int, int, int]  # (x0, y0, x1, y1) on the photo: the cells holding most of the query's attention
+    hits: list[Hit]
+    attention: list[float]  # the query's weights over the feature map's cells (7×7, reading order, summing to 1)
 
 
 def default_index_dir() -> Path:
@@ -67,6 +80,7 @@ class SearchEngine:
         self.progress = progress
         self._index: CatalogIndex | CatalogStore | None = None
         self._encoder: CachedEncoder | None = None
+        self._instances: InstanceEncoder | None = None
         # Shoppers repeat queries ("black dress"): the text tower runs once per distinct text.
         self._text_vector = lru_cache(maxsize=QUERY_CACHE_SIZE)(self._encode_text_query)
 
@@ -196,6 +210,29 @@ class SearchEngine:
         """``hybrid_weight`` > 0 blends BM25 keyword matches on titles into the vector score (an exact SKU or brand word counts)."""
         keywords = text if hybrid_weight and text else None
         return self.index.search(self.query_vector(text, image), k=k, where=where, text=keywords, hybrid_weight=hybrid_weight)[0]
+
+    def look(self, image: str | Path | Image.Image, k: int = 5, where: dict[str, Any] | None = None) -> list[LookItem]:
+        """Shop the look: each product the model's instance decoder finds in ``image``, with its top ``k`` catalogue
+        matches (the PyTorch model's heads and the decoder: this imports torch)."""
+        from .instances import InstanceEncoder, attention_box, distinct_instances
+
+        photo = image if isinstance(image, Image.Image) else self._query_photo(image)
+        if self._instances is None:
+            self._instances = InstanceEncoder.for_model(self.model_name, self.encoder)
+        found = self._instances.encode_images([photo])
+        side = int(round(found.attention.shape[2] ** 0.5))
+        items = []
+        for q in distinct_instances(found.embeddings[0], found.objectness[0]):
+            hits = self.index.search(found.embeddings[0, q], k=k, where=where)[0]
+            box = attention_box(found.attention[0, q], side, photo.size)
+            items.append(LookItem(q, float(found.objectness[0, q]), box, hits, found.attention[0, q].tolist()))
+        return items
+
+    def _query_photo(self, path: str | Path) -> Image.Image:
+        try:
+            return load_image(path)
+        except (ImageError, OSError) as e:
+            raise ValueError(f"cannot read the photo {path}: {e}") from None
 
     def similar(self, product_id: str, k: int = 10, where: dict[str, Any] | None = None) -> list[Hit]:
         """"More like this": the product's own photo as the query, the product itself left out."""

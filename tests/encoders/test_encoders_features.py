@@ -329,3 +329,20 @@ def test_text_features_interrupted_run_keeps_finished_batches(tmp_path: Path) ->
     tower = LengthTower()
     text_features(tower, texts, store=resumed, batch_size=2, progress=False)
     assert tower.calls == 1
+
+
+def test_image_grids_are_the_map_cell_by_cell_cached_in_float16_and_fill_the_pooled_cache(images, tmp_path: Path) -> None:
+    """Each row of a grid is one cell's channels in reading order; their mean is the pooled feature of the same photo."""
+    from modalens.encoders.features import default_grid_store, image_grids
+
+    tower = MeanColourTower()
+    grid_store, pooled_store = default_grid_store(tower), default_store(tower, "image")
+    grids, failures = image_grids(tower, images, store=grid_store, pooled_store=pooled_store, workers=0)
+    assert not failures and grids.shape == (len(images), 64, 3) and grids.dtype == np.float16
+    pooled, _ = image_features(tower, images, workers=0)
+    np.testing.assert_allclose(grids.astype(np.float32).mean(axis=1), pooled, atol=2e-3)
+    assert len(pooled_store) == len(images)  # the pooled vectors came with the maps
+    calls = tower.calls
+    again, _ = image_grids(tower, images, store=default_grid_store(tower), workers=0)
+    np.testing.assert_array_equal(again, grids)
+    assert tower.calls == calls  # read back from disk: the tower was not asked again

@@ -19,6 +19,7 @@ from .common import (
     TITLE_COL_OPTION,
     column_names,
     error_for,
+    hit_record,
     image_paths,
     parse_filters,
     print_hits,
@@ -105,6 +106,12 @@ def _warn_if_default_index_holds_others(catalog, catalogue: str) -> None:
 def search(
     query: Optional[str] = typer.Argument(None, help="Words to search for."),
     image: Optional[Path] = typer.Option(None, "--image", help="Search by a photo (with words too: both count)."),
+    look: Optional[Path] = typer.Option(
+        None, "--look", help="Shop the look: each product the model's instance decoder finds in this photo, with its matches."
+    ),
+    explain: Optional[Path] = typer.Option(
+        None, "--explain", help="With --look: draw where each product's query looked over the photo into this PNG file."
+    ),
     k: int = typer.Option(10, "-k", "--top", help="How many results."),
     filters: list[str] = typer.Option([], "--filter", "-f", help=FILTER_HELP),
     price_min: Optional[float] = typer.Option(None, "--price-min", min=0, help="Only products priced at least this."),
@@ -115,13 +122,43 @@ def search(
     model: str = MODEL_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """Search the index by words, by a photo, or both."""
+    """Search the index by words, by a photo, or both; or find each product in a photo (--look)."""
     from ..export.cache import query_handle
     from ..search import SearchEngine
 
     # Queries come from the model's ONNX export (made once, the first time), without importing torch.
     engine = SearchEngine(index_dir, query_handle(model), progress=False, store=store)
+    if look is not None:
+        if query or image:
+            raise ValueError("--look takes a photo alone: drop the words and --image")
+        items = engine.look(look, k=k, where=parse_filters(filters, price_min, price_max))
+        print_look(items, as_json)
+        if explain is not None:
+            from ..catalog.images import load_image
+            from ..instances import draw_look
+
+            draw_look(load_image(look), [i.attention for i in items], [i.box for i in items]).save(explain, format="PNG")
+            if not as_json:
+                typer.echo(f"where each product's query looked: {explain}")
+        return
+    if explain is not None:
+        raise ValueError("--explain draws a --look search: give --look PHOTO")
     print_hits(engine.search(query, image, k=k, where=parse_filters(filters, price_min, price_max), hybrid_weight=hybrid), as_json)
+
+
+def print_look(items, as_json: bool) -> None:
+    """Each product found in the photo, then its matches (as ``search`` prints hits)."""
+    if as_json:
+        records = [
+            {"query": i.query, "objectness": round(i.objectness, 4), "box": list(i.box), "attention": [round(a, 5) for a in i.attention],
+             "hits": [hit_record(h) for h in i.hits]}
+            for i in items
+        ]  # fmt: skip
+        typer.echo(json.dumps(records, indent=2))
+        return
+    for n, item in enumerate(items, 1):
+        typer.echo(f"product {n} in the photo (query {item.query}, objectness {item.objectness:.2f}, around box {item.box}):")
+        print_hits(item.hits, False)
 
 
 @user_errors

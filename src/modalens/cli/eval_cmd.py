@@ -12,8 +12,9 @@ from .common import MODEL_OPTION, PROGRESS_OPTION, user_errors
 
 TASKS_HELP = (
     "Comma-separated, or 'all': retrieval, zero-shot, category-retrieval, image-retrieval, knn, linear-probe; "
-    "templates (which zero-shot prompt templates help) and composition (attribute binding and layout on seeded "
-    "scenes, see docs/composition.md) run only when named."
+    "templates (which zero-shot prompt templates help), composition (attribute binding and layout on seeded "
+    "scenes, see docs/composition.md) and instance-retrieval (products inside multi-product scenes: the model's "
+    "instance decoder against its global embedding, see docs/instances.md) run only when named."
 )
 
 
@@ -99,6 +100,12 @@ def evaluate(
     composition_pairs: int = typer.Option(
         100, "--composition-pairs", min=1, help="composition: symmetric pairs of cases per category (two cases each)."
     ),
+    instance_scenes: int = typer.Option(
+        500, "--instance-scenes", min=1, help="instance-retrieval: seeded scenes built from the evaluated products."
+    ),
+    instance_decoder: Optional[Path] = typer.Option(
+        None, "--instance-decoder", help="instance-retrieval: an instance decoder file (default: the model's own)."
+    ),
     resamples: int = typer.Option(1000, help="Bootstrap resamples for the 95% intervals (0: no intervals)."),
     seed: int = typer.Option(0, help="Seed of the bootstrap resamples and the example choice."),
     examples: int = typer.Option(6, help="Successes and failures shown per task in the report."),
@@ -151,6 +158,11 @@ def evaluate(
         from ..evaluation.composition import check_catalogue
 
         check_catalogue(catalog.products)
+    if "instance-retrieval" in task_list:  # and a model without an instance decoder
+        from ..instances import decoder_file_for
+
+        for name in models if compare else [model]:
+            decoder_file_for(name, instance_decoder)
     templates = read_templates(templates_file) if templates_file else None  # so does a bad templates file
     settings = EvalSettings(
         field=field,
@@ -166,6 +178,8 @@ def evaluate(
         seed=seed,
         examples=examples,
         composition_pairs=composition_pairs,
+        instance_scenes=instance_scenes,
+        instance_decoder=str(instance_decoder) if instance_decoder else None,
         templates=tuple(templates) if templates else None,
         templates_from=str(templates_file) if templates_file else None,
     )

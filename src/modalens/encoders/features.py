@@ -35,9 +35,10 @@ if TYPE_CHECKING:
 
 
 class FeatureStore:
-    """key → float32 vector, for one tower; keys are hex digests."""
+    """key → vector (float32, or ``dtype``: spatial maps keep float16), for one tower; keys are hex digests."""
 
-    def __init__(self, root: Path, namespace: str) -> None:
+    def __init__(self, root: Path, namespace: str, dtype: Any = np.float32) -> None:
+        self.dtype = np.dtype(dtype)
         self.dir = Path(root) / "features" / hashlib.sha1(namespace.encode()).hexdigest()[:16]
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "NAMESPACE").write_text(namespace)
@@ -60,7 +61,7 @@ class FeatureStore:
 
     def put_many(self, keys: Sequence[str], vectors: np.ndarray) -> None:
         """Buffer new vectors; they reach disk in shards of ``flush_rows`` (and on ``flush()``)."""
-        vectors = np.asarray(vectors, dtype=np.float32)
+        vectors = np.asarray(vectors, dtype=self.dtype)
         self._table.update(zip(keys, vectors))
         self._pending_keys.extend(keys)
         self._pending.append(vectors)
@@ -214,6 +215,99 @@ def image_features(
     return out, failures
 
 
+def grid_shape(tower: ImageTower) -> tuple[int, int, int]:
+    """(C, h, w) of the tower's feature map: an export records it; a torch tower is asked once, on a blank image."""
+    shape = getattr(tower, "feature_shape", None)
+    if shape:
+        return tuple(int(v) for v in shape)  # type: ignore[return-value]
+    import torch
+
+    with torch.inference_mode():
+        probe = tower.forward_features(torch.zeros(1, 3, tower.image_size, tower.image_size))
+    return tuple(int(v) for v in probe.shape[1:])  # type: ignore[return-value]
+
+
+def _pooled_and_grid(tower: Any) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """The tower as pixels → (pooled (B, C), map (B, C, h, w)) from one pass (an ONNX tower's two outputs, or torch)."""
+    if hasattr(tower, "run"):  # OnnxImageTower: both outputs of its one graph
+        return lambda pixels: tuple(tower.run(pixels, ["pooled", "features"]))  # type: ignore[return-value]
+    if numpy_tower(tower) or not hasattr(tower, "forward_features") or not uses_standard_decode(tower):
+        raise ValueError(f"image tower {getattr(tower, 'name', tower)!r} does not give a spatial feature map here")
+    import torch
+
+    from .base import ImageTower
+
+    tower.eval()
+    pools_map = type(tower).forward is ImageTower.forward  # the pooled vector is the map's mean: no second pass
+
+    def encode(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        inputs = torch.from_numpy(pixels)
+        maps = tower.forward_features(inputs).float()
+        pooled = maps.mean(dim=(2, 3)) if pools_map else tower(inputs).float()
+        return pooled.numpy(), maps.numpy()
+
+    return encode
+
+
+def image_grids(
+    tower: ImageTower,
+    sources: Sequence[str],
+    *,
+    store: FeatureStore | None = None,
+    pooled_store: FeatureStore | None = None,
+    batch_size: int = 32,
+    progress: bool | None = None,
+    workers: int | None = None,
+) -> tuple[np.ndarray, dict[int, str]]:
+    """Spatial feature maps (n, h·w, C) float16, one row per grid cell in reading order, for each image path.
+
+    What ECLIP-style instance queries attend to (:mod:`modalens.models.instance_decoder`). Decoded as
+    :func:`image_features` decodes (letterbox, JPEG draft, workers); cached in ``store`` (float16:
+    a 7×7×1280 map is 125 KB). The same pass gives the pooled vector, which goes into
+    ``pooled_store`` (the pooled cache) when given, so the global embedding of a photo whose map was
+    computed costs nothing more. Failures are reported by position as in :func:`image_features`.
+    """
+    channels, height, width = grid_shape(tower)
+    cells = height * width
+    salt = image_feature_salt(tower, draft=True)
+    out = np.zeros((len(sources), cells * channels), dtype=np.float16)
+    failures: dict[int, str] = {}
+    keys, todo, copies = _cached_image_rows(sources, salt, store, out, failures)
+    bar = tqdm(total=len(todo), desc=f"{tower.name} grids", unit="img", disable=not show_progress(progress) or not todo)
+    encode = _pooled_and_grid(tower)
+    batches = _standard_batches(tower, [sources[i] for i in todo], batch_size, None, workers)
+    inference = nullcontext() if hasattr(tower, "run") else _torch_inference()
+    with inference, _flushing(store), _flushing(pooled_store), closing(batches):
+        for ok, bad, pixels in batches:
+            for j, reason in bad:
+                failures[todo[j]] = reason
+            rows = [todo[j] for j in ok]
+            if rows:
+                pooled, maps = encode(np.ascontiguousarray(pixels))
+                flat = maps.reshape(len(rows), channels, cells).transpose(0, 2, 1).reshape(len(rows), -1)
+                out[rows] = flat
+                if store is not None:
+                    store.put_many([keys[i] for i in rows], flat)
+                if pooled_store is not None:
+                    fresh = [(keys[i], v) for i, v in zip(rows, pooled) if keys[i] not in pooled_store]
+                    if fresh:
+                        pooled_store.put_many([k for k, _ in fresh], np.stack([v for _, v in fresh]))
+            bar.update(len(ok) + len(bad))
+    bar.close()
+    for i, first in copies.items():
+        if first in failures:
+            failures[i] = failures[first]
+        else:
+            out[i] = out[first]
+    return out.reshape(len(sources), cells, channels), failures
+
+
+def _torch_inference() -> ContextManager[Any]:
+    import torch
+
+    return torch.inference_mode()
+
+
 #: One step of image_features: positions (into the todo list) encoded, failed ``(position, reason)``, and their
 #: pixels (a numpy array, or a torch tensor from a torch tower's own ``preprocess``).
 _Batch = tuple[list[int], list[tuple[int, str]], Any]
@@ -363,6 +457,13 @@ def default_store(tower: ImageTower | TextTower, kind: str) -> FeatureStore:
     else:
         namespace = f"{tower.name}|len{tower.max_length}"
     return FeatureStore(cache_dir(), f"{kind}|{namespace or tower.name}")
+
+
+def default_grid_store(tower: ImageTower) -> FeatureStore:
+    """The on-disk cache of ``tower``'s spatial feature maps (float16), beside its pooled features."""
+    store = FeatureStore(cache_dir(), f"image-grid|{image_feature_salt(tower, draft=True)}", dtype=np.float16)
+    store.flush_rows = 256  # 256 maps of 7×7×1280 in float16 are 32 MB a shard
+    return store
 
 
 def _is_image_tower(tower: Any) -> bool:

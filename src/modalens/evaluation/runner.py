@@ -23,6 +23,8 @@ from . import tasks as task_functions
 from .composition import CATEGORIES as COMPOSITION_CATEGORIES
 from .composition import DEFAULT_PAIRS as COMPOSITION_PAIRS
 from .composition import composition_output
+from .instances import DEFAULT_SCENES as INSTANCE_SCENES
+from .instances import instance_retrieval_output
 from .bootstrap import (
     DEFAULT_LEVEL,
     DEFAULT_RESAMPLES,
@@ -41,12 +43,14 @@ TASKS = {
     "knn": task_functions.knn_output,
     "linear-probe": task_functions.linear_probe_output,
     "composition": composition_output,  # renders and encodes ~1,400 scenes; asked for by name (see ALL_TASKS)
+    "instance-retrieval": instance_retrieval_output,  # needs the model's instance decoder; asked for by name
 }
 #: What ``--tasks all`` (the default) runs. ``templates`` is cheap (1.6 s on kagl:val, 4 s on fashion-mnist:test,
 #: warm cache) but left out: it studies the prompts, not the model, and templates are chosen on a validation
 #: split, so a default run on a test split should not invite choosing them there. ``composition`` is left out
-#: for its cost (rendering and encoding its scenes: a minute or two the first time on a CPU).
-ALL_TASKS = tuple(task for task in TASKS if task not in ("templates", "composition"))
+#: for its cost (rendering and encoding its scenes: a minute or two the first time on a CPU), and so is
+#: ``instance-retrieval`` (its scenes, and only a model with an instance decoder can run it).
+ALL_TASKS = tuple(task for task in TASKS if task not in ("templates", "composition", "instance-retrieval"))
 SCHEMA = "modalens-eval/1"
 
 #: The metrics a report leads with, per task: (path inside the task's results, label).
@@ -78,6 +82,10 @@ HEADLINE: dict[str, list[tuple[str, str]]] = {
         ("mean/blind_ngram", "composition: blind n-gram baseline (mean)"),
         *((f"categories/{c}/accuracy", f"composition: {c}") for c in COMPOSITION_CATEGORIES),
     ],
+    "instance-retrieval": [
+        *((f"{d}/{m}/R@{k}", f"{d.replace('_to_', '→').replace('_', ' ')} R@{k} ({m})") for d in ("scene_to_product", "product_to_scene", "text_to_scene") for k in (1, 5, 10) for m in ("instance", "global")),
+        ("single_product/text_to_image_R@1", "single-product text→image R@1 (plain catalogue)"),
+    ],
 }
 
 
@@ -103,6 +111,8 @@ class EvalSettings:
     templates: tuple[str, ...] | None = None  # zero-shot prompt templates (default: prompts.ZERO_SHOT_TEMPLATES)
     templates_from: str | None = None  # the file they were read from, for the record
     composition_pairs: int = COMPOSITION_PAIRS  # symmetric pairs of cases per composition category
+    instance_scenes: int = INSTANCE_SCENES  # seeded scenes of instance-retrieval (from the evaluated products)
+    instance_decoder: str | None = None  # an instance decoder file (default: the model's own, see models.instance_decoder)
 
     def __post_init__(self) -> None:
         if self.templates is not None:  # a bad template fails here, not halfway through an evaluation
@@ -208,7 +218,7 @@ def evaluate(
     for task in bar:
         bar.set_postfix_str(task)
         t0 = time.time()
-        out = _run_task(task, encoder, catalog, data, settings, common, cache)
+        out = _run_task(task, encoder, catalog, data, settings, common, cache, model_name)
         results["timings"][task] = round(time.time() - t0, 2)
         results[task] = out.metrics
         if out.examples:
@@ -252,9 +262,16 @@ def _scoring_model(model_name: str, onnx: bool | None) -> Any:
 
 
 def _run_task(
-    task: str, encoder: CachedEncoder, catalog: Catalog, data: str, settings: EvalSettings, common: dict, cache: dict
+    task: str, encoder: CachedEncoder, catalog: Catalog, data: str, settings: EvalSettings, common: dict, cache: dict,
+    model_name: str = "",
 ) -> task_functions.TaskOutput:
     products = catalog.products
+    if task == "instance-retrieval":
+        from ..instances import InstanceEncoder
+
+        instance_encoder = InstanceEncoder.for_model(model_name, decoder_file=settings.instance_decoder)
+        instance_encoder.encoder.progress = encoder.progress
+        return instance_retrieval_output(encoder, products, instance_encoder, scenes=settings.instance_scenes, **common)
     if task == "retrieval":
         return task_functions.retrieval_output(encoder, products, settings.text_field, **common)
     if task in ("zero-shot", "templates"):

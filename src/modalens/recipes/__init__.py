@@ -4,7 +4,12 @@ from .config import ConfigError, TrainConfig, load_train_config
 
 #: Recipe name → module with ``train(config, progress, resume)``. ``contrastive-heads`` is the name the
 #: shipped default's config uses (frozen towers); the same loop tunes towers when ``tune`` asks.
-RECIPES = {"contrastive": "modalens.recipes.contrastive", "contrastive-heads": "modalens.recipes.contrastive"}
+#: ``instances`` trains only an instance decoder on multi-product scenes (docs/instances.md).
+RECIPES = {
+    "contrastive": "modalens.recipes.contrastive",
+    "contrastive-heads": "modalens.recipes.contrastive",
+    "instances": "modalens.recipes.instances",  # ECLIP instance queries on a trained model's frozen heads
+}
 
 
 def run_recipe(config: TrainConfig, progress: bool = True, resume: bool = False):

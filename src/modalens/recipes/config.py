@@ -104,6 +104,29 @@ class TuneConfig:
 
 
 @dataclass
+class InstancesConfig:
+    """The ``instances`` recipe (ECLIP instance queries): which scenes it learns from and how the decoder is shaped.
+
+    Scenes come from ``data.catalog``'s ``data.train_split`` (validation scenes from ``data.val_split``),
+    ``min_products``-``max_products`` garments each; ``decoder`` overrides
+    :class:`~modalens.models.instance_decoder.InstanceDecoderConfig` (queries, width, layers, heads).
+    """
+
+    scenes: int = 5000
+    val_scenes: int = 500
+    min_products: int = 2
+    max_products: int = 4
+    kind: str = "mixed"
+    seed: int = 0
+    decoder: dict[str, Any] = field(default_factory=dict)
+    #: Weights of the pretext tasks: instance ↔ its product's caption (inter-product), instance ↔ its
+    #: product's own packshot embedding (intra-product), and each query's "holds a product" score.
+    inter_weight: float = 1.0
+    intra_weight: float = 1.0
+    objectness_weight: float = 0.5
+
+
+@dataclass
 class TrainConfig:
     """One training run: which model, which data, which captions, how long, and where the result goes."""
 
@@ -140,9 +163,14 @@ class TrainConfig:
     tune: TuneConfig = field(default_factory=TuneConfig)
     #: Also write TensorBoard event files to ``output/tensorboard`` (needs ``pip install tensorboard``).
     tensorboard: bool = False
+    #: The ``instances`` recipe's scenes and decoder (other recipes ignore it).
+    instances: InstancesConfig = field(default_factory=InstancesConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        if self.recipe != "instances":  # other runs' saved configs (heads metadata, checkpoints) stay as they were
+            del out["instances"]
+        return out
 
 
 def _build(cls: type[T], data: dict[str, Any], where: str) -> T:
@@ -201,6 +229,7 @@ _NESTED: dict[tuple[type, str], type] = {
     (TrainConfig, "data"): DataConfig,
     (TrainConfig, "optim"): OptimConfig,
     (TrainConfig, "tune"): TuneConfig,
+    (TrainConfig, "instances"): InstancesConfig,
     (DataConfig, "sources"): SourceConfig,
 }
 
@@ -266,6 +295,26 @@ def check_config(config: TrainConfig, where: str = "config") -> None:
         raise ConfigError(f"{where}: tensorboard: true needs the tensorboard package (pip install 'modalens[tensorboard]')")
     if config.data.workers < 0:
         raise ConfigError(f"{where}: data.workers must be ≥ 0")
+    if config.recipe == "instances":
+        _check_instances(config.instances, where)
+
+
+def _check_instances(options: InstancesConfig, where: str) -> None:
+    from ..models.instance_decoder import InstanceDecoderConfig
+    from ..scenes import KINDS
+
+    if options.scenes < 1 or options.val_scenes < 1:
+        raise ConfigError(f"{where}: instances.scenes and instances.val_scenes must be at least 1")
+    if not 1 <= options.min_products <= options.max_products <= 5:
+        raise ConfigError(f"{where}: instances.min_products ≤ instances.max_products, within 1-5")
+    if options.kind not in KINDS:
+        raise ConfigError(f"{where}: instances.kind must be one of {', '.join(KINDS)}, not {options.kind!r}")
+    try:
+        decoder = InstanceDecoderConfig.from_dict(options.decoder)
+    except (InvalidInputError, TypeError) as e:
+        raise ConfigError(f"{where}: instances.decoder: {e}") from None
+    if decoder.queries < options.max_products:
+        raise ConfigError(f"{where}: instances.decoder.queries ({decoder.queries}) must be at least instances.max_products")
 
 
 VALIDATION_GROUPS = ("retrieval", "zero-shot", "image-retrieval")

@@ -66,6 +66,28 @@ async def search_image(
     return page(hits, offset, k, started)
 
 
+@router.post("/search/look")
+async def search_look(
+    svc: ServiceDep,
+    settings: SettingsDep,
+    image: UploadFile = File(..., description="A photo of several products (an outfit, a lookbook page)."),
+    k: int = Form(5, ge=1, le=MAX_K, description="Matches per product found."),
+    filters: str = Form("{}", description="JSON object field → value(s), checked as /api/search checks its filters."),
+) -> dict[str, Any]:
+    """Shop the look: each product the model's instance decoder finds in the photo, where it looked (a box on the
+    photo, and its attention over the 7×7 feature-map cells), how sure it is, and its top catalogue matches. Needs a model with an instance decoder (docs/instances.md)."""
+    started = time.perf_counter()
+    where = filters_field(filters)
+    photo = await read_upload(image, settings)
+    items = await svc.run(svc.engine.look, photo, k, where)
+    products = [
+        {"query": i.query, "objectness": round(i.objectness, 4), "box": list(i.box), "attention": [round(a, 5) for a in i.attention],
+         "results": [hit_json(h) for h in i.hits]}
+        for i in items
+    ]
+    return {"products": products, "k": k, "took_ms": round((time.perf_counter() - started) * 1000, 1)}
+
+
 @router.post("/tag")
 async def tag(
     svc: ServiceDep,
