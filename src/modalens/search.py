@@ -221,12 +221,15 @@ class SearchEngine:
             self._instances = InstanceEncoder.for_model(self.model_name, self.encoder)
         found = self._instances.encode_images([photo])
         side = int(round(found.attention.shape[2] ** 0.5))
-        items = []
-        for q in distinct_instances(found.embeddings[0], found.objectness[0]):
-            hits = self.index.search(found.embeddings[0, q], k=k, where=where)[0]
-            box = attention_box(found.attention[0, q], side, photo.size)
-            items.append(LookItem(q, float(found.objectness[0, q]), box, hits, found.attention[0, q].tolist()))
-        return items
+        kept = list(distinct_instances(found.embeddings[0], found.objectness[0]))
+        if not kept:
+            return []
+        # one search for all instances: one read snapshot, one pass over the vectors (not one per instance)
+        found_hits = self.index.search(found.embeddings[0, kept], k=k, where=where)
+        return [
+            LookItem(q, float(found.objectness[0, q]), attention_box(found.attention[0, q], side, photo.size), hits, found.attention[0, q].tolist())
+            for q, hits in zip(kept, found_hits)
+        ]
 
     def _query_photo(self, path: str | Path) -> Image.Image:
         try:
