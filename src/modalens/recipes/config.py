@@ -37,6 +37,21 @@ class SourceConfig:
     #: Relative share of each epoch drawn from this source (up- or down-sampled to match).
     weight: float = 1.0
     limit: int | None = None
+    #: N > 0: the source gives N seeded scenes (``modalens.scenes``) of its products instead of the products
+    #: themselves, each captioned by ``captioner`` alone (scenes have no fields for the caption set's templates).
+    scenes: int = 0
+    #: Scene kind (``modalens.scenes.KINDS``: outfit, collage, mixed), products per scene [fewest, most], and seed.
+    scene_kind: str = "mixed"
+    scene_products: list[int] = field(default_factory=lambda: [2, 3])
+    scene_seed: int = 0
+    #: A scene captioner (``modalens.scenes``: ``grounded``, or one registered by name) whose captions each item
+    #: gets, ``caption_count`` of them, drawn per step with the caption set's; scenes use ``grounded`` unless told.
+    captioner: str | None = None
+    caption_count: int = 4
+
+    def scene_captioner(self) -> str | None:
+        """The captioner this source's items get captions from (None: the caption set alone)."""
+        return self.captioner or ("grounded" if self.scenes else None)
 
 
 @dataclass
@@ -244,6 +259,7 @@ def check_config(config: TrainConfig, where: str = "config") -> None:
     for i, source in enumerate(config.data.train_sources()):
         if not source.weight > 0:
             raise ConfigError(f"{where}: data.sources[{i}].weight must be > 0, not {source.weight}")
+        _check_scenes(source, f"{where}: data.sources[{i}]")
     for kind in ("image", "text"):
         value = getattr(config.tune, f"{kind}_tower")
         if not (value == "all" or (isinstance(value, int) and not isinstance(value, bool) and value >= 0)):
@@ -266,6 +282,30 @@ def check_config(config: TrainConfig, where: str = "config") -> None:
         raise ConfigError(f"{where}: tensorboard: true needs the tensorboard package (pip install 'modalens[tensorboard]')")
     if config.data.workers < 0:
         raise ConfigError(f"{where}: data.workers must be ≥ 0")
+
+
+def _check_scenes(source: SourceConfig, where: str) -> None:
+    """A source's scene and captioner keys: values that could not build scenes or captions, by name."""
+    from ..scenes import KINDS
+    from ..scenes.generator import GRIDS
+
+    if source.scenes < 0:
+        raise ConfigError(f"{where}.scenes must be ≥ 0 (0: the products themselves), not {source.scenes}")
+    if source.scene_kind not in KINDS:
+        raise ConfigError(f"{where}.scene_kind must be one of {', '.join(KINDS)}, not {source.scene_kind!r}")
+    counts = source.scene_products
+    if len(counts) != 2 or not all(isinstance(n, int) for n in counts) or not 1 <= counts[0] <= counts[1] <= max(GRIDS):
+        raise ConfigError(f"{where}.scene_products is [fewest, most] products per scene, within 1-{max(GRIDS)}; not {counts!r}")
+    if source.caption_count < 1:
+        raise ConfigError(f"{where}.caption_count must be ≥ 1, not {source.caption_count}")
+    captioner = source.scene_captioner()
+    if captioner is not None:
+        from ..scenes import get_captioner
+
+        try:
+            get_captioner(captioner)
+        except CaptionSetError as e:
+            raise ConfigError(f"{where}.captioner: {e}") from None
 
 
 VALIDATION_GROUPS = ("retrieval", "zero-shot", "image-retrieval")

@@ -9,7 +9,7 @@ processes with ``data.workers``) and captions are tokenised per batch.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -21,6 +21,7 @@ from ..catalog.schema import Product
 from ..embedding import CachedEncoder
 from ..encoders.views import get_view
 from ..prompts import FIELD_TEMPLATES, CaptionSet, caption, load_caption_set
+from ..scenes import SceneError, build_scenes, product_captions, scene_products
 from .config import CAPTION_FIELD, ConfigError, SourceConfig, TrainConfig
 
 
@@ -53,74 +54,123 @@ class TrainingData:
         return len(self.products)
 
 
-def caption_table(products: list[Product], templates: CaptionSet | list[str]) -> tuple[list[str], list[list[int]]]:
+def caption_table(
+    products: list[Product], templates: CaptionSet | list[str], given: Sequence[Sequence[str]] | None = None,
+    templated: Sequence[bool] | None = None,
+) -> tuple[list[str], list[list[int]]]:
     """Unique caption texts, and for each product the indices of its captions (a template's caption
     repeated by its weight, so a uniform draw from the list honours the weights).
 
-    ``templates``: a caption set, or names of templates in the ``basic`` set.
+    ``templates``: a caption set, or names of templates in the ``basic`` set. ``given``: per product,
+    ready captions (a scene captioner's) drawn alongside, once each. ``templated``: per product, whether
+    the templates caption it too (not a rendered scene: its fields are those of none of its garments).
     """
     caption_set = templates if isinstance(templates, CaptionSet) else load_caption_set("basic").select(templates)
     texts: dict[str, int] = {}
     choices = []
-    for product in products:
-        built = caption_set.captions(product)
-        choices.append([texts.setdefault(t, len(texts)) for name, t in built.items() for _ in range(caption_set.weights.get(name, 1))])
+    for k, product in enumerate(products):
+        ids = []
+        if templated is None or templated[k]:
+            built = caption_set.captions(product)
+            ids = [texts.setdefault(t, len(texts)) for name, t in built.items() for _ in range(caption_set.weights.get(name, 1))]
+        if given is not None:
+            ids += [texts.setdefault(t, len(texts)) for t in given[k]]
+        choices.append(ids)
     return list(texts), choices
 
 
-def read_sources(config: TrainConfig) -> tuple[list[Product], list[int], list[Product]]:
-    """Training products of every source (and which source each came from), and the validation products."""
-    products: list[Product] = []
-    source_of: list[int] = []
+@dataclass
+class SourceItems:
+    """What the training sources give: their items in order (rendered scenes among them), where each came
+    from, each one's captioner captions, and the validation products."""
+
+    products: list[Product]
+    source_of: list[int]
+    given: list[list[str]]  # per item, its captioner's captions (empty: the caption set's alone)
+    scene: list[bool]  # per item, whether it is a rendered scene: captioned by its captioner only, shown without views
+    val: list[Product]
+
+
+def read_sources(config: TrainConfig) -> SourceItems:
+    """Training items of every source (and which source each came from), and the validation products."""
+    items = SourceItems([], [], [], [], [])
     for i, source in enumerate(config.data.train_sources()):
-        selected = _source_products(source)
-        if not selected:
+        products, given = _source_items(source)
+        if not products:
             raise ConfigError(f"training source {source.catalog!r} has no products in split {source.split!r}")
-        products += selected
-        source_of += [i] * len(selected)
-    val = read_catalog(config.data.catalog).split(config.data.val_split).products[: config.data.limit]
-    return products, source_of, val
+        items.products += products
+        items.source_of += [i] * len(products)
+        items.given += given
+        items.scene += [source.scenes > 0] * len(products)
+    items.val = read_catalog(config.data.catalog).split(config.data.val_split).products[: config.data.limit]
+    return items
 
 
-def _source_products(source: SourceConfig) -> list[Product]:
+def _source_items(source: SourceConfig) -> tuple[list[Product], list[list[str]]]:
+    """A source's products, or scenes rendered from them (as products, see ``scenes.scene_products``), with
+    each one's captioner captions."""
     catalog = read_catalog(source.catalog)
     if source.split:
         catalog = catalog.split(source.split)
-    return catalog.products[: source.limit]
+    products = catalog.products[: source.limit]
+    captioner = source.scene_captioner()
+    if source.scenes:
+        fewest, most = source.scene_products
+        try:
+            scenes = build_scenes(products, source.scenes, source.scene_seed, kind=source.scene_kind, min_products=fewest, max_products=most)
+        except SceneError as e:
+            raise ConfigError(f"training source {source.catalog!r} (scenes: {source.scenes}): {e}") from None
+        return scene_products(scenes), [scene.captions(captioner, source.caption_count) for scene in scenes]
+    if captioner is None:
+        return products, [[] for _ in products]
+    return products, [product_captions(p, captioner, source.caption_count) for p in products]
 
 
-def _view_features(encoder: CachedEncoder, products: list[Product], view: str) -> np.ndarray:
-    """Features of a degraded view of each photo (the photos themselves already decoded once, so a failure is a bug)."""
-    feats, failures = encoder.image_features(products, view=view)
+def _view_features(encoder: CachedEncoder, products: list[Product], scene: list[bool], photos: np.ndarray, view: str) -> np.ndarray:
+    """Features of a degraded view of each photo (the photos themselves already decoded once, so a failure is a bug).
+
+    A rendered scene is its own view (``photos``' row): it already lies on a photo-like backdrop, and a
+    view that cuts a garment from studio white would cut into the scene instead.
+    """
+    feats = photos.copy()
+    plain = [i for i, s in enumerate(scene) if not s]
+    if not plain:
+        return feats
+    viewed, failures = encoder.image_features([products[i] for i in plain], view=view)
     if failures:
         raise ValueError(f"view {view!r} failed for {len(failures)} photos, e.g. {next(iter(failures.values()))}")
+    feats[plain] = viewed
     return feats
 
 
 def prepare(config: TrainConfig, encoder: CachedEncoder) -> TrainingData:
     """Read the sources, drop products whose photo fails or that have no caption, and cache frozen-tower features."""
-    products, source_of, val_products = read_sources(config)
-    image_feats, failures = encoder.image_features(products)
-    keep = [i for i in range(len(products)) if i not in failures]
-    products = [products[i] for i in keep]
-    texts, choices = caption_table(products, load_caption_set(config.caption_set).select(config.captions))
+    items = read_sources(config)
+    image_feats, failures = encoder.image_features(items.products)
+    keep = [i for i in range(len(items.products)) if i not in failures]
+    products = [items.products[i] for i in keep]
+    scene = [items.scene[i] for i in keep]
+    caption_set = load_caption_set(config.caption_set).select(config.captions)
+    texts, choices = caption_table(products, caption_set, [items.given[i] for i in keep], [not s for s in scene])
     has_caption = [i for i, c in enumerate(choices) if c]
     kept = [products[i] for i in has_caption]
+    kept_scene = [scene[i] for i in has_caption]
     images = None
     if not config.tune.tunes("image"):
-        views = [image_feats[keep][has_caption]] + [_view_features(encoder, kept, view) for view in config.image_views]
+        photos = image_feats[keep][has_caption]
+        views = [photos] + [_view_features(encoder, kept, kept_scene, photos, view) for view in config.image_views]
         images = torch.from_numpy(np.stack(views))
-    fields = _field_texts(config, kept, texts)
+    fields = _field_texts(config, kept, kept_scene, texts)
     class_ids, class_names = class_table(kept, config.classes) if config.classes else (None, None)
     return TrainingData(
         products=kept,
-        source_of=torch.tensor([source_of[keep[i]] for i in has_caption]),
+        source_of=torch.tensor([items.source_of[keep[i]] for i in has_caption]),
         images=images,
         texts=texts,
         text_feats=None if config.tune.tunes("text") else torch.from_numpy(encoder.text_features(texts)),
         choices=[choices[i] for i in has_caption],
         fields=fields,
-        val_products=val_products,
+        val_products=items.val,
         class_ids=class_ids,
         class_names=class_names,
     )
@@ -140,14 +190,15 @@ def class_table(products: list[Product], classes: str) -> tuple[torch.Tensor, li
     return torch.tensor([position.get(key(p), -1) for p in products]), names
 
 
-def _field_texts(config: TrainConfig, products: list[Product], texts: list[str]) -> dict[str, torch.Tensor]:
-    """Per field of the multi-field loss, each product's text index (appended to ``texts``) or -1."""
+def _field_texts(config: TrainConfig, products: list[Product], scene: list[bool], texts: list[str]) -> dict[str, torch.Tensor]:
+    """Per field of the multi-field loss, each product's text index (appended to ``texts``) or -1 (always for a
+    scene: its fields would be one garment's)."""
     fields = {}
     index = {t: i for i, t in enumerate(texts)}
     for name in config.field_weights:
         if name == CAPTION_FIELD:  # drawn afresh each step from the caption templates, like the plain loss
             continue
-        field_texts = [caption(p, FIELD_TEMPLATES[name]) for p in products]
+        field_texts = ["" if s else caption(p, FIELD_TEMPLATES[name]) for p, s in zip(products, scene)]
         for t in field_texts:
             if t and t not in index:
                 index[t] = len(texts)
