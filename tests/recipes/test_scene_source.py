@@ -11,7 +11,7 @@ from modalens.embedding import CachedEncoder
 from modalens.prompts import load_caption_set
 from modalens.recipes import ConfigError, load_train_config
 from modalens.recipes.contrastive import build_model
-from modalens.recipes.data import caption_table, prepare, read_sources
+from modalens.recipes.data import caption_table, partners_together, prepare, read_sources
 from modalens.scenes import build_scenes, product_captions, register_captioner
 
 
@@ -75,8 +75,26 @@ def test_a_registered_captioner_captions_the_scenes(tmp_path, mini_catalog):
     ("change", "named"),
     [({"scenes": -1}, "scenes"), ({"scene_kind": "runway"}, "scene_kind"), ({"scene_products": [3, 2]}, "scene_products"),
      ({"scene_products": [2, 9]}, "scene_products"), ({"caption_count": 0}, "caption_count"),
-     ({"captioner": "no-such-vlm"}, "captioner"), ({"scene_count": 3}, "scene_count")],
+     ({"captioner": "no-such-vlm"}, "captioner"), ({"scene_count": 3}, "scene_count"), ({"scenes": 0, "scene_partners": True}, "scene_partners")],
 )
 def test_bad_scene_source_keys_are_refused_by_name(tmp_path, mini_catalog, change, named):
     with pytest.raises(ConfigError, match=rf"sources\[1\].*{named}"):
         load_train_config(_config(tmp_path, mini_catalog, **change))
+
+
+def test_scene_partners_swap_places_or_colours_and_share_a_batch(tmp_path, mini_catalog):
+    config = load_train_config(_config(tmp_path, mini_catalog, scene_partners=True))
+    items = read_sources(config)
+    pairs = [(i, j) for i, j in enumerate(items.partner) if j > i]
+    assert pairs and all(items.partner[j] == i for i, j in pairs)
+    assert all(items.scene[i] and items.scene[j] for i, j in pairs)
+    for i, j in pairs:
+        a, b = items.products[i].extra, items.products[j].extra
+        assert a["products"] != b["products"] or a["boxes"] != b["boxes"]  # other garments, or the same ones moved
+        assert items.given[i] != items.given[j]  # and the captions say so
+    order = torch.arange(len(items.products)).flip(0)
+    together = partners_together(order, torch.tensor(items.partner))
+    assert len(together) == len(order)
+    for i, j in pairs:
+        k = together.tolist().index(i)
+        assert together[k + 1] == j

@@ -44,6 +44,9 @@ class SourceConfig:
     scene_kind: str = "mixed"
     scene_products: list[int] = field(default_factory=lambda: [2, 3])
     scene_seed: int = 0
+    #: Also give each scene its hard-negative partner (``scenes.partners``: two garments' colours or places
+    #: swapped) and keep the two in one batch, so the loss must bind attributes and places.
+    scene_partners: bool = False
     #: A scene captioner (``modalens.scenes``: ``grounded``, or one registered by name) whose captions each item
     #: gets, ``caption_count`` of them, drawn per step with the caption set's; scenes use ``grounded`` unless told.
     captioner: str | None = None
@@ -296,6 +299,8 @@ def _check_scenes(source: SourceConfig, where: str) -> None:
     counts = source.scene_products
     if len(counts) != 2 or not all(isinstance(n, int) for n in counts) or not 1 <= counts[0] <= counts[1] <= max(GRIDS):
         raise ConfigError(f"{where}.scene_products is [fewest, most] products per scene, within 1-{max(GRIDS)}; not {counts!r}")
+    if source.scene_partners and not source.scenes:
+        raise ConfigError(f"{where}.scene_partners needs scenes: partners are scenes of a scene source")
     if source.caption_count < 1:
         raise ConfigError(f"{where}.caption_count must be ≥ 1, not {source.caption_count}")
     captioner = source.scene_captioner()

@@ -8,7 +8,7 @@ processes with ``data.workers``) and captions are tokenised per batch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
@@ -22,6 +22,7 @@ from ..embedding import CachedEncoder
 from ..encoders.views import get_view
 from ..prompts import FIELD_TEMPLATES, CaptionSet, caption, load_caption_set
 from ..scenes import SceneError, build_scenes, product_captions, scene_products
+from ..scenes.partners import ColourIndex, partner_scene
 from .config import CAPTION_FIELD, ConfigError, SourceConfig, TrainConfig
 
 
@@ -49,6 +50,8 @@ class TrainingData:
     #: ArcMargin's class of each product (-1: none, e.g. no article type) and the class names; empty without ``classes``.
     class_ids: torch.Tensor | None = None
     class_names: list[str] | None = None
+    #: Per product, the index of its hard-negative partner scene (kept in the same batch), or -1; None: no partners.
+    partner: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.products)
@@ -89,15 +92,17 @@ class SourceItems:
     given: list[list[str]]  # per item, its captioner's captions (empty: the caption set's alone)
     scene: list[bool]  # per item, whether it is a rendered scene: captioned by its captioner only, shown without views
     val: list[Product]
+    partner: list[int] = field(default_factory=list)  # per item, its partner scene's index, or -1
 
 
 def read_sources(config: TrainConfig) -> SourceItems:
     """Training items of every source (and which source each came from), and the validation products."""
     items = SourceItems([], [], [], [], [])
     for i, source in enumerate(config.data.train_sources()):
-        products, given = _source_items(source)
+        products, given, partner = _source_items(source)
         if not products:
             raise ConfigError(f"training source {source.catalog!r} has no products in split {source.split!r}")
+        items.partner += [len(items.products) + j if j >= 0 else -1 for j in partner]
         items.products += products
         items.source_of += [i] * len(products)
         items.given += given
@@ -106,9 +111,9 @@ def read_sources(config: TrainConfig) -> SourceItems:
     return items
 
 
-def _source_items(source: SourceConfig) -> tuple[list[Product], list[list[str]]]:
+def _source_items(source: SourceConfig) -> tuple[list[Product], list[list[str]], list[int]]:
     """A source's products, or scenes rendered from them (as products, see ``scenes.scene_products``), with
-    each one's captioner captions."""
+    each one's captioner captions and its partner's index in the source (-1: none)."""
     catalog = read_catalog(source.catalog)
     if source.split:
         catalog = catalog.split(source.split)
@@ -120,10 +125,28 @@ def _source_items(source: SourceConfig) -> tuple[list[Product], list[list[str]]]
             scenes = build_scenes(products, source.scenes, source.scene_seed, kind=source.scene_kind, min_products=fewest, max_products=most)
         except SceneError as e:
             raise ConfigError(f"training source {source.catalog!r} (scenes: {source.scenes}): {e}") from None
-        return scene_products(scenes), [scene.captions(captioner, source.caption_count) for scene in scenes]
-    if captioner is None:
-        return products, [[] for _ in products]
-    return products, [product_captions(p, captioner, source.caption_count) for p in products]
+        partner = [-1] * len(scenes)
+        if source.scene_partners:
+            scenes, partner = _with_partners(scenes, products, source.scene_seed)
+        return scene_products(scenes), [scene.captions(captioner, source.caption_count) for scene in scenes], partner
+    given = [[] for _ in products] if captioner is None else [product_captions(p, captioner, source.caption_count) for p in products]
+    return products, given, [-1] * len(products)
+
+
+def _with_partners(scenes: list, products: list[Product], seed: int) -> tuple[list, list[int]]:
+    """Each scene followed by its hard-negative partner where one exists, and each one's partner index (-1: none)."""
+    index = ColourIndex(products)
+    out, partner = [], []
+    for i, scene in enumerate(scenes):
+        other = partner_scene(scene, index, np.random.default_rng([seed, i, 0xFA1]))
+        if other is None:
+            out.append(scene)
+            partner.append(-1)
+        else:
+            n = len(out)
+            out += [scene, other]
+            partner += [n + 1, n]
+    return out, partner
 
 
 def _view_features(encoder: CachedEncoder, products: list[Product], scene: list[bool], photos: np.ndarray, view: str) -> np.ndarray:
@@ -162,6 +185,8 @@ def prepare(config: TrainConfig, encoder: CachedEncoder) -> TrainingData:
         images = torch.from_numpy(np.stack(views))
     fields = _field_texts(config, kept, kept_scene, texts)
     class_ids, class_names = class_table(kept, config.classes) if config.classes else (None, None)
+    position = {keep[i]: n for n, i in enumerate(has_caption)}  # an item's index in the sources → in ``kept``
+    partner = [position.get(items.partner[keep[i]], -1) for i in has_caption]
     return TrainingData(
         products=kept,
         source_of=torch.tensor([items.source_of[keep[i]] for i in has_caption]),
@@ -173,6 +198,7 @@ def prepare(config: TrainConfig, encoder: CachedEncoder) -> TrainingData:
         val_products=items.val,
         class_ids=class_ids,
         class_names=class_names,
+        partner=torch.tensor(partner) if any(j >= 0 for j in partner) else None,
     )
 
 
@@ -212,8 +238,14 @@ def epoch_order(data: TrainingData, config: TrainConfig, generator: torch.Genera
 
     One source: a permutation. Several: each source contributes a share of
     the epoch proportional to its weight (cycling through its own
-    permutations when up-sampled), and the whole is shuffled.
+    permutations when up-sampled), and the whole is shuffled. Scenes with a
+    hard-negative partner are then followed by it (:func:`partners_together`).
     """
+    order = _mixed_order(data, config, generator)
+    return order if data.partner is None else partners_together(order, data.partner)
+
+
+def _mixed_order(data: TrainingData, config: TrainConfig, generator: torch.Generator) -> torch.Tensor:
     sources = config.data.train_sources()
     if len(sources) == 1:
         return torch.randperm(len(data), generator=generator)
@@ -232,6 +264,21 @@ def epoch_order(data: TrainingData, config: TrainConfig, generator: torch.Genera
         parts.append(cycled[:share])
     order = torch.cat(parts)
     return order[torch.randperm(len(order), generator=generator)]
+
+
+def partners_together(order: torch.Tensor, partner: torch.Tensor) -> torch.Tensor:
+    """``order`` with each scene's partner right after it (where the scene with the lower index comes), so the
+    two share a batch; the length is kept (repeating the start when pairs came short, cutting when long)."""
+    out = []
+    for i in order.tolist():
+        j = int(partner[i])
+        if j < 0:
+            out.append(i)
+        elif i < j:
+            out += [i, j]
+    while len(out) < len(order):
+        out += out[: len(order) - len(out)]
+    return torch.tensor(out[: len(order)], dtype=order.dtype)
 
 
 class PhotoDataset(Dataset):
