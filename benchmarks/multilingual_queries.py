@@ -6,7 +6,7 @@ Each query ("black t-shirt", "schwarzes T-Shirt", "t-shirt noir", "camiseta negr
 goes through a model's text tower and head and ranks the KAGL test products by their photos'
 embeddings; precision@10 counts products of the query's article type and colour. Queries whose
 type and colour no test product has are left out (the count is reported). 95% bootstrap intervals
-over queries. A text tower that knows only English still scores above zero on words English shares
+over queries, and each model minus the first paired on the same queries. A text tower that knows only English still scores above zero on words English shares
 ("Jeans", "Top", "Kurta"), which is why English is the row to compare each language with.
 """
 
@@ -42,8 +42,20 @@ def precision_at_10(model: str, data: str) -> dict[str, object]:
     for li, language in enumerate(LANGUAGES):
         queries = encoder.text_embeddings([QUERIES[i][2][li] for i in used])
         top = np.argsort(-(queries @ images.T), axis=1)[:, :10]
-        record[f"p@10_{language}"] = summary(np.array([relevant[i][top[j]].mean() for j, i in enumerate(used)]))
+        per_query = np.array([relevant[i][top[j]].mean() for j, i in enumerate(used)])
+        record[f"p@10_{language}"] = {**summary(per_query), "per_query": per_query.tolist()}
     return record
+
+
+def paired(results: dict[str, dict], base: str) -> dict[str, dict[str, object]]:
+    """Each other model minus ``base``, per language: mean P@10 difference with a bootstrap interval over the same queries."""
+    out: dict[str, dict[str, object]] = {}
+    for model, r in results.items():
+        if model == base:
+            continue
+        out[model] = {lang: summary(np.array(r[f"p@10_{lang}"]["per_query"]) - np.array(results[base][f"p@10_{lang}"]["per_query"]))
+                      for lang in LANGUAGES}
+    return out
 
 
 def main() -> None:
@@ -57,8 +69,12 @@ def main() -> None:
     for model, r in results.items():
         cells = "".join(f"{r[f'p@10_{lang}']['mean']:8.3f} [{r[f'p@10_{lang}']['ci95'][0]:.2f},{r[f'p@10_{lang}']['ci95'][1]:.2f}]" for lang in LANGUAGES)
         print(f"{model:<28}{cells}")
+    differences = paired(results, args.models[0])
+    for model, by_language in differences.items():
+        cells = "".join(f"{d['mean']:+8.3f} [{d['ci95'][0]:+.2f},{d['ci95'][1]:+.2f}]" for d in by_language.values())
+        print(f"{model + ' − ' + args.models[0]:<28}{cells}")
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps({"data": args.data, "models": results}, indent=1) + "\n")
+    args.output.write_text(json.dumps({"data": args.data, "models": results, "paired_minus_first": differences}, indent=1) + "\n")
 
 
 if __name__ == "__main__":
