@@ -21,7 +21,7 @@ from ..catalog.schema import Product
 from ..embedding import CachedEncoder
 from ..encoders.views import get_view
 from ..prompts import FIELD_TEMPLATES, CaptionSet, caption, load_caption_set
-from ..scenes import SceneError, build_scenes, product_captions, scene_products
+from ..scenes import Scene, SceneError, build_scenes, product_captions, scene_products
 from ..scenes.partners import ColourIndex, partner_scene
 from .config import CAPTION_FIELD, ConfigError, SourceConfig, TrainConfig
 
@@ -87,17 +87,17 @@ class SourceItems:
     """What the training sources give: their items in order (rendered scenes among them), where each came
     from, each one's captioner captions, and the validation products."""
 
-    products: list[Product]
-    source_of: list[int]
-    given: list[list[str]]  # per item, its captioner's captions (empty: the caption set's alone)
-    scene: list[bool]  # per item, whether it is a rendered scene: captioned by its captioner only, shown without views
-    val: list[Product]
+    products: list[Product] = field(default_factory=list)
+    source_of: list[int] = field(default_factory=list)
+    given: list[list[str]] = field(default_factory=list)  # per item, its captioner's captions (empty: the caption set's alone)
+    scene: list[bool] = field(default_factory=list)  # per item: a rendered scene, captioned by its captioner only, shown without views
     partner: list[int] = field(default_factory=list)  # per item, its partner scene's index, or -1
+    val: list[Product] = field(default_factory=list)
 
 
 def read_sources(config: TrainConfig) -> SourceItems:
     """Training items of every source (and which source each came from), and the validation products."""
-    items = SourceItems([], [], [], [], [])
+    items = SourceItems()
     for i, source in enumerate(config.data.train_sources()):
         products, given, partner = _source_items(source)
         if not products:
@@ -133,7 +133,7 @@ def _source_items(source: SourceConfig) -> tuple[list[Product], list[list[str]],
     return products, given, [-1] * len(products)
 
 
-def _with_partners(scenes: list, products: list[Product], seed: int) -> tuple[list, list[int]]:
+def _with_partners(scenes: list[Scene], products: list[Product], seed: int) -> tuple[list[Scene], list[int]]:
     """Each scene followed by its hard-negative partner where one exists, and each one's partner index (-1: none)."""
     index = ColourIndex(products)
     out, partner = [], []
