@@ -240,7 +240,7 @@ def test_heads_file_with_missing_key_fails_strictly(tmp_path: Path) -> None:
 
 
 #: The models whose heads ship in ``pretrained/``; each has its recorded outputs beside this file.
-SHIPPED_MODELS = ("modalens-lite", "modalens-photo", "modalens-mcip")
+SHIPPED_MODELS = ("modalens-lite", "modalens-photo", "modalens-mcip", "modalens-multilingual")
 
 
 def _shipped_reference(name: str) -> Path:

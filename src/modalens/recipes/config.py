@@ -37,6 +37,24 @@ class SourceConfig:
     #: Relative share of each epoch drawn from this source (up- or down-sampled to match).
     weight: float = 1.0
     limit: int | None = None
+    #: N > 0: the source gives N seeded scenes (``modalens.scenes``) of its products instead of the products
+    #: themselves, each captioned by ``captioner`` alone (scenes have no fields for the caption set's templates).
+    scenes: int = 0
+    #: Scene kind (``modalens.scenes.KINDS``: outfit, collage, mixed), products per scene [fewest, most], and seed.
+    scene_kind: str = "mixed"
+    scene_products: list[int] = field(default_factory=lambda: [2, 3])
+    scene_seed: int = 0
+    #: Also give each scene its hard-negative partner (``scenes.partners``: two garments' colours or places
+    #: swapped) and keep the two in one batch, so the loss must bind attributes and places.
+    scene_partners: bool = False
+    #: A scene captioner (``modalens.scenes``: ``grounded``, or one registered by name) whose captions each item
+    #: gets, ``caption_count`` of them, drawn per step with the caption set's; scenes use ``grounded`` unless told.
+    captioner: str | None = None
+    caption_count: int = 4
+
+    def scene_captioner(self) -> str | None:
+        """The captioner this source's items get captions from (None: the caption set alone)."""
+        return self.captioner or ("grounded" if self.scenes else None)
 
 
 @dataclass
@@ -273,6 +291,7 @@ def check_config(config: TrainConfig, where: str = "config") -> None:
     for i, source in enumerate(config.data.train_sources()):
         if not source.weight > 0:
             raise ConfigError(f"{where}: data.sources[{i}].weight must be > 0, not {source.weight}")
+        _check_scenes(source, f"{where}: data.sources[{i}]")
     for kind in ("image", "text"):
         value = getattr(config.tune, f"{kind}_tower")
         if not (value == "all" or (isinstance(value, int) and not isinstance(value, bool) and value >= 0)):
@@ -315,6 +334,32 @@ def _check_instances(options: InstancesConfig, where: str) -> None:
         raise ConfigError(f"{where}: instances.decoder: {e}") from None
     if decoder.queries < options.max_products:
         raise ConfigError(f"{where}: instances.decoder.queries ({decoder.queries}) must be at least instances.max_products")
+
+
+def _check_scenes(source: SourceConfig, where: str) -> None:
+    """A source's scene and captioner keys: values that could not build scenes or captions, by name."""
+    from ..scenes import KINDS
+    from ..scenes.generator import GRIDS
+
+    if source.scenes < 0:
+        raise ConfigError(f"{where}.scenes must be ≥ 0 (0: the products themselves), not {source.scenes}")
+    if source.scene_kind not in KINDS:
+        raise ConfigError(f"{where}.scene_kind must be one of {', '.join(KINDS)}, not {source.scene_kind!r}")
+    counts = source.scene_products
+    if len(counts) != 2 or not all(isinstance(n, int) for n in counts) or not 1 <= counts[0] <= counts[1] <= max(GRIDS):
+        raise ConfigError(f"{where}.scene_products is [fewest, most] products per scene, within 1-{max(GRIDS)}; not {counts!r}")
+    if source.scene_partners and not source.scenes:
+        raise ConfigError(f"{where}.scene_partners needs scenes: partners are scenes of a scene source")
+    if source.caption_count < 1:
+        raise ConfigError(f"{where}.caption_count must be ≥ 1, not {source.caption_count}")
+    captioner = source.scene_captioner()
+    if captioner is not None:
+        from ..scenes import get_captioner
+
+        try:
+            get_captioner(captioner)
+        except CaptionSetError as e:
+            raise ConfigError(f"{where}.captioner: {e}") from None
 
 
 VALIDATION_GROUPS = ("retrieval", "zero-shot", "image-retrieval")
