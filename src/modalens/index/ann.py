@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 
 #: Default probes for a plain query: a fraction of the lists, at least a floor (recall >= 0.99 on real data).
-NPROBE_FRACTION, NPROBE_MIN = 0.01, 32
+NPROBE_FRACTION, NPROBE_MIN = 0.008, 32
 #: A filtered query scans lists until it has seen this many times the allowed rows a plain query scans
 #: (nprobe * mean list size), nearest lists first, lists with no allowed row skipped.
 FILTER_SCAN_FACTOR = 1.5
