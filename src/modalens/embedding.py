@@ -60,13 +60,7 @@ class CachedEncoder:
 
     def image_features(self, products: Sequence[Product], view: str | None = None) -> tuple[np.ndarray, dict[int, str]]:
         """Tower features of each product's main image (optionally a named view of it); ``failures[i]`` explains a miss."""
-        sources, positions, failures = [], [], {}
-        for i, product in enumerate(products):
-            if product.image:
-                sources.append(product.image)
-                positions.append(i)
-            else:
-                failures[i] = "product has no image"
+        sources, positions, failures = _main_images(products)
         feats, failed = image_features(
             self.model.image_tower,
             sources,
@@ -84,13 +78,7 @@ class CachedEncoder:
     def image_grids(self, products: Sequence[Product]) -> tuple[np.ndarray, dict[int, str]]:
         """Spatial feature maps (n, h·w, C) float16 of each product's main image (what instance queries attend
         to); the pooled features of the same pass fill the pooled cache, so ``image_embeddings`` after this is free."""
-        sources, positions, failures = [], [], {}
-        for i, product in enumerate(products):
-            if product.image:
-                sources.append(product.image)
-                positions.append(i)
-            else:
-                failures[i] = "product has no image"
+        sources, positions, failures = _main_images(products)
         if self.use_cache and "grid" not in self._stores:
             self._stores["grid"] = default_grid_store(self.model.image_tower)
         grids, failed = image_grids(
@@ -111,3 +99,15 @@ class CachedEncoder:
 
     def text_embeddings(self, texts: Sequence[str]) -> np.ndarray:
         return self.model.project_features(self.text_features(texts), "text")
+
+
+def _main_images(products: Sequence[Product]) -> tuple[list[str], list[int], dict[int, str]]:
+    """Each product's main image path, its position in ``products``, and a failure for each product without one."""
+    sources, positions, failures = [], [], {}
+    for i, product in enumerate(products):
+        if product.image:
+            sources.append(product.image)
+            positions.append(i)
+        else:
+            failures[i] = "product has no image"
+    return sources, positions, failures
