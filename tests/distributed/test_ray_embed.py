@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,11 +20,28 @@ pytest.importorskip("pyarrow", reason="embedding shards are Parquet (modalens[ra
 
 @pytest.fixture(scope="module")
 def ray_cluster():
+    """A local 2-CPU cluster started by `ray start` in its own process, joined by address (as `--address` does).
+
+    Started from inside the test process (``ray.init()`` with no address), the raylet is forked from a process
+    that already holds gRPC threads (the Milvus tests' client, the ONNX sessions) and failed to register within
+    Ray's fixed 30 s about one run in two; a clean process starts it every time.
+    """
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    yield
-    ray.shutdown()
+    command = [str(Path(sys.executable).with_name("ray"))]
+    started = subprocess.run(
+        [*command, "start", "--head", "--num-cpus", "2", "--include-dashboard", "false", "--disable-usage-stats"],
+        capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    if started.returncode != 0:
+        subprocess.run([*command, "stop", "--force"], capture_output=True, timeout=120)
+        pytest.fail(f"ray start failed: {started.stderr[-2000:]}")
+    try:
+        ray.init(address="auto", log_to_driver=False, configure_logging=False)
+        yield
+    finally:
+        ray.shutdown()
+        subprocess.run([*command, "stop", "--force"], capture_output=True, timeout=120)
 
 
 def stored_vectors(index_dir) -> dict[str, np.ndarray]:
