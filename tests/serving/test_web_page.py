@@ -160,6 +160,29 @@ def test_search_by_photo_is_reached_by_keyboard(page):
     assert page.evaluate("document.activeElement.id") == "photo-button"
 
 
+def test_shop_the_look_shows_each_product_found_where_it_looked_and_its_matches(page):
+    product = read_catalog(SHOP).products[3]
+    assert page.locator("[data-testid=look-button]").is_hidden()  # offered only with a photo
+    page.set_input_files("#photo", product.image)
+    page.wait_for_function("document.querySelector('#status').textContent.includes('photo')")
+    page.click("[data-testid=look-button]")
+    page.wait_for_function("document.querySelector('#status').textContent.includes('found in photo')")
+    found = page.locator("[data-testid=look-product]")
+    assert found.count() >= 1
+    first_matches = [found.nth(i).locator("[data-testid=result]").first.get_attribute("data-id") for i in range(found.count())]
+    assert product.id in first_matches  # the photo's own product is some query's best match
+    # the attention map is drawn: the canvas holds the photo, not a blank rectangle
+    assert page.evaluate(
+        """() => { const c = document.querySelector('[data-testid=look-map]');
+                   const px = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+                   let lit = 0; for (let i = 3; i < px.length; i += 4) lit += px[i] > 0; return lit / (px.length / 4); }"""
+    ) > 0.9
+    search_words(page, "shirt")  # a new search puts the plain results back
+    assert page.locator("[data-testid=look]").is_hidden()
+    page.click("[data-testid=clear-photo]")
+    assert not page.errors
+
+
 def test_paging_and_more_like_this(page):
     search_words(page, "shirt")
     first_page = set(shown_ids(page))

@@ -92,32 +92,95 @@ async function run() {
   }
 }
 
+function hideLook() {
+  $("look").hidden = true;
+  $("look").replaceChildren();
+}
+
 function render(results) {
+  hideLook();
   const grid = $("results");
-  grid.replaceChildren();
-  const template = $("card-template");
+  grid.replaceChildren(...results.map(card));
+}
+
+function card(item) {
   const shown = facetNames.length ? facetNames : ["gender", "article_type", "colour", "season", "usage"];
-  for (const item of results) {
-    const card = template.content.firstElementChild.cloneNode(true);
-    card.dataset.id = item.id;
-    card.querySelector("img").src = item.image_url || "";
-    card.querySelector("img").alt = item.title;
-    card.querySelector(".title").textContent = item.title || item.id;
-    card.querySelector(".brand").textContent = item.attributes.brand || "";
-    card.querySelector(".attrs").textContent = shown
-      .filter((key) => key !== "brand").map((key) => item.attributes[key]).filter(Boolean).join(" · ");
-    card.querySelector(".price").textContent = typeof item.price === "number" ? item.price.toFixed(2) : "";
-    card.querySelector(".score").textContent = `score ${item.score.toFixed(3)}`;
-    card.querySelector(".similar").addEventListener("click", () => {
-      Object.assign(state, { mode: "similar", similarTo: item.id, offset: 0 });
-      run();
-    });
-    grid.appendChild(card);
+  const element = $("card-template").content.firstElementChild.cloneNode(true);
+  element.dataset.id = item.id;
+  element.querySelector("img").src = item.image_url || "";
+  element.querySelector("img").alt = item.title;
+  element.querySelector(".title").textContent = item.title || item.id;
+  element.querySelector(".brand").textContent = item.attributes.brand || "";
+  element.querySelector(".attrs").textContent = shown
+    .filter((key) => key !== "brand").map((key) => item.attributes[key]).filter(Boolean).join(" · ");
+  element.querySelector(".price").textContent = typeof item.price === "number" ? item.price.toFixed(2) : "";
+  element.querySelector(".score").textContent = `score ${item.score.toFixed(3)}`;
+  element.querySelector(".similar").addEventListener("click", () => {
+    Object.assign(state, { mode: "similar", similarTo: item.id, offset: 0 });
+    run();
+  });
+  return element;
+}
+
+// Shop the look (POST /api/search/look): each product the instance decoder finds in the photo, where it looked
+// (its attention over the 7×7 cells tinted on the photo, and its box), and its best catalogue matches.
+async function runLook() {
+  const status = $("status");
+  status.classList.remove("error");
+  status.textContent = "Looking for products in the photo…";
+  $("results").replaceChildren();
+  $("pager").hidden = true;
+  const form = new FormData();
+  form.append("image", state.photo);
+  form.append("k", 4);
+  form.append("filters", JSON.stringify(filters()));
+  try {
+    const data = await fetchJSON("/api/search/look", { method: "POST", body: form });
+    const picture = await createImageBitmap(state.photo);
+    const box = $("look");
+    box.replaceChildren(...data.products.map((found) => lookItem(found, picture)));
+    box.hidden = false;
+    status.textContent = `${data.products.length} product${data.products.length === 1 ? "" : "s"} found in photo “${state.photo.name}” (${data.took_ms} ms)`;
+  } catch (err) {
+    status.classList.add("error");
+    status.textContent = `Shop the look failed — ${err.message}`;
   }
+}
+
+function lookItem(found, picture) {
+  const item = document.createElement("div");
+  item.className = "look-item";
+  item.dataset.testid = "look-product";
+  const canvas = document.createElement("canvas");
+  canvas.dataset.testid = "look-map";
+  const scale = Math.min(1, 240 / Math.max(picture.width, picture.height));
+  canvas.width = Math.round(picture.width * scale);
+  canvas.height = Math.round(picture.height * scale);
+  const ctx = canvas.getContext("2d");
+  ctx.drawImage(picture, 0, 0, canvas.width, canvas.height);
+  const side = Math.round(Math.sqrt(found.attention.length));
+  const peak = Math.max(...found.attention);
+  const cell = Math.max(canvas.width, canvas.height) / side; // the cells cover the letterboxed square
+  const [left, top] = [(canvas.width - side * cell) / 2, (canvas.height - side * cell) / 2];
+  found.attention.forEach((weight, i) => {
+    ctx.fillStyle = `rgba(255, 120, 0, ${(0.55 * weight) / peak})`;
+    ctx.fillRect(left + (i % side) * cell, top + Math.floor(i / side) * cell, cell, cell);
+  });
+  const [x0, y0, x1, y1] = found.box.map((v) => v * scale);
+  ctx.strokeStyle = "#d33";
+  ctx.lineWidth = 2;
+  ctx.strokeRect(x0, y0, x1 - x0, y1 - y0);
+  canvas.title = `where this product's query looked (sure ${found.objectness.toFixed(2)})`;
+  const matches = document.createElement("section");
+  matches.className = "grid";
+  matches.replaceChildren(...found.results.map(card));
+  item.append(canvas, matches);
+  return item;
 }
 
 function setPhoto(file) {
   state.photo = file;
+  $("look-button").hidden = !file;
   $("photo-button").classList.toggle("has-photo", Boolean(file));
   $("photo-label").textContent = file ? `Photo: ${file.name.slice(0, 18)}` : "Search by photo";
   $("clear-photo").hidden = !file;
@@ -130,6 +193,7 @@ function submit() {
   if (!state.mode) {
     $("status").textContent = "Type some words or drop a photo to search the catalogue.";
     $("results").replaceChildren();
+    hideLook();
     $("pager").hidden = true;
     return;
   }
@@ -199,6 +263,7 @@ function wire() {
   $("photo-button").addEventListener("click", () => $("photo").click());
   $("photo").addEventListener("change", (event) => { setPhoto(event.target.files[0] || null); submit(); });
   $("clear-photo").addEventListener("click", () => { $("photo").value = ""; setPhoto(null); submit(); $("photo-button").focus(); });
+  $("look-button").addEventListener("click", () => { if (state.photo) runLook(); });
   $("prev").addEventListener("click", () => { state.offset = Math.max(0, state.offset - PAGE_SIZE); run(); });
   $("next").addEventListener("click", () => { state.offset += PAGE_SIZE; run(); });
   const zone = $("photo-button");
