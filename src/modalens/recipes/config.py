@@ -120,6 +120,10 @@ class TuneConfig:
     def tunes(self, kind: str) -> bool:
         return getattr(self, f"{kind}_tower") not in (0, None)
 
+    def frozen_heads(self) -> list[str]:
+        """The heads that do not train (``heads`` leaves them out), in model order."""
+        return [kind for kind in ("image", "text") if kind not in self.heads]
+
 
 @dataclass
 class InstancesConfig:

@@ -155,16 +155,16 @@ class ContrastiveStep(nn.Module):
         return image_embeds, text_embeds, self.model.logit_scale
 
 
-def make_loss(config: TrainConfig, data: TrainingData | None = None, model: DualEncoder | None = None) -> nn.Module:
+def make_loss(config: TrainConfig, data: TrainingData, model: DualEncoder) -> nn.Module:
     """The run's loss. A retrieval loss needs the data's classes; its prototypes start at each class's mean
     image embedding under the starting model when there is one (``tune.init``), else at random."""
     if config.loss in RETRIEVAL_LOSSES:
         options = RetrievalLossOptions.from_dict(config.loss, config.loss_options)
-        names = data.class_names if data is not None and data.class_names else ["", ""]
+        num_classes = len(data.class_names or [])
         prototypes = None
-        if options.class_weight and config.tune.init and data is not None and data.images is not None and model is not None:
-            prototypes = class_mean_embeddings(model, data.images[0], data.class_ids, len(names))
-        return RetrievalLoss(options, len(names), model.config.embed_dim if model is not None else 512, prototypes)
+        if options.class_weight and config.tune.init and data.images is not None:
+            prototypes = class_mean_embeddings(model, data.images[0], data.class_ids, num_classes)
+        return RetrievalLoss(options, num_classes, model.config.embed_dim, prototypes)
     base = create_loss(config.loss)
     return MultiFieldLoss(config.field_weights, base) if config.field_weights else base
 
@@ -382,7 +382,7 @@ class Trainer:
         # goes through the fast inference back-end, not an eager torch tower.
         self.data = prepare(config, CachedEncoder(self.model, progress=progress and self.env.is_main))
         self.towers = {kind: trainable_tower(self.model, kind, getattr(config.tune, f"{kind}_tower")) for kind in ("image", "text") if config.tune.tunes(kind)}
-        for kind in {"image", "text"} - set(config.tune.heads):  # kept as tune.init left it
+        for kind in config.tune.frozen_heads():  # kept as tune.init left it
             getattr(self.model, f"{kind}_head").requires_grad_(False)
         self.loss_fn = make_loss(config, self.data, self.model)
         self.choices = choice_matrix(self.data) if isinstance(self.loss_fn, RetrievalLoss) and self.loss_fn.needs_captions else None
@@ -572,7 +572,7 @@ class Trainer:
     def train_mode(self) -> None:
         """Heads in training mode (dropout on), except a head kept frozen: its outputs are targets, not guesses."""
         self.model.train()
-        for kind in {"image", "text"} - set(self.config.tune.heads):
+        for kind in self.config.tune.frozen_heads():
             getattr(self.model, f"{kind}_head").eval()
 
 
