@@ -209,3 +209,37 @@ def test_killed_training_resumes_from_the_command_line(tmp_path, mini_catalog):
     subprocess.run([*command, str(killed), "--resume"], check=True, env=env, capture_output=True, timeout=300)
     a, b = _weights(tmp_path / "straight" / "run"), _weights(tmp_path / "killed" / "run")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _view_gap(result, products) -> float:
+    """Mean cosine of each photo to its own greyscale view, minus its mean cosine to the other photos' views."""
+    encoder = CachedEncoder(create_model(result.output), progress=False)
+    photos = encoder.image_embeddings(products)[0]
+    views = encoder.image_embeddings(products, view="greyscale")[0]
+    sims = photos @ views.T
+    n = len(sims)
+    return float(sims.trace() / n - (sims.sum() - sims.trace()) / (n * n - n))
+
+
+def test_view_consistency_pulls_a_photo_and_its_view_together(tmp_path, mini_catalog):
+    """The term's point: a photo and its own view end closer, relative to other products' views, than without it."""
+    products = read_catalog(mini_catalog).split("train").products
+
+    def run(name: str, weight: float):
+        path = write_config(tmp_path / name, mini_catalog, epochs=8)
+        config = yaml.safe_load(path.read_text())
+        config.update(image_views=["greyscale"], view_probability=0.5, view_consistency=weight)
+        path.write_text(yaml.safe_dump(config))
+        return run_recipe(load_train_config(path), progress=False)
+
+    with_term, without = _view_gap(run("with", 2.0), products), _view_gap(run("without", 0.0), products)
+    assert with_term > without + 0.02
+
+
+def test_view_consistency_needs_views_and_cached_features(tmp_path, mini_catalog):
+    for extra, message in [({"view_consistency": 0.5}, "list some in image_views"), ({"view_consistency": -1}, "positive weight")]:
+        path = write_config(tmp_path, mini_catalog, epochs=2)
+        config = {**yaml.safe_load(path.read_text()), **extra}
+        path.write_text(yaml.safe_dump(config))
+        with pytest.raises(ConfigError, match=message):
+            load_train_config(path)

@@ -164,6 +164,10 @@ class TrainConfig:
     #: Extra image views (``encoders.views``) shown instead of the photo with ``view_probability``.
     image_views: list[str] = field(default_factory=list)
     view_probability: float = 0.25
+    #: Weight of a view-consistency term (0: off): each product's photo and one of its views, embedded side by
+    #: side, must pick each other out of the batch (InfoNCE between the two image embeddings). The text loss only
+    #: says a view means the same caption; this says it is the same picture, so backgrounds and framing cost less.
+    view_consistency: float = 0.0
     #: ``clip`` (InfoNCE), ``siglip`` (pairwise sigmoid), or an image-retrieval loss (``losses.retrieval``):
     #: ``arcmargin`` (GPR-FT), ``multi-caption-arcmargin`` or ``mcip``.
     loss: str = "clip"
@@ -318,6 +322,12 @@ def check_config(config: TrainConfig, where: str = "config") -> None:
         raise ConfigError(f"{where}: tensorboard: true needs the tensorboard package (pip install 'modalens[tensorboard]')")
     if config.data.workers < 0:
         raise ConfigError(f"{where}: data.workers must be ≥ 0")
+    if config.view_consistency < 0:
+        raise ConfigError(f"{where}: view_consistency must be 0 (off) or a positive weight")
+    if config.view_consistency and not config.image_views:
+        raise ConfigError(f"{where}: view_consistency pairs a photo with its views; list some in image_views")
+    if config.view_consistency and (config.tune.tunes("image") or config.optim.accumulate_steps != 1):
+        raise ConfigError(f"{where}: view_consistency works on cached image features: no tuned image tower, accumulate_steps 1")
     if config.recipe == "instances":
         _check_instances(config.instances, where)
 

@@ -91,6 +91,12 @@ def _schedule(step: int, total: int, warmup: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
 
+def _partner_views(views: torch.Tensor, extra_views: int, generator: torch.Generator) -> torch.Tensor:
+    """Per item, the other half of a photo/view pair: one of the views for an item showing its photo, else the photo."""
+    which = torch.randint(1, extra_views + 1, views.shape, generator=generator)
+    return torch.where(views == 0, which, torch.zeros_like(views))
+
+
 def _pick_views(n: int, extra_views: int, probability: float, generator: torch.Generator) -> torch.Tensor:
     """Per item: 0 (the photo) or, with ``probability``, one of the extra views at random."""
     if extra_views == 0 or probability == 0:
@@ -385,6 +391,10 @@ class Trainer:
         for kind in config.tune.frozen_heads():  # kept as tune.init left it
             getattr(self.model, f"{kind}_head").requires_grad_(False)
         self.loss_fn = make_loss(config, self.data, self.model)
+        self.view_loss = create_loss("clip")
+        # a product drawn by two sources is one identity: its two items are not each other's negatives
+        ids: dict[str, int] = {}
+        self.identity = torch.tensor([ids.setdefault(p.id, len(ids)) for p in self.data.products])
         self.choices = choice_matrix(self.data) if isinstance(self.loss_fn, RetrievalLoss) and self.loss_fn.needs_captions else None
         self.start_state = trained_state(self.model, self.towers) if config.tune.wise_ft else None
         self.step_module = ContrastiveStep(self.model, self.towers).to(self.device)
@@ -406,7 +416,7 @@ class Trainer:
         self.val_encoder: _TuningEncoder | None = None
         self.history: list[dict[str, Any]] = []
         self.best: tuple[float, int, dict | None] = (-float("inf"), -1, None)
-        self.position: dict[str, Any] = {"epoch": 1, "step": 0, "order": None, "views": None, "losses": []}
+        self.position: dict[str, Any] = {"epoch": 1, "step": 0, "order": None, "views": None, "partners": None, "losses": []}
 
     def _check_sizes(self) -> None:
         """What the config alone cannot know: the data's size, the validation split, the number of processes."""
@@ -475,8 +485,11 @@ class Trainer:
     def _gathered(self, image_embeds, text_embeds):
         return gather(image_embeds, self.env), {k: gather(v, self.env) for k, v in text_embeds.items()}
 
-    def step(self, batch: torch.Tensor, views: torch.Tensor, pixels: torch.Tensor | None) -> float:
-        """One optimiser step on a global batch; this rank encodes its slice, in ``accumulate_steps`` pieces."""
+    def step(self, batch: torch.Tensor, views: torch.Tensor, pixels: torch.Tensor | None, partners: torch.Tensor | None = None) -> float:
+        """One optimiser step on a global batch; this rank encodes its slice, in ``accumulate_steps`` pieces.
+
+        ``partners``: per item, the view paired with the one shown for ``view_consistency`` (cached features only).
+        """
         # drawn for the whole batch on every rank: the same RNG stream
         text_ids = _pick_texts(self.data, batch, self.config.field_weights, self.loss_fn)
         local = self.env.local_slice(torch.arange(len(batch)))
@@ -490,6 +503,8 @@ class Trainer:
         if pieces == 1:
             image_embeds, text_embeds, scale = self._forward(images, texts)
             loss = _loss(self.loss_fn, *self._gathered(image_embeds, text_embeds), scale, text_ids, targets)
+            if partners is not None:
+                loss = loss + self.config.view_consistency * self._view_consistency(image_embeds, batch, partners, local, scale)
             self.scaler.scale(loss).backward()
         else:
             loss = self._accumulated(images, texts, text_ids, pieces, targets)
@@ -497,6 +512,13 @@ class Trainer:
         self.scaler.update()
         self.scheduler.step()
         return float(loss.detach())
+
+    def _view_consistency(self, image_embeds: torch.Tensor, batch: torch.Tensor, partners: torch.Tensor, local: torch.Tensor, scale) -> torch.Tensor:
+        """InfoNCE between the shown image and its partner view; one product twice in a batch counts as one."""
+        with self._autocast():
+            partner_embeds = self.model.project_image(self.batches.images(batch[local], partners[local], None)).float()
+        shown, partner = gather(image_embeds, self.env), gather(partner_embeds, self.env)
+        return self.view_loss(shown, partner, scale, self.identity[batch].to(self.device))
 
     def _accumulated(self, images, texts, text_ids, pieces: int, targets: dict[str, torch.Tensor]) -> torch.Tensor:
         """The whole batch's gradient from ``pieces`` micro-batches (open_clip's ``accum_freq``).
@@ -551,8 +573,10 @@ class Trainer:
         opt = self.config.optim
         order = epoch_order(self.data, self.config, self.generator)
         extra = len(self.config.image_views)
-        views = [_pick_views(opt.batch_size, extra, self.config.view_probability, self.generator) for _ in range(self.steps_per_epoch)]
-        self.position.update(order=order, views=torch.stack(views))
+        views = torch.stack([_pick_views(opt.batch_size, extra, self.config.view_probability, self.generator) for _ in range(self.steps_per_epoch)])
+        # drawn only when the term is on, so runs without it keep their random stream
+        partners = _partner_views(views, extra, self.generator) if self.config.view_consistency else None
+        self.position.update(order=order, views=views, partners=partners)
 
     def _pixels(self, first_step: int) -> Iterator[torch.Tensor | None]:
         if "image" not in self.towers:
@@ -613,7 +637,8 @@ def train(config: TrainConfig, progress: bool = True, resume: bool = False, stop
         pixels = t._pixels(t.position["step"])
         for step in range(t.position["step"], t.steps_per_epoch):
             batch = t.position["order"][step * opt.batch_size : (step + 1) * opt.batch_size]
-            t.position["losses"].append(t.step(batch, t.position["views"][step], next(pixels)))
+            partners = t.position.get("partners")
+            t.position["losses"].append(t.step(batch, t.position["views"][step], next(pixels), None if partners is None else partners[step]))
             t.position["step"] = step + 1
             bar.update(1)
             steps_this_run += 1
@@ -636,7 +661,7 @@ def train(config: TrainConfig, progress: bool = True, resume: bool = False, stop
         bar.set_postfix(loss=f"{mean_loss:.3f}", val=f"{score:.3f}")
         if score > t.best[0]:
             t.best = (score, epoch, trained_state(t.model, t.towers))
-        t.position = {"epoch": epoch + 1, "step": 0, "order": None, "views": None, "losses": []}
+        t.position = {"epoch": epoch + 1, "step": 0, "order": None, "views": None, "partners": None, "losses": []}
         if main:
             checkpoint.save(t.snapshot())
     bar.close()
