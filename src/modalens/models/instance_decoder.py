@@ -152,6 +152,14 @@ def head_digest(image_head: nn.Module) -> str:
     return digest.hexdigest()[:16]
 
 
+def decoder_digest(path: str | Path) -> str:
+    """A digest of a decoder file's bytes: what an export records beside its decoder graph and what a scene's
+    content key holds, so scenes decoded by another decoder are decoded again."""
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
 def save_decoder(decoder: InstanceDecoder, path: str | Path, image_head: str, extra: dict[str, Any] | None = None) -> Path:
     """Write the decoder's weights with its config and the :func:`head_digest` of the image head it reads through.
 
