@@ -255,7 +255,7 @@ class SearchEngine:
         from .index.scenes import SceneInstances
         from .instances import distinct_instances
 
-        index = self._scene_store(create=True)
+        index = self.scene_index(create=True)
         reader = self.instance_encoder
         salt = f"{self.identity}|instances:{reader.digest}"
 
@@ -287,9 +287,9 @@ class SearchEngine:
             vector = self._product_vector(self.index.get(product_id))
         else:
             vector = self.query_vector(text, image)
-        return self._scene_store().search_scenes(vector, k=k)[0]
+        return self.scene_index().search_scenes(vector, k=k)[0]
 
-    def _scene_store(self, create: bool = False) -> CatalogIndex:
+    def scene_index(self, create: bool = False) -> CatalogIndex:
         """The index as the scene store: the SQLite one (Milvus holds products only)."""
         index = self.ensure_index() if create else self.index
         if not isinstance(index, CatalogIndex):

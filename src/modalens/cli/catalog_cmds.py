@@ -44,8 +44,12 @@ def index(
     address: Optional[str] = typer.Option(None, help="With --executor ray: the cluster to join (ray://HOST:10001 or auto); default: a local one."),
     workers: Optional[int] = typer.Option(None, min=1, help="With --executor ray: embedding actors (default: the cluster's CPUs)."),
     shards: Optional[Path] = typer.Option(None, help="With --executor ray: the folder of Parquet embedding shards (default: shards in the cache folder)."),
+    scenes: bool = typer.Option(
+        False, "--scenes", help="The catalogue lists scene photos (lookbook pages, street photos, flat-lays): store each one's "
+        "instance embeddings beside the products, for `search --scenes` (needs a model with an instance decoder).",
+    ),
 ) -> None:
-    """Embed a catalogue's images into an on-disk index (resumes after an interruption)."""
+    """Embed a catalogue's images into an on-disk index (resumes after an interruption); --scenes adds scene photos."""
     from ..catalog import read_catalog
     from ..search import SearchEngine
 
@@ -54,6 +58,11 @@ def index(
         typer.echo(f"skipped {err}", err=True)
     if len(catalog.errors) > 20:
         typer.echo(f"... and {len(catalog.errors) - 20} more skipped rows", err=True)
+    if scenes:
+        if prune or executor != "local":
+            raise ValueError("--scenes takes neither --prune nor --executor ray")
+        _index_scenes(catalog, index_dir, store, model, batch_size, progress)
+        return
     if index_dir is None and store is None and not prune:
         _warn_if_default_index_holds_others(catalog, catalogue)
     engine = SearchEngine(index_dir, model, progress=progress, store=store)
@@ -63,6 +72,19 @@ def index(
         typer.echo(f"not indexed {pid}: {reason}", err=True)
     typer.echo(f"{report}; index {engine.index.path} holds {len(engine.index)} products")
     _export_for_queries(engine.handle)
+
+
+def _index_scenes(catalog, index_dir: Optional[Path], store: Optional[str], model: str, batch_size: int, progress: Optional[bool]) -> None:
+    """Scene photos into the index: the decoder runs from the model's ONNX export (made once) when it can, else in PyTorch."""
+    from ..export.cache import query_handle
+    from ..search import SearchEngine
+
+    engine = SearchEngine(index_dir, query_handle(model), progress=progress, store=store)
+    report = engine.add_scenes(catalog, batch_size=batch_size)
+    index = engine.scene_index()
+    for sid, reason in index.scene_failures()[:20]:
+        typer.echo(f"not indexed scene {sid}: {reason}", err=True)
+    typer.echo(f"{report}; index {index.path} holds {index.scene_count()} scenes beside {len(index)} products")
 
 
 def _export_for_queries(handle) -> None:
@@ -112,6 +134,10 @@ def search(
     explain: Optional[Path] = typer.Option(
         None, "--explain", help="With --look: draw where each product's query looked over the photo into this PNG file."
     ),
+    scenes: bool = typer.Option(
+        False, "--scenes", help="Find the scene photos (added with `index --scenes`) that hold what the words, --image or --product describe."
+    ),
+    product: Optional[str] = typer.Option(None, "--product", help="With --scenes: an indexed product's id; the scenes that hold it."),
     k: int = typer.Option(10, "-k", "--top", help="How many results."),
     filters: list[str] = typer.Option([], "--filter", "-f", help=FILTER_HELP),
     price_min: Optional[float] = typer.Option(None, "--price-min", min=0, help="Only products priced at least this."),
@@ -143,7 +169,27 @@ def search(
         return
     if explain is not None:
         raise ValueError("--explain draws a --look search: give --look PHOTO")
+    if scenes:
+        if filters or price_min is not None or price_max is not None or hybrid:
+            raise ValueError("--scenes searches scene photos, which take no filters nor --hybrid")
+        print_scene_hits(engine.search_scenes(query, image, product, k=k), as_json)
+        return
+    if product is not None:
+        raise ValueError("--product finds the scenes that hold a product: add --scenes")
     print_hits(engine.search(query, image, k=k, where=parse_filters(filters, price_min, price_max), hybrid_weight=hybrid), as_json)
+
+
+def print_scene_hits(hits, as_json: bool) -> None:
+    """Scenes, best first, each with the instance that matched (as ``search`` prints products)."""
+    from ..serving.validation import scene_hit_json
+
+    if as_json:
+        typer.echo(json.dumps([scene_hit_json(h, image_url=False) for h in hits], indent=2))
+        return
+    if not hits:
+        typer.echo("no scenes")
+    for rank, hit in enumerate(hits, 1):
+        typer.echo(f"{rank:>2}. {hit.score:.3f}  {hit.id:<24} {hit.scene.title[:48]:<48}  (instance {hit.query}, objectness {hit.objectness:.2f})")
 
 
 def print_look(items, as_json: bool) -> None:
