@@ -154,9 +154,9 @@ def instance_encoder_for(handle: "ModelHandle", encoder: CachedEncoder | None = 
 
 def decoder_file_for(model_name: str | Path, decoder_file: str | Path | None = None) -> Path:
     """The instance decoder file to use (given, or the model's own); a clear error when there is none."""
-    from .models.instance_decoder import decoder_path
+    from .paths import instance_decoder_path
 
-    path = Path(decoder_file) if decoder_file else decoder_path(model_name)
+    path = Path(decoder_file) if decoder_file else instance_decoder_path(model_name)
     if not path.is_file():
         what = f"instance decoder file {path} does not exist" if decoder_file else f"model {str(model_name)!r} has no instance decoder (no {path})"
         raise NoInstanceDecoderError(f"{what}; train one with `modalens train configs/experiments/instances/instances.yaml`")
