@@ -210,9 +210,12 @@ def attention_box(attention: np.ndarray, side: int, image_size: tuple[int, int],
 LOOK_COLOURS = ((230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180))
 
 
-def draw_look(photo: "Image.Image", attentions: Sequence[np.ndarray], boxes: Sequence[tuple[int, int, int, int]]) -> "Image.Image":
+def draw_look(
+    photo: "Image.Image", attentions: Sequence[np.ndarray], boxes: Sequence[tuple[int, int, int, int]], names: Sequence[str] | None = None
+) -> "Image.Image":
     """Where each found product's query looked, over the photo: its attention as a tint (stronger where it looked
-    more), its box and its number, one colour per product (the grounding view)."""
+    more), its box and its number (or its name from ``names``), one colour per product (the grounding view; a
+    label's map from :mod:`modalens.grounding` is drawn the same way)."""
     from PIL import Image, ImageDraw
 
     width, height = photo.size
@@ -228,5 +231,5 @@ def draw_look(photo: "Image.Image", attentions: Sequence[np.ndarray], boxes: Seq
         out = Image.composite(Image.new("RGB", out.size, colour), out, mask.point(lambda v: v * 0.55))
         pen = ImageDraw.Draw(out)
         pen.rectangle(box, outline=colour, width=max(2, square // 150))
-        pen.text((box[0] + 4, box[1] + 2), str(n + 1), fill=colour)
+        pen.text((box[0] + 4, box[1] + 2), names[n] if names else str(n + 1), fill=colour)
     return out

@@ -209,14 +209,18 @@ def print_look(items, as_json: bool) -> None:
 
 @user_errors
 def tag(
-    images: list[Path] = typer.Argument(..., help="Image files to tag, or folders of them."),
+    images: Optional[list[Path]] = typer.Argument(None, help="Image files to tag, or folders of them."),
     labels: str = typer.Option(..., "--labels", "-l", help="Comma-separated labels, e.g. 'dress,shirt,jeans'."),
     top: int = typer.Option(3, help="Labels to show per image."),
     model: str = MODEL_OPTION,
     no_ensemble: bool = typer.Option(False, "--no-ensemble", help="Use one prompt per label instead of the ensemble."),
+    explain: Optional[Path] = typer.Option(
+        None, "--explain", help="Instead of tagging: draw where in this photo each label matches, one PNG per label (a heat map over the photo)."
+    ),
+    out: Path = typer.Option(Path("."), "--out", "-o", help="With --explain: the folder the PNGs are written to."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """Zero-shot tagging: rank a label set for each image (no labelled data needed)."""
+    """Zero-shot tagging: rank a label set for each image (no labelled data needed); --explain draws where each label matches."""
     from ..catalog.images import load_image
     from ..export.cache import query_handle
     from ..prompts import ZERO_SHOT_TEMPLATES
@@ -225,6 +229,13 @@ def tag(
     label_list = [s.strip() for s in labels.split(",") if s.strip()]
     encoder = query_handle(model).query_encoder  # the ONNX export (no torch) when there is one, else PyTorch
     templates = ZERO_SHOT_TEMPLATES[:1] if no_ensemble else ZERO_SHOT_TEMPLATES
+    if explain is not None:
+        if images:
+            raise ValueError("--explain takes one photo (its value); drop the other image arguments")
+        _explain_labels(encoder, explain, label_list, templates, out, as_json)
+        return
+    if not images:
+        raise ValueError("name the image files to tag (or --explain PHOTO)")
     classifier = build_classifier(encoder, label_list, templates)
     results = []
     for path in image_paths(images):
@@ -243,6 +254,33 @@ def tag(
             typer.echo(f"{r['image']}: {shown}")
     if any("error" in r for r in results):
         raise typer.Exit(1)
+
+
+def _explain_labels(encoder, photo_path: Path, labels: list[str], templates, out: Path, as_json: bool) -> None:
+    """One heat-map PNG per label over the photo (``modalens.grounding``), and each label's score and box."""
+    import re
+
+    from ..catalog.images import ImageError, load_image
+    from ..grounding import explain_labels
+    from ..instances import draw_look
+
+    try:
+        photo = load_image(photo_path)
+    except (ImageError, OSError) as e:
+        raise ValueError(f"cannot read the photo {photo_path}: {error_for(photo_path, e)}") from None
+    out.mkdir(parents=True, exist_ok=True)
+    records = []
+    for found in explain_labels(encoder, photo, labels, templates):
+        slug = re.sub(r"[^A-Za-z0-9]+", "-", found["label"]).strip("-").lower() or "label"
+        file = out / f"{photo_path.stem}.{slug}.png"
+        draw_look(photo, [found["map"]], [found["box"]], [found["label"]]).save(file, format="PNG")
+        records.append({"label": found["label"], "score": round(found["score"], 4), "box": list(found["box"]), "file": str(file),
+                        "map": [round(float(v), 5) for v in found["map"]]})  # fmt: skip
+    if as_json:
+        typer.echo(json.dumps(records, indent=2))
+        return
+    for r in records:
+        typer.echo(f"{r['label']} ({r['score']:.2f}): matches most around box {tuple(r['box'])} -> {r['file']}")
 
 
 @user_errors

@@ -194,10 +194,25 @@ def build_scene_index(
     with tqdm(total=len(todo), disable=not show_progress(progress), unit="scene", desc="indexing scenes") as bar:
         for start in range(0, len(todo), batch_size):
             batch = todo[start : start + batch_size]
-            instances, ids, failures = embed_batch(batch)
+            instances, ids, failures = _check_scene_result(batch, embed_batch(batch))
             by_id = {s.id: s for s in batch}
             index.add_scenes([by_id[i] for i in ids], instances, [keys[i] for i in ids])
             index.record_scene_failures(failures)
             added, failed = added + len(ids), failed + len(failures)
             bar.update(len(batch))
     return BuildReport(added, len(scenes) - len(todo), failed, len(scenes), time.perf_counter() - started, what="scenes")
+
+
+def _check_scene_result(batch: list[Product], result: SceneEmbedResult) -> SceneEmbedResult:
+    """As :func:`_check_result`: every scene of the batch stored or failed, once, and nothing else."""
+    instances, ids, failures = list(result.instances), [str(i) for i in result.ids], [(str(i), str(r)) for i, r in result.failures]
+    if len(instances) != len(ids):
+        raise ValueError(f"the scene embedder returned {len(ids)} ids but {len(instances)} instance sets")
+    mentioned = ids + [i for i, _ in failures]
+    unknown = sorted(set(mentioned) - {s.id for s in batch})
+    if unknown:
+        raise ValueError(f"the scene embedder returned ids that are not in the batch: {unknown[:5]}")
+    if len(set(mentioned)) != len(mentioned):
+        raise ValueError("the scene embedder returned an id twice (or as both embedded and failed)")
+    failures += [(s.id, "embedder returned no instances and no reason") for s in batch if s.id not in set(mentioned)]
+    return SceneEmbedResult(instances, ids, failures)
