@@ -10,17 +10,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from .catalog.schema import Product
-from .embedding import CachedEncoder
 from .errors import NotFoundError
 
 if TYPE_CHECKING:
     from PIL import Image
 
+    from .embedding import CachedEncoder
     from .models import ModelHandle
     from .query_encoder import OnnxQueryEncoder
 
@@ -42,7 +42,18 @@ class InstanceResult:
 class _InstanceReader:
     """What both decoders share: scene photos through the feature-map cache, photos in memory, one result type."""
 
-    encoder: CachedEncoder
+    _encoder: "CachedEncoder | None"
+    _model: Any  # what the feature cache embeds with when none was given: a DualEncoder or an export's query encoder
+
+    @property
+    def encoder(self) -> "CachedEncoder":
+        """The feature-map cache scene photos go through, made on first use (a query photo never needs it, nor
+        the imports it brings)."""
+        if self._encoder is None:
+            from .embedding import CachedEncoder
+
+            self._encoder = CachedEncoder(self._model, progress=False)
+        return self._encoder
 
     #: A digest of the decoder's weights (with the image head it reads through): scenes an index holds were decoded by it.
     digest: str
@@ -71,21 +82,22 @@ class _InstanceReader:
 class InstanceEncoder(_InstanceReader):
     """A model's frozen image head plus its instance decoder (PyTorch), over the feature-map cache of ``encoder``."""
 
-    def __init__(self, encoder: CachedEncoder, decoder, image_head, digest: str = "") -> None:
-        self.encoder = encoder
+    def __init__(self, encoder: "CachedEncoder", decoder, image_head, digest: str = "") -> None:
+        self._encoder, self._model = encoder, encoder.model
         self.decoder = decoder.eval()
         self.image_head = image_head.eval()
         self.digest = digest
 
     @classmethod
-    def for_model(cls, model_name: str | Path, encoder: CachedEncoder | None = None, decoder_file: str | Path | None = None) -> "InstanceEncoder":
+    def for_model(cls, model_name: str | Path, encoder: "CachedEncoder | None" = None, decoder_file: str | Path | None = None) -> "InstanceEncoder":
         """The decoder shipped with (or saved beside) ``model_name``, checked against that model's identity."""
         from .models import load
 
         return cls._with_model(load(model_name).model, model_name, encoder, decoder_file)
 
     @classmethod
-    def _with_model(cls, model, model_name: str | Path, encoder: CachedEncoder | None, decoder_file: str | Path | None = None) -> "InstanceEncoder":
+    def _with_model(cls, model, model_name: str | Path, encoder: "CachedEncoder | None", decoder_file: str | Path | None = None) -> "InstanceEncoder":
+        from .embedding import CachedEncoder
         from .models.instance_decoder import decoder_digest, head_digest, load_decoder
 
         path = decoder_file_for(model_name, decoder_file)
@@ -108,7 +120,7 @@ class InstanceEncoder(_InstanceReader):
     def _photo_grids(self, images: Sequence["Image.Image"]) -> np.ndarray:
         import torch
 
-        tower = self.encoder.model.image_tower
+        tower = self._model.image_tower
         pixels = torch.stack([tower.preprocess(image) for image in images])
         with torch.inference_mode():
             maps = tower.forward_features(pixels).float()
@@ -122,13 +134,13 @@ class OnnxInstanceEncoder(_InstanceReader):
     image head inside) the instances, equal to :class:`InstanceEncoder`'s within float rounding.
     """
 
-    def __init__(self, query_encoder: "OnnxQueryEncoder", encoder: CachedEncoder | None = None) -> None:
+    def __init__(self, query_encoder: "OnnxQueryEncoder", encoder: "CachedEncoder | None" = None) -> None:
         from .backends.runtime import INSTANCE_DECODER
 
         self.exported = query_encoder.exported
         if not self.exported.has_instance_decoder:
             raise NoInstanceDecoderError(f"the export {self.exported.folder} holds no instance decoder")
-        self.encoder = encoder or CachedEncoder(query_encoder, progress=False)
+        self._encoder, self._model = encoder, query_encoder
         self.digest = str(self.exported.manifest["components"][INSTANCE_DECODER]["decoder_digest"])
 
     def decode(self, grids: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -141,7 +153,7 @@ class OnnxInstanceEncoder(_InstanceReader):
         return self.exported.image_grids(self.exported.preprocess(images))
 
 
-def instance_encoder_for(handle: "ModelHandle", encoder: CachedEncoder | None = None) -> InstanceEncoder | OnnxInstanceEncoder:
+def instance_encoder_for(handle: "ModelHandle", encoder: "CachedEncoder | None" = None) -> InstanceEncoder | OnnxInstanceEncoder:
     """The handle's instance decoder: its export's (no torch) when the handle answers from an export that holds one,
     else the PyTorch decoder beside the model (a clear error when the model has none)."""
     if handle.torch_free:
