@@ -10,16 +10,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from .catalog.schema import Product
-from .embedding import CachedEncoder
 from .errors import NotFoundError
 
 if TYPE_CHECKING:
     from PIL import Image
+
+    from .embedding import CachedEncoder
+    from .models import ModelHandle
+    from .query_encoder import OnnxQueryEncoder
 
 
 class NoInstanceDecoderError(NotFoundError):
@@ -36,27 +39,72 @@ class InstanceResult:
     failures: dict[int, str]
 
 
-class InstanceEncoder:
-    """A model's frozen image head plus its instance decoder, over the feature-map cache of ``encoder``."""
+class _InstanceReader:
+    """What both decoders share: scene photos through the feature-map cache, photos in memory, one result type."""
 
-    def __init__(self, encoder: CachedEncoder, decoder, image_head) -> None:
-        self.encoder = encoder
-        self.decoder = decoder.eval()
-        self.image_head = image_head.eval()
+    _encoder: "CachedEncoder | None"
+    _model: Any  # what the feature cache embeds with when none was given: a DualEncoder or an export's query encoder
 
-    @classmethod
-    def for_model(cls, model_name: str | Path, encoder: CachedEncoder | None = None, decoder_file: str | Path | None = None) -> "InstanceEncoder":
-        """The decoder shipped with (or saved beside) ``model_name``, checked against that model's identity."""
-        from .models import load
-        from .models.instance_decoder import head_digest, load_decoder
+    @property
+    def encoder(self) -> "CachedEncoder":
+        """The feature-map cache scene photos go through, made on first use (a query photo never needs it, nor
+        the imports it brings)."""
+        if self._encoder is None:
+            from .embedding import CachedEncoder
 
-        path = decoder_file_for(model_name, decoder_file)
-        model = load(model_name).model
-        decoder, _ = load_decoder(path, head_digest(model.image_head))
-        return cls(encoder or CachedEncoder(model, progress=False), decoder, model.image_head)
+            self._encoder = CachedEncoder(self._model, progress=False)
+        return self._encoder
+
+    #: A digest of the decoder's weights (with the image head it reads through): scenes an index holds were decoded by it.
+    digest: str
 
     def decode(self, grids: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(n, cells, C) feature maps → embeddings (n, K, D), objectness (n, K), attention (n, K, cells)."""
+        raise NotImplementedError
+
+    def _photo_grids(self, images: Sequence["Image.Image"]) -> np.ndarray:
+        raise NotImplementedError
+
+    def encode_images(self, images: Sequence["Image.Image"]) -> InstanceResult:
+        """Instance embeddings of photos in memory (a query photo): letterboxed as the tower's cache would, no cache."""
+        embeddings, objectness, attention = self.decode(self._photo_grids(images))
+        return InstanceResult(embeddings, objectness, attention, {})
+
+    def instances(self, products: Sequence[Product]) -> InstanceResult:
+        """Instance embeddings of each product's (scene's) main photo; unreadable photos are zeros, with a reason."""
+        grids, failures = self.encoder.image_grids(products)
+        embeddings, objectness, attention = self.decode(grids)
+        for i in failures:
+            embeddings[i] = 0
+        return InstanceResult(embeddings, objectness, attention, failures)
+
+
+class InstanceEncoder(_InstanceReader):
+    """A model's frozen image head plus its instance decoder (PyTorch), over the feature-map cache of ``encoder``."""
+
+    def __init__(self, encoder: "CachedEncoder", decoder, image_head, digest: str = "") -> None:
+        self._encoder, self._model = encoder, encoder.model
+        self.decoder = decoder.eval()
+        self.image_head = image_head.eval()
+        self.digest = digest
+
+    @classmethod
+    def for_model(cls, model_name: str | Path, encoder: "CachedEncoder | None" = None, decoder_file: str | Path | None = None) -> "InstanceEncoder":
+        """The decoder shipped with (or saved beside) ``model_name``, checked against that model's identity."""
+        from .models import load
+
+        return cls._with_model(load(model_name).model, model_name, encoder, decoder_file)
+
+    @classmethod
+    def _with_model(cls, model, model_name: str | Path, encoder: "CachedEncoder | None", decoder_file: str | Path | None = None) -> "InstanceEncoder":
+        from .embedding import CachedEncoder
+        from .models.instance_decoder import decoder_digest, head_digest, load_decoder
+
+        path = decoder_file_for(model_name, decoder_file)
+        decoder, _ = load_decoder(path, head_digest(model.image_head))
+        return cls(encoder or CachedEncoder(model, progress=False), decoder, model.image_head, decoder_digest(path))
+
+    def decode(self, grids: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         import torch
 
         outs = []
@@ -69,32 +117,58 @@ class InstanceEncoder:
             return np.zeros((0, k, dim), np.float32), np.zeros((0, k), np.float32), np.zeros((0, k, cells), np.float32)
         return tuple(np.concatenate(parts) for parts in zip(*outs))  # type: ignore[return-value]
 
-    def encode_images(self, images: Sequence["Image.Image"]) -> InstanceResult:
-        """Instance embeddings of photos in memory (a query photo): letterboxed as the tower's cache would, no cache."""
+    def _photo_grids(self, images: Sequence["Image.Image"]) -> np.ndarray:
         import torch
 
-        tower = self.encoder.model.image_tower
+        tower = self._model.image_tower
         pixels = torch.stack([tower.preprocess(image) for image in images])
         with torch.inference_mode():
             maps = tower.forward_features(pixels).float()
-        grids = maps.flatten(2).transpose(1, 2).numpy()  # (n, h·w, C), cells in reading order
-        embeddings, objectness, attention = self.decode(grids)
-        return InstanceResult(embeddings, objectness, attention, {})
+        return maps.flatten(2).transpose(1, 2).numpy()  # (n, h·w, C), cells in reading order
 
-    def instances(self, products: Sequence[Product]) -> InstanceResult:
-        """Instance embeddings of each product's (scene's) main photo; unreadable photos are zeros, with a reason."""
-        grids, failures = self.encoder.image_grids(products)
-        embeddings, objectness, attention = self.decode(grids)
-        for i in failures:
-            embeddings[i] = 0
-        return InstanceResult(embeddings, objectness, attention, failures)
+
+class OnnxInstanceEncoder(_InstanceReader):
+    """The instance decoder of a whole-model export (``modalens export``): ONNX Runtime and numpy, no torch.
+
+    The export's image tower gives the feature map and its ``instance_decoder`` graph (the decoder with the
+    image head inside) the instances, equal to :class:`InstanceEncoder`'s within float rounding.
+    """
+
+    def __init__(self, query_encoder: "OnnxQueryEncoder", encoder: "CachedEncoder | None" = None) -> None:
+        from .backends.runtime import INSTANCE_DECODER
+
+        self.exported = query_encoder.exported
+        if not self.exported.has_instance_decoder:
+            raise NoInstanceDecoderError(f"the export {self.exported.folder} holds no instance decoder")
+        self._encoder, self._model = encoder, query_encoder
+        self.digest = str(self.exported.manifest["components"][INSTANCE_DECODER]["decoder_digest"])
+
+    def decode(self, grids: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        outs = [self.exported.decode_instances(np.asarray(grids[i : i + batch_size], np.float32)) for i in range(0, len(grids), batch_size)]
+        if not outs:
+            return self.exported.decode_instances(np.zeros((0, *np.shape(grids)[1:]), np.float32))
+        return tuple(np.concatenate(parts) for parts in zip(*outs))  # type: ignore[return-value]
+
+    def _photo_grids(self, images: Sequence["Image.Image"]) -> np.ndarray:
+        return self.exported.image_grids(self.exported.preprocess(images))
+
+
+def instance_encoder_for(handle: "ModelHandle", encoder: "CachedEncoder | None" = None) -> InstanceEncoder | OnnxInstanceEncoder:
+    """The handle's instance decoder: its export's (no torch) when the handle answers from an export that holds one,
+    else the PyTorch decoder beside the model (a clear error when the model has none)."""
+    if handle.torch_free:
+        query_encoder = handle.query_encoder
+        if query_encoder.exported.has_instance_decoder:  # type: ignore[attr-defined]
+            return OnnxInstanceEncoder(query_encoder, encoder)  # type: ignore[arg-type]
+        decoder_file_for(handle.name)  # no decoder at all: say so before loading torch
+    return InstanceEncoder._with_model(handle.model, handle.name, encoder)
 
 
 def decoder_file_for(model_name: str | Path, decoder_file: str | Path | None = None) -> Path:
     """The instance decoder file to use (given, or the model's own); a clear error when there is none."""
-    from .models.instance_decoder import decoder_path
+    from .paths import instance_decoder_path
 
-    path = Path(decoder_file) if decoder_file else decoder_path(model_name)
+    path = Path(decoder_file) if decoder_file else instance_decoder_path(model_name)
     if not path.is_file():
         what = f"instance decoder file {path} does not exist" if decoder_file else f"model {str(model_name)!r} has no instance decoder (no {path})"
         raise NoInstanceDecoderError(f"{what}; train one with `modalens train configs/experiments/instances/instances.yaml`")
@@ -148,9 +222,12 @@ def attention_box(attention: np.ndarray, side: int, image_size: tuple[int, int],
 LOOK_COLOURS = ((230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180))
 
 
-def draw_look(photo: "Image.Image", attentions: Sequence[np.ndarray], boxes: Sequence[tuple[int, int, int, int]]) -> "Image.Image":
+def draw_look(
+    photo: "Image.Image", attentions: Sequence[np.ndarray], boxes: Sequence[tuple[int, int, int, int]], names: Sequence[str] | None = None
+) -> "Image.Image":
     """Where each found product's query looked, over the photo: its attention as a tint (stronger where it looked
-    more), its box and its number, one colour per product (the grounding view)."""
+    more), its box and its number (or its name from ``names``), one colour per product (the grounding view; a
+    label's map from :mod:`modalens.grounding` is drawn the same way)."""
     from PIL import Image, ImageDraw
 
     width, height = photo.size
@@ -166,5 +243,5 @@ def draw_look(photo: "Image.Image", attentions: Sequence[np.ndarray], boxes: Seq
         out = Image.composite(Image.new("RGB", out.size, colour), out, mask.point(lambda v: v * 0.55))
         pen = ImageDraw.Draw(out)
         pen.rectangle(box, outline=colour, width=max(2, square // 150))
-        pen.text((box[0] + 4, box[1] + 2), str(n + 1), fill=colour)
+        pen.text((box[0] + 4, box[1] + 2), names[n] if names else str(n + 1), fill=colour)
     return out

@@ -10,6 +10,19 @@ PRETRAINED_DIR = PACKAGE_DIR / "pretrained"
 MODEL_CONFIG_DIR = PACKAGE_DIR / "models" / "model_configs"
 
 
+#: A model's instance decoder file (an add-on beside its heads; :mod:`modalens.models.instance_decoder`):
+#: ``<folder>/instances.safetensors`` for a saved model, ``pretrained/<name>.instances.safetensors`` for a named one.
+INSTANCE_DECODER_FILE = "instances.safetensors"
+
+
+def instance_decoder_path(name_or_folder: str | Path) -> Path:
+    """Where a model's instance decoder lives (it may not exist); torch-free, so the export cache's key can ask."""
+    folder = Path(name_or_folder)
+    if folder.is_dir():
+        return folder / INSTANCE_DECODER_FILE
+    return PRETRAINED_DIR / f"{name_or_folder}.{INSTANCE_DECODER_FILE}"
+
+
 def cache_dir() -> Path:
     """``$MODALENS_CACHE`` or ``~/.cache/modalens``: frozen-tower features and rendered datasets live here."""
     return Path(os.environ.get("MODALENS_CACHE") or Path.home() / ".cache" / "modalens")

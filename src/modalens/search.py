@@ -25,6 +25,7 @@ from PIL import Image
 
 from .catalog.images import ImageError, load_image
 from .catalog.schema import Catalog, Product
+from .errors import InvalidInputError
 from .index import BuildReport, CatalogIndex, Hit, build_index
 from .index.stores import CatalogStore, create_store, open_store
 from .index.build import EmbedResult, product_content_key
@@ -34,7 +35,8 @@ from .query_encoder import ExportMismatchError, QueryEncoder
 
 if TYPE_CHECKING:
     from .embedding import CachedEncoder
-    from .instances import InstanceEncoder
+    from .index.scenes import SceneHit
+    from .instances import InstanceEncoder, OnnxInstanceEncoder
     from .models import DualEncoder
 
 QUERY_CACHE_SIZE = 4096
@@ -80,7 +82,7 @@ class SearchEngine:
         self.progress = progress
         self._index: CatalogIndex | CatalogStore | None = None
         self._encoder: CachedEncoder | None = None
-        self._instances: InstanceEncoder | None = None
+        self._instances: InstanceEncoder | OnnxInstanceEncoder | None = None
         # Shoppers repeat queries ("black dress"): the text tower runs once per distinct text.
         self._text_vector = lru_cache(maxsize=QUERY_CACHE_SIZE)(self._encode_text_query)
 
@@ -107,6 +109,16 @@ class SearchEngine:
 
             self._encoder = CachedEncoder(self.model, progress=False)
         return self._encoder
+
+    @property
+    def instance_encoder(self) -> InstanceEncoder | OnnxInstanceEncoder:
+        """The model's instance decoder: on ONNX Runtime when queries come from an export that holds it (no torch),
+        else PyTorch's over the feature cache; a clear error when the model has none."""
+        if self._instances is None:
+            from .instances import instance_encoder_for
+
+            self._instances = instance_encoder_for(self.handle, None if self.handle.torch_free else self.encoder)
+        return self._instances
 
     @property
     def index(self) -> CatalogIndex | CatalogStore:
@@ -213,13 +225,11 @@ class SearchEngine:
 
     def look(self, image: str | Path | Image.Image, k: int = 5, where: dict[str, Any] | None = None) -> list[LookItem]:
         """Shop the look: each product the model's instance decoder finds in ``image``, with its top ``k`` catalogue
-        matches (the PyTorch model's heads and the decoder: this imports torch)."""
-        from .instances import InstanceEncoder, attention_box, distinct_instances
+        matches (the decoder runs on the export when queries come from one, else in PyTorch)."""
+        from .instances import attention_box, distinct_instances
 
         photo = image if isinstance(image, Image.Image) else self._query_photo(image)
-        if self._instances is None:
-            self._instances = InstanceEncoder.for_model(self.model_name, self.encoder)
-        found = self._instances.encode_images([photo])
+        found = self.instance_encoder.encode_images([photo])
         side = int(round(found.attention.shape[2] ** 0.5))
         kept = list(distinct_instances(found.embeddings[0], found.objectness[0]))
         if not kept:
@@ -230,6 +240,64 @@ class SearchEngine:
             LookItem(q, float(found.objectness[0, q]), attention_box(found.attention[0, q], side, photo.size), hits, found.attention[0, q].tolist())
             for q, hits in zip(kept, found_hits)
         ]
+
+    # ----------------------------------------------------------------- scenes
+
+    def add_scenes(self, scenes: Catalog | Sequence[Product], batch_size: int = 64) -> BuildReport:
+        """Store the instance embeddings of scene photos (lookbook pages, street photos, flat-lays) beside the products.
+
+        ``scenes`` are read as a catalogue is (an id and a photo each; a title helps people, not search). Each
+        scene keeps the decoder's instances that hold a product (:func:`~modalens.instances.distinct_instances`).
+        Re-run safe and resumable like :meth:`build`: a scene is stored under a content key (its record, its photo
+        file's size and time, the model and the decoder), so an unchanged scene is not decoded again.
+        """
+        from .index.build import SceneEmbedResult, build_scene_index
+        from .index.scenes import SceneInstances
+        from .instances import distinct_instances
+
+        index = self.scene_index(create=True)
+        reader = self.instance_encoder
+        salt = f"{self.identity}|instances:{reader.digest}"
+
+        def embed_batch(batch: list[Product]) -> SceneEmbedResult:
+            found = reader.instances(batch)
+            kept, ids = [], []
+            for i, scene in enumerate(batch):
+                if i in found.failures:
+                    continue
+                q = distinct_instances(found.embeddings[i], found.objectness[i])
+                kept.append(SceneInstances(np.array(q), found.embeddings[i, q], found.objectness[i, q], found.attention[i, q]))
+                ids.append(scene.id)
+            return SceneEmbedResult(kept, ids, [(batch[i].id, reason) for i, reason in found.failures.items()])
+
+        def content_key(scene: Product) -> str:
+            return product_content_key(scene, salt=salt + "|".join(f"{p}:{_stat(p)}" for p in scene.images))
+
+        items = list(scenes.products if isinstance(scenes, Catalog) else scenes)
+        return build_scene_index(index, items, embed_batch, batch_size=batch_size, content_key=content_key, progress=self.progress)
+
+    def search_scenes(
+        self, text: str | None = None, image: str | Path | Image.Image | None = None, product_id: str | None = None, k: int = 10
+    ) -> list[SceneHit]:
+        """The scenes holding what is described: words, a product photo, or an indexed product (by id), each scene
+        scored by its best-matching instance."""
+        if product_id is not None:
+            if text or image is not None:
+                raise ValueError("give a product id alone, or words and/or a photo")
+            vector = self._product_vector(self.index.get(product_id))
+        else:
+            vector = self.query_vector(text, image)
+        return self.scene_index().search_scenes(vector, k=k)[0]
+
+    def scene_index(self, create: bool = False) -> CatalogIndex:
+        """The index as the scene store: the SQLite one (Milvus holds products only)."""
+        index = self.ensure_index() if create else self.index
+        if not isinstance(index, CatalogIndex):
+            raise InvalidInputError(
+                f"scene photos are kept only in the SQLite store (--index DIR), not in {self.store}; "
+                "search products there and keep scenes in an SQLite index"
+            )
+        return index
 
     def _query_photo(self, path: str | Path) -> Image.Image:
         try:

@@ -49,7 +49,9 @@ def test_export_writes_a_verified_folder(exported) -> None:
     assert manifest == json.loads((folder / "manifest.json").read_text())
     assert manifest["model"] == DEFAULT_MODEL and manifest["embed_dim"] == 512
     components = manifest["components"]
-    assert set(components) == {"image_tower", "text_tower", "image_head", "text_head"}
+    # the default model ships an instance decoder: its graph comes along (docs/instances.md)
+    assert set(components) == {"image_tower", "text_tower", "image_head", "text_head", "instance_decoder"}
+    assert components["instance_decoder"]["max_abs_diff_vs_torch"] < 1e-4 and components["instance_decoder"]["decoder_digest"]
     for component in components.values():
         assert (folder / component["file"]).exists()
         assert component["exporter"] in ("dynamo", "torchscript")

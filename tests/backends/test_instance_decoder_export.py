@@ -23,3 +23,24 @@ def test_the_exported_decoder_gives_torchs_instances_at_any_batch_size(tmp_path)
     expected = InstanceEncoder.for_model("modalens-photo", decoder_file=file).decode(grids)
     for got, want in zip((embeddings, objectness, attention), expected):
         np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+def test_a_model_export_holds_its_decoder_and_answers_as_torch_on_real_scenes(mini_catalog):
+    """`modalens export` (here the CLI's cached export) writes the decoder of a model that has one; from the
+    export alone (ONNX Runtime: the tower's map, then the decoder graph) a scene photo gives torch's instances."""
+    from PIL import Image
+
+    from modalens.catalog import read_catalog
+    from modalens.export.cache import query_handle
+    from modalens.instances import OnnxInstanceEncoder, instance_encoder_for
+    from modalens.scenes import build_scenes, scene_products
+
+    handle = query_handle("modalens-photo")
+    assert handle.torch_free and handle.query_encoder.exported.manifest["components"]["instance_decoder"]["max_abs_diff_vs_torch"] < 1e-4
+    onnx, torch_path = instance_encoder_for(handle), instance_encoder_for(load("modalens-photo"))
+    assert isinstance(onnx, OnnxInstanceEncoder) and onnx.digest == torch_path.digest
+    photos = scene_products(build_scenes(read_catalog(mini_catalog).products, 3, seed=4, min_products=2, max_products=4))
+    images = [Image.open(p.image).convert("RGB") for p in photos]
+    ours, theirs = onnx.encode_images(images), torch_path.encode_images(images)
+    for got, want in ((ours.embeddings, theirs.embeddings), (ours.objectness, theirs.objectness), (ours.attention, theirs.attention)):
+        np.testing.assert_allclose(got, want, atol=1e-4)

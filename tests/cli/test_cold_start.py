@@ -127,6 +127,43 @@ def test_tag_needs_no_torch_and_ranks_as_the_torch_path(products, monkeypatch):
         assert np.allclose([x["score"] for x in a["labels"]], [x["score"] for x in b["labels"]], atol=2e-4)  # printed to 4 places
 
 
+@pytest.fixture(scope="module")
+def scene_photos(products):
+    from modalens.scenes import build_scenes, scene_products
+
+    return scene_products(build_scenes(products, 4, seed=2, min_products=2, max_products=3))
+
+
+def test_scenes_and_the_look_need_no_torch_and_answer_as_the_torch_path(index_dir, torch_engine, products, scene_photos, tmp_path):
+    """The decoder inside the export (`modalens export` writes it for a model that has one) stands in for torch's."""
+    table = tmp_path / "scenes.csv"
+    table.write_text("id,image,title\n" + "".join(f"{p.id},{p.image},scene\n" for p in scene_photos))
+    output, _ = modalens("index", table, "--scenes", "--index", index_dir, block_torch=True)  # torch blocked: it would fail
+    assert "4 added" in output
+    product = products[3]
+    output, imported = modalens("search", "--product", product.id, "--scenes", "--index", index_dir, "-k", "4", "--json", block_torch=True)
+    assert not HEAVY & imported
+    ours = json.loads(output)
+    torch_engine.close()  # sees the scenes the subprocess added
+    theirs = torch_engine.search_scenes(product_id=product.id, k=4)
+    assert [s["id"] for s in ours] == [h.id for h in theirs]
+    assert np.allclose([s["score"] for s in ours], [h.score for h in theirs], atol=1.1e-4)
+    output, imported = modalens("search", "--look", scene_photos[0].image, "--index", index_dir, "-k", "3", "--json", block_torch=True)
+    assert not HEAVY & imported
+    looked = torch_engine.look(scene_photos[0].image, k=3)
+    assert [[h["id"] for h in item["hits"]] for item in json.loads(output)] == [[h.id for h in item.hits] for item in looked]
+    again, _ = modalens("index", table, "--scenes", "--index", index_dir, block_torch=True)
+    assert "0 added, 4 unchanged" in again  # the torch path's decoder digest is the export's: same content keys
+
+
+def test_tag_explain_needs_no_torch_and_draws_one_map_per_label(scene_photos, tmp_path):
+    output, imported = modalens("tag", "--explain", scene_photos[0].image, "--labels", "shoes,watch", "-o", tmp_path, "--json", block_torch=True)
+    assert not HEAVY & imported, sorted(HEAVY & imported)
+    drawn = json.loads(output)
+    assert [d["label"] for d in drawn] == ["shoes", "watch"]
+    assert all(Path(d["file"]).is_file() and len(d["map"]) == 49 and abs(sum(d["map"]) - 1) < 1e-3 for d in drawn)
+
+
 def test_eval_reads_through_the_export_without_torch(index_dir, mini_catalog, tmp_path):
     args = ["eval", "--data", mini_catalog, "--tasks", "retrieval,zero-shot", "--resamples", "0", "--no-report", "--no-progress"]
     _, imported = modalens(*args, "-o", tmp_path / "onnx", block_torch=True)

@@ -373,4 +373,7 @@ def test_the_split_store_keeps_one_face() -> None:
     assert public == {
         "add", "attribute_counts", "attribute_values", "backend", "close", "compact", "content_keys", "create", "delete", "dim", "failures",
         "get", "ids", "keyword_search", "meta", "model", "open", "price_range", "record_failures", "search", "search_backend", "sync",
+        # scene photos beside the products (index/scenes.py)
+        "add_scenes", "delete_scenes", "get_scene", "record_scene_failures", "scene_content_keys", "scene_count", "scene_failures",
+        "scene_ids", "scene_instances", "search_scenes",
     }

@@ -365,6 +365,25 @@ class ExportedModel:
     def image_embeddings(self, pixels: np.ndarray) -> np.ndarray:
         return self.image_head.run({"features": self.image_features(pixels)})[0]
 
+    @property
+    def has_instance_decoder(self) -> bool:
+        """Whether the export holds the model's instance decoder (``modalens export`` of a model that has one)."""
+        return INSTANCE_DECODER in self.manifest["components"]
+
+    def image_grids(self, pixels: np.ndarray) -> np.ndarray:
+        """(n, 3, S, S) pixels → the image tower's feature maps as (n, h·w, C) float32, cells in reading order."""
+        pixels = np.ascontiguousarray(pixels, dtype=np.float32)
+        maps = self.image_tower.run({"pixels": pixels}, ["features"])[0]
+        return np.ascontiguousarray(maps.reshape(maps.shape[0], maps.shape[1], -1).transpose(0, 2, 1))
+
+    def decode_instances(self, grids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(n, cells, C) feature maps → instance embeddings (n, K, D), objectness (n, K) and attention (n, K, cells):
+        the numpy twin of ``InstanceDecoder`` through the image head (``modalens.export.instances``)."""
+        if not self.has_instance_decoder:
+            raise CorruptExportError(f"{self.folder} holds no instance decoder: export a model that has one (`modalens export`)")
+        embeddings, objectness, attention = self.session(INSTANCE_DECODER).run({"grid": np.ascontiguousarray(grids, dtype=np.float32)})
+        return embeddings, objectness, attention
+
     def text_features(self, tokens: Mapping[str, np.ndarray]) -> np.ndarray:
         feeds = {k: np.asarray(tokens[k], dtype=np.int64) for k in self.text_tower.input_names}
         return self.text_tower.run(feeds)[0]
@@ -431,6 +450,8 @@ class ExportImageTower:
         self.pixel_mean = tuple(float(v) for v in component["pixel_mean"])
         self.pixel_std = tuple(float(v) for v in component["pixel_std"])
         self.preprocess_id = str(component["preprocess_id"])
+        #: (C, h, w) of the feature map (the tower export's second output), which instance decoders read.
+        self.feature_shape = tuple(int(v) for v in component.get("feature_shape", ()))
 
     def __repr__(self) -> str:
         return f"ExportImageTower({self.name!r}, folder={str(self.exported.folder)!r})"
@@ -440,6 +461,14 @@ class ExportImageTower:
         if len(pixels) == 0:
             return np.zeros((0, self.output_dim), np.float32)
         return self.exported.image_features(pixels)
+
+    def run(self, pixels: np.ndarray, outputs: Sequence[str] = ("pooled",)) -> list[np.ndarray]:
+        """(n, 3, S, S) float32 → the named outputs (``pooled``, ``features``) of one pass, as ``OnnxImageTower.run``."""
+        pixels = np.ascontiguousarray(pixels, dtype=np.float32)
+        if len(pixels) == 0:
+            shapes = {"pooled": (0, self.output_dim), "features": (0, *self.feature_shape)}
+            return [np.zeros(shapes[o], np.float32) for o in outputs]
+        return self.exported.image_tower.run({"pixels": pixels}, list(outputs))
 
     def preprocess_numpy(self, image: Any) -> np.ndarray:
         """One PIL image → (3, S, S) float32: the letterbox, as ``ImageTower.preprocess`` does it."""
@@ -470,6 +499,8 @@ class ExportTextTower:
 
 
 COMPONENTS = ("image_tower", "text_tower", "image_head", "text_head")
+#: The optional component: a model's instance decoder with its image head (feature map → instances), when it has one.
+INSTANCE_DECODER = "instance_decoder"
 
 
 def load_export(
@@ -502,10 +533,11 @@ def load_export(
         component = components[name]
         return component.get("int8_file") if name in quantised and component.get("int8_file") else component["file"]
 
+    present = [*COMPONENTS, *([INSTANCE_DECODER] if INSTANCE_DECODER in components else [])]
     if verify == "stat":
-        verify_by_stat(folder, [file_of(n) for n in COMPONENTS], manifest)
+        verify_by_stat(folder, [file_of(n) for n in present], manifest)
         return ExportedModel(folder, manifest, lambda name: OrtModel(folder / file_of(name), threads=threads))
     exported = ExportedModel(folder, manifest, lambda name: OrtModel.from_folder(folder, file_of(name), manifest, threads=threads))
-    for name in COMPONENTS:
+    for name in COMPONENTS:  # the decoder's session is opened (from its checked bytes) on first use
         exported.session(name)
     return exported

@@ -44,8 +44,12 @@ def index(
     address: Optional[str] = typer.Option(None, help="With --executor ray: the cluster to join (ray://HOST:10001 or auto); default: a local one."),
     workers: Optional[int] = typer.Option(None, min=1, help="With --executor ray: embedding actors (default: the cluster's CPUs)."),
     shards: Optional[Path] = typer.Option(None, help="With --executor ray: the folder of Parquet embedding shards (default: shards in the cache folder)."),
+    scenes: bool = typer.Option(
+        False, "--scenes", help="The catalogue lists scene photos (lookbook pages, street photos, flat-lays): store each one's "
+        "instance embeddings beside the products, for `search --scenes` (needs a model with an instance decoder).",
+    ),
 ) -> None:
-    """Embed a catalogue's images into an on-disk index (resumes after an interruption)."""
+    """Embed a catalogue's images into an on-disk index (resumes after an interruption); --scenes adds scene photos."""
     from ..catalog import read_catalog
     from ..search import SearchEngine
 
@@ -54,6 +58,11 @@ def index(
         typer.echo(f"skipped {err}", err=True)
     if len(catalog.errors) > 20:
         typer.echo(f"... and {len(catalog.errors) - 20} more skipped rows", err=True)
+    if scenes:
+        if prune or executor != "local":
+            raise ValueError("--scenes takes neither --prune nor --executor ray")
+        _index_scenes(catalog, index_dir, store, model, batch_size, progress)
+        return
     if index_dir is None and store is None and not prune:
         _warn_if_default_index_holds_others(catalog, catalogue)
     engine = SearchEngine(index_dir, model, progress=progress, store=store)
@@ -63,6 +72,19 @@ def index(
         typer.echo(f"not indexed {pid}: {reason}", err=True)
     typer.echo(f"{report}; index {engine.index.path} holds {len(engine.index)} products")
     _export_for_queries(engine.handle)
+
+
+def _index_scenes(catalog, index_dir: Optional[Path], store: Optional[str], model: str, batch_size: int, progress: Optional[bool]) -> None:
+    """Scene photos into the index: the decoder runs from the model's ONNX export (made once) when it can, else in PyTorch."""
+    from ..export.cache import query_handle
+    from ..search import SearchEngine
+
+    engine = SearchEngine(index_dir, query_handle(model), progress=progress, store=store)
+    report = engine.add_scenes(catalog, batch_size=batch_size)
+    index = engine.scene_index()
+    for sid, reason in index.scene_failures()[:20]:
+        typer.echo(f"not indexed scene {sid}: {reason}", err=True)
+    typer.echo(f"{report}; index {index.path} holds {index.scene_count()} scenes beside {len(index)} products")
 
 
 def _export_for_queries(handle) -> None:
@@ -112,6 +134,10 @@ def search(
     explain: Optional[Path] = typer.Option(
         None, "--explain", help="With --look: draw where each product's query looked over the photo into this PNG file."
     ),
+    scenes: bool = typer.Option(
+        False, "--scenes", help="Find the scene photos (added with `index --scenes`) that hold what the words, --image or --product describe."
+    ),
+    product: Optional[str] = typer.Option(None, "--product", help="With --scenes: an indexed product's id; the scenes that hold it."),
     k: int = typer.Option(10, "-k", "--top", help="How many results."),
     filters: list[str] = typer.Option([], "--filter", "-f", help=FILTER_HELP),
     price_min: Optional[float] = typer.Option(None, "--price-min", min=0, help="Only products priced at least this."),
@@ -143,7 +169,27 @@ def search(
         return
     if explain is not None:
         raise ValueError("--explain draws a --look search: give --look PHOTO")
+    if scenes:
+        if filters or price_min is not None or price_max is not None or hybrid:
+            raise ValueError("--scenes searches scene photos, which take no filters nor --hybrid")
+        print_scene_hits(engine.search_scenes(query, image, product, k=k), as_json)
+        return
+    if product is not None:
+        raise ValueError("--product finds the scenes that hold a product: add --scenes")
     print_hits(engine.search(query, image, k=k, where=parse_filters(filters, price_min, price_max), hybrid_weight=hybrid), as_json)
+
+
+def print_scene_hits(hits, as_json: bool) -> None:
+    """Scenes, best first, each with the instance that matched (as ``search`` prints products)."""
+    from ..serving.validation import scene_hit_json
+
+    if as_json:
+        typer.echo(json.dumps([scene_hit_json(h, image_url=False) for h in hits], indent=2))
+        return
+    if not hits:
+        typer.echo("no scenes")
+    for rank, hit in enumerate(hits, 1):
+        typer.echo(f"{rank:>2}. {hit.score:.3f}  {hit.id:<24} {hit.scene.title[:48]:<48}  (instance {hit.query}, objectness {hit.objectness:.2f})")
 
 
 def print_look(items, as_json: bool) -> None:
@@ -163,14 +209,18 @@ def print_look(items, as_json: bool) -> None:
 
 @user_errors
 def tag(
-    images: list[Path] = typer.Argument(..., help="Image files to tag, or folders of them."),
+    images: Optional[list[Path]] = typer.Argument(None, help="Image files to tag, or folders of them."),
     labels: str = typer.Option(..., "--labels", "-l", help="Comma-separated labels, e.g. 'dress,shirt,jeans'."),
     top: int = typer.Option(3, help="Labels to show per image."),
     model: str = MODEL_OPTION,
     no_ensemble: bool = typer.Option(False, "--no-ensemble", help="Use one prompt per label instead of the ensemble."),
+    explain: Optional[Path] = typer.Option(
+        None, "--explain", help="Instead of tagging: draw where in this photo each label matches, one PNG per label (a heat map over the photo)."
+    ),
+    out: Path = typer.Option(Path("."), "--out", "-o", help="With --explain: the folder the PNGs are written to."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """Zero-shot tagging: rank a label set for each image (no labelled data needed)."""
+    """Zero-shot tagging: rank a label set for each image (no labelled data needed); --explain draws where each label matches."""
     from ..catalog.images import load_image
     from ..export.cache import query_handle
     from ..prompts import ZERO_SHOT_TEMPLATES
@@ -179,6 +229,13 @@ def tag(
     label_list = [s.strip() for s in labels.split(",") if s.strip()]
     encoder = query_handle(model).query_encoder  # the ONNX export (no torch) when there is one, else PyTorch
     templates = ZERO_SHOT_TEMPLATES[:1] if no_ensemble else ZERO_SHOT_TEMPLATES
+    if explain is not None:
+        if images:
+            raise ValueError("--explain takes one photo (its value); drop the other image arguments")
+        _explain_labels(encoder, explain, label_list, templates, out, as_json)
+        return
+    if not images:
+        raise ValueError("name the image files to tag (or --explain PHOTO)")
     classifier = build_classifier(encoder, label_list, templates)
     results = []
     for path in image_paths(images):
@@ -197,6 +254,33 @@ def tag(
             typer.echo(f"{r['image']}: {shown}")
     if any("error" in r for r in results):
         raise typer.Exit(1)
+
+
+def _explain_labels(encoder, photo_path: Path, labels: list[str], templates, out: Path, as_json: bool) -> None:
+    """One heat-map PNG per label over the photo (``modalens.grounding``), and each label's score and box."""
+    import re
+
+    from ..catalog.images import ImageError, load_image
+    from ..grounding import explain_labels
+    from ..instances import draw_look
+
+    try:
+        photo = load_image(photo_path)
+    except (ImageError, OSError) as e:
+        raise ValueError(f"cannot read the photo {photo_path}: {error_for(photo_path, e)}") from None
+    out.mkdir(parents=True, exist_ok=True)
+    records = []
+    for found in explain_labels(encoder, photo, labels, templates):
+        slug = re.sub(r"[^A-Za-z0-9]+", "-", found["label"]).strip("-").lower() or "label"
+        file = out / f"{photo_path.stem}.{slug}.png"
+        draw_look(photo, [found["map"]], [found["box"]], [found["label"]]).save(file, format="PNG")
+        records.append({"label": found["label"], "score": round(found["score"], 4), "box": list(found["box"]), "file": str(file),
+                        "map": [round(float(v), 5) for v in found["map"]]})  # fmt: skip
+    if as_json:
+        typer.echo(json.dumps(records, indent=2))
+        return
+    for r in records:
+        typer.echo(f"{r['label']} ({r['score']:.2f}): matches most around box {tuple(r['box'])} -> {r['file']}")
 
 
 @user_errors

@@ -229,7 +229,7 @@ def grid_shape(tower: ImageTower) -> tuple[int, int, int]:
 
 def _pooled_and_grid(tower: Any) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """The tower as pixels → (pooled (B, C), map (B, C, h, w)) from one pass (an ONNX tower's two outputs, or torch)."""
-    if hasattr(tower, "run"):  # OnnxImageTower: both outputs of its one graph
+    if hasattr(tower, "run"):  # OnnxImageTower, or an export's (runtime.ExportImageTower): both outputs of one graph
         return lambda pixels: tuple(tower.run(pixels, ["pooled", "features"]))  # type: ignore[return-value]
     if numpy_tower(tower) or not hasattr(tower, "forward_features") or not uses_standard_decode(tower):
         raise ValueError(f"image tower {getattr(tower, 'name', tower)!r} does not give a spatial feature map here")

@@ -49,7 +49,7 @@ from ..backends import onnx_export_available, onnxruntime_available, resolve_bac
 from ..backends.runtime import CorruptExportError, onnx_cache_root, read_manifest
 from ..models import DEFAULT_MODEL, ModelHandle, as_handle, load
 from ..models.factory import _resolve, model_identity
-from ..paths import PACKAGE_DIR
+from ..paths import PACKAGE_DIR, instance_decoder_path
 
 if TYPE_CHECKING:
     from ..models.config import ModelConfig
@@ -74,6 +74,8 @@ GRAPH_SOURCES = (
     "models/dual_encoder.py",
     "models/heads.py",
     "export/model.py",
+    "export/instances.py",
+    "models/instance_decoder.py",
     "backends/onnx.py",
 )
 
@@ -113,6 +115,7 @@ def model_export_key(name_or_folder: str | Path = DEFAULT_MODEL) -> dict[str, An
         "config": config.to_dict(),
         "heads": _file_record(weights),
         "tuned_towers": towers,
+        "instance_decoder": _file_record(instance_decoder_path(name_or_folder)) if instance_decoder_path(name_or_folder).is_file() else None,
         "modalens": __version__,
         "code": _code_digest(),
     }

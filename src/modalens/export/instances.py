@@ -3,8 +3,9 @@
 The graph holds the decoder and the model's frozen image head (each query's attention-pooled map goes
 through it), so with the tower export's ``features`` output it gives instance embeddings on ONNX Runtime
 alone. Checked against torch on several batch sizes as every modalens export is
-(:func:`~modalens.backends.onnx.export_graph`). Not yet part of ``modalens export``'s folder or the
-torch-free query encoder: ``search --look`` still runs the decoder in torch.
+(:func:`~modalens.backends.onnx.export_graph`). ``modalens export`` writes it into a model's folder
+(``instance_decoder.onnx``) when the model has a decoder, and
+:class:`~modalens.instances.OnnxInstanceEncoder` runs it there (``search --look``, scenes) without torch.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 from torch import nn
 
 from ..backends.onnx import export_graph
+from ..models import ModelHandle, as_handle
 
 OUTPUTS = ("embeddings", "objectness", "attention")
 
@@ -30,12 +32,16 @@ class _DecoderGraph(nn.Module):
         return out.embeddings, torch.sigmoid(out.objectness), out.attention
 
 
-def export_instance_decoder(model: str | Path, path: str | Path, *, decoder_file: str | Path | None = None, exporter: str = "auto") -> dict[str, Any]:
-    """Write ``model``'s instance decoder (with its image head) to ``path``; returns what was exported and how close
-    to torch it came. Input ``grid``: (batch, cells, channels) float32; objectness comes out as a probability."""
+def export_instance_decoder(
+    model: str | Path | ModelHandle, path: str | Path, *, decoder_file: str | Path | None = None, exporter: str = "auto"
+) -> dict[str, Any]:
+    """Write ``model``'s instance decoder (with its image head) to ``path``; returns what was exported, how close
+    to torch it came and the decoder file's digest. Input ``grid``: (batch, cells, channels) float32; objectness
+    comes out as a probability. ``model``: a name, a saved folder, or a handle whose loaded model is reused."""
     from ..instances import InstanceEncoder
 
-    encoder = InstanceEncoder.for_model(model, decoder_file=decoder_file)
+    handle = as_handle(model)
+    encoder = InstanceEncoder._with_model(handle.model, handle.name, None, decoder_file)
     config = encoder.decoder.config
     generator = torch.Generator().manual_seed(0)
 
@@ -52,4 +58,4 @@ def export_instance_decoder(model: str | Path, path: str | Path, *, decoder_file
         )  # fmt: skip
     finally:
         torch.backends.mha.set_fastpath_enabled(fastpath)
-    return {**record, "queries": config.queries, "cells": config.cells, "feature_dim": config.feature_dim}
+    return {**record, "queries": config.queries, "cells": config.cells, "feature_dim": config.feature_dim, "decoder_digest": encoder.digest}

@@ -1,4 +1,5 @@
-"""``modalens export``: a whole model (towers, heads, tokenizer) as one folder of ONNX files with a manifest.
+"""``modalens export``: a whole model (towers, heads, tokenizer, and its instance decoder when it has one) as one
+folder of ONNX files with a manifest.
 
 This sits above :mod:`modalens.models` (it builds the model to export) and
 :mod:`modalens.backends` (whose tower exports and their cache it reuses:
@@ -32,9 +33,11 @@ from ..backends.onnx import (
     export_versions,
     fsync_dir,
 )
-from ..backends.runtime import OrtModel, read_manifest, write_manifest
+from ..backends.runtime import INSTANCE_DECODER, OrtModel, read_manifest, write_manifest
 from ..models import DEFAULT_MODEL, ModelHandle, as_handle
+from ..paths import instance_decoder_path
 from .calibration import IMAGE_CALIBRATION_METHOD, IMAGE_CALIBRATION_PHOTOS, read_calibration
+from .instances import OUTPUTS as INSTANCE_OUTPUTS, export_instance_decoder
 from .quantize import int8_agreement, quantize, quantize_image_static
 
 
@@ -142,6 +145,12 @@ def export_model(
         say("exporting projection heads")
         components["image_head"] = export_head(dual.image_head, tmp / "image_head.onnx", kind="image_head", exporter=exporter)
         components["text_head"] = export_head(dual.text_head, tmp / "text_head.onnx", kind="text_head", exporter=exporter)
+        if instance_decoder_path(handle.name).is_file():
+            say("exporting the instance decoder")
+            components[INSTANCE_DECODER] = {
+                "file": f"{INSTANCE_DECODER}.onnx", "inputs": ["grid"], "outputs": list(INSTANCE_OUTPUTS),
+                **export_instance_decoder(handle, tmp / f"{INSTANCE_DECODER}.onnx", exporter=exporter),
+            }  # fmt: skip
         text_tower.tokenizer.save_pretrained(str(tmp / "tokenizer"))
         if int8:
             say("quantising to int8 (dynamic" + ("; image tower static)" if calibration is not None else ")"))

@@ -11,6 +11,7 @@ from modalens.index.build import (
     BuildReport,
     EmbedResult,
     build_index,
+    build_scene_index,
     product_content_key,
 )
 from modalens.index.search import ExactSearch
@@ -22,6 +23,8 @@ from modalens.index.store import (
     IndexMismatchError,
     IndexNotFoundError,
     IndexStoreError,
+    SceneHit,
+    SceneInstances,
 )
 
 __all__ = [
@@ -37,7 +40,10 @@ __all__ = [
     "IndexMismatchError",
     "IndexNotFoundError",
     "IndexStoreError",
+    "SceneHit",
+    "SceneInstances",
     "build_index",
+    "build_scene_index",
     "faiss_available",
     "product_content_key",
 ]

@@ -19,6 +19,7 @@ from typing import NamedTuple
 import numpy as np
 
 from modalens.catalog.schema import Product
+from modalens.index.scenes import SceneInstances
 from modalens.index.store import CatalogIndex
 from modalens.progress import show_progress
 
@@ -41,11 +42,12 @@ class BuildReport:
     total: int
     seconds: float
     pruned: int = 0
+    what: str = "products"  # what was indexed: products, or scenes
 
     def __str__(self) -> str:
         text = (
             f"{self.added} added, {self.skipped_unchanged} unchanged, {self.failed} failed "
-            f"of {self.total} products in {self.seconds:.1f}s"
+            f"of {self.total} {self.what} in {self.seconds:.1f}s"
         )
         return text + (f", {self.pruned} removed" if self.pruned else "")
 
@@ -158,3 +160,59 @@ def _check_result(batch: list[Product], result: EmbedResult) -> tuple[np.ndarray
     seen = set(mentioned)
     failures += [(p.id, "embedder returned no vector and no reason") for p in batch if p.id not in seen]
     return vectors, ids, failures
+
+
+class SceneEmbedResult(NamedTuple):
+    """What a scene embedder returns: the instances kept of each scene that worked, in ``ids`` order, plus failures."""
+
+    instances: list[SceneInstances]
+    ids: list[str]
+    failures: list[tuple[str, str]]
+
+
+def build_scene_index(
+    index: CatalogIndex,
+    scenes: Sequence[Product],
+    embed_batch: Callable[[list[Product]], SceneEmbedResult],
+    *,
+    batch_size: int = 64,
+    content_key: Callable[[Product], str],
+    progress: bool | None = None,
+) -> BuildReport:
+    """Store the instances of every scene photo not already stored under its current content key (as :func:`build_index`
+    does for products: one transaction a batch, failures recorded and retried next time, a re-run of unchanged scenes
+    writes nothing)."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    started = time.perf_counter()
+    keys = _content_keys(scenes, content_key)
+    existing = index.scene_content_keys(None if len(scenes) > 10_000 else list(keys))
+    todo = [s for s in scenes if existing.get(s.id) != keys[s.id]]
+    added = failed = 0
+    from tqdm.auto import tqdm
+
+    with tqdm(total=len(todo), disable=not show_progress(progress), unit="scene", desc="indexing scenes") as bar:
+        for start in range(0, len(todo), batch_size):
+            batch = todo[start : start + batch_size]
+            instances, ids, failures = _check_scene_result(batch, embed_batch(batch))
+            by_id = {s.id: s for s in batch}
+            index.add_scenes([by_id[i] for i in ids], instances, [keys[i] for i in ids])
+            index.record_scene_failures(failures)
+            added, failed = added + len(ids), failed + len(failures)
+            bar.update(len(batch))
+    return BuildReport(added, len(scenes) - len(todo), failed, len(scenes), time.perf_counter() - started, what="scenes")
+
+
+def _check_scene_result(batch: list[Product], result: SceneEmbedResult) -> SceneEmbedResult:
+    """As :func:`_check_result`: every scene of the batch stored or failed, once, and nothing else."""
+    instances, ids, failures = list(result.instances), [str(i) for i in result.ids], [(str(i), str(r)) for i, r in result.failures]
+    if len(instances) != len(ids):
+        raise ValueError(f"the scene embedder returned {len(ids)} ids but {len(instances)} instance sets")
+    mentioned = ids + [i for i, _ in failures]
+    unknown = sorted(set(mentioned) - {s.id for s in batch})
+    if unknown:
+        raise ValueError(f"the scene embedder returned ids that are not in the batch: {unknown[:5]}")
+    if len(set(mentioned)) != len(mentioned):
+        raise ValueError("the scene embedder returned an id twice (or as both embedded and failed)")
+    failures += [(s.id, "embedder returned no instances and no reason") for s in batch if s.id not in set(mentioned)]
+    return SceneEmbedResult(instances, ids, failures)

@@ -38,6 +38,18 @@ CREATE TABLE IF NOT EXISTS removed (id TEXT PRIMARY KEY, gen INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS vectors_gen ON vectors(gen);
 CREATE INDEX IF NOT EXISTS removed_gen ON removed(gen);
 """
+#: Scene photos (lookbook pages, street photos, flat-lays) beside the products: each scene's instance embeddings
+#: (the queries of the model's instance decoder that hold a product), apart from the products' own rows, so product
+#: search, filters and keywords never see them. Made by the first scene write (an index without scenes has none).
+_SCENES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS scenes (
+    id TEXT PRIMARY KEY, json TEXT NOT NULL, content_key TEXT NOT NULL, ord INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS scene_instances (
+    scene_id TEXT NOT NULL, query INTEGER NOT NULL, objectness REAL NOT NULL, vec BLOB NOT NULL, attention BLOB NOT NULL,
+    PRIMARY KEY (scene_id, query));
+CREATE TABLE IF NOT EXISTS scene_failures (id TEXT PRIMARY KEY, reason TEXT NOT NULL, time TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS scenes_ord ON scenes(ord);
+"""
 _FTS_SCHEMA = "CREATE VIRTUAL TABLE IF NOT EXISTS products_fts USING fts5(text, tokenize = 'unicode61 remove_diacritics 2')"
 
 
@@ -100,6 +112,12 @@ def _initialise(conn: sqlite3.Connection, *, model: str, dim: int) -> None:
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+
+
+def _ensure_scene_tables(conn: sqlite3.Connection) -> None:
+    """The scene tables, inside the caller's write transaction (a no-op once they exist)."""
+    for statement in filter(str.strip, _SCENES_SCHEMA.split(";")):
+        conn.execute(statement)
 
 
 def _has_table(conn: sqlite3.Connection, name: str) -> bool:

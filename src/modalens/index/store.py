@@ -26,6 +26,7 @@ runs a search across the parts, each job in its own module:
 - :mod:`modalens.index.filters`: ``where`` as a row mask (and as SQL);
 - :mod:`modalens.index.keyword`: BM25 keyword search and hybrid ranking;
 - :mod:`modalens.index.vectors`: the exact / faiss back-end and its life-cycle;
+- :mod:`modalens.index.scenes`: scene photos' instance embeddings beside the products, best-instance search;
 - :mod:`modalens.index.base`: errors, :class:`Hit`, and the state they share.
 """
 
@@ -53,12 +54,13 @@ from modalens.index.base import (  # errors, Hit, MAX_K and ANN_FILE/BACKENDS be
 from modalens.index.filters import FiltersMixin
 from modalens.index.keyword import KeywordMixin, _validate_hybrid
 from modalens.index.schema import FORMAT_VERSION, INDEX_FILE, _connect, _has_table, _initialise, _locate, _migrate
+from modalens.index.scenes import SceneHit, SceneInstances, ScenesMixin
 from modalens.index.search import ExactSearch, normalise_rows
 from modalens.index.vectors import ANN_FILE, ANN_THRESHOLD, BACKENDS, VectorsMixin, _validate_backend
 from modalens.index.writes import WritesMixin
 
 
-class CatalogIndex(WritesMixin, VectorsMixin, FiltersMixin, KeywordMixin):
+class CatalogIndex(WritesMixin, VectorsMixin, FiltersMixin, KeywordMixin, ScenesMixin):
     """Products + L2-normalised float32 vectors + embedding failures, in one SQLite file.
 
     Open with :meth:`create` or :meth:`open`; use as a context manager or call
@@ -89,6 +91,8 @@ class CatalogIndex(WritesMixin, VectorsMixin, FiltersMixin, KeywordMixin):
         self._ann_dirty = False  # the in-memory ANN structure should be written to its cache file
         self._skip_ann_cache = False  # compact(): build from SQLite even if the cache file is current
         self._warned_no_faiss = False
+        self._scene_matrix = None  # scene instances in memory (modalens.index.scenes), loaded by the first scene search
+        self._scene_generation = -1
 
     # ----------------------------------------------------------------- opening
 
@@ -166,6 +170,7 @@ class CatalogIndex(WritesMixin, VectorsMixin, FiltersMixin, KeywordMixin):
             self._db.close()
             self._db = None
             self._searcher = None
+            self._scene_matrix = None
             self._columns = {}
 
     def __enter__(self) -> Self:
@@ -358,4 +363,6 @@ __all__ = [
     "IndexMismatchError",
     "IndexNotFoundError",
     "IndexStoreError",
+    "SceneHit",
+    "SceneInstances",
 ]

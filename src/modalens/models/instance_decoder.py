@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InvalidInputError
+from ..paths import INSTANCE_DECODER_FILE, instance_decoder_path
 
 
 @dataclass(frozen=True)
@@ -136,9 +137,9 @@ class InstanceDecoder(nn.Module):
 
 # ---------------------------------------------------------------- the add-on file
 
-#: Suffix of a model's instance decoder file: ``pretrained/<model>.instances.safetensors`` for a named model,
-#: ``<folder>/instances.safetensors`` for a saved one.
-DECODER_FILE = "instances.safetensors"
+# Where the file lives is torch-free knowledge (the export cache's key reads it): modalens.paths.
+DECODER_FILE = INSTANCE_DECODER_FILE
+decoder_path = instance_decoder_path
 
 
 def head_digest(image_head: nn.Module) -> str:
@@ -150,6 +151,14 @@ def head_digest(image_head: nn.Module) -> str:
         digest.update(name.encode())
         digest.update(tensor.detach().float().contiguous().cpu().numpy().tobytes())
     return digest.hexdigest()[:16]
+
+
+def decoder_digest(path: str | Path) -> str:
+    """A digest of a decoder file's bytes: what an export records beside its decoder graph and what a scene's
+    content key holds, so scenes decoded by another decoder are decoded again."""
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
 def save_decoder(decoder: InstanceDecoder, path: str | Path, image_head: str, extra: dict[str, Any] | None = None) -> Path:
@@ -184,14 +193,3 @@ def load_decoder(path: str | Path, image_head: str | None = None) -> tuple[Insta
     decoder = InstanceDecoder(InstanceDecoderConfig.from_dict(json.loads(metadata["config"])))
     decoder.load_state_dict({k: v.float() for k, v in load_file(str(path)).items()}, strict=True)
     return decoder.eval(), metadata
-
-
-def decoder_path(name_or_folder: str | Path) -> Path:
-    """Where a model's instance decoder lives: ``<folder>/instances.safetensors`` for a saved model, else
-    ``pretrained/<name>.instances.safetensors`` beside the shipped heads (it may not exist)."""
-    from ..paths import PRETRAINED_DIR
-
-    folder = Path(name_or_folder)
-    if folder.is_dir():
-        return folder / DECODER_FILE
-    return PRETRAINED_DIR / f"{name_or_folder}.{DECODER_FILE}"

@@ -25,7 +25,7 @@ from ..errors import ModalensError
 from ..index.store import IndexStoreError
 from .dependencies import require_read
 from .middleware import BodyLimit
-from .routers import embeddings, ingest, products, review, search
+from .routers import embeddings, ingest, products, review, scenes, search
 from .service import Service
 from .settings import ServeSettings
 
@@ -57,7 +57,7 @@ def create_app(settings: ServeSettings, handle: ModelHandle | None = None) -> Fa
         description="Fashion catalogue search by words and photos, zero-shot tagging, and product management.",
         lifespan=lifespan,
     )
-    for router in (search.router, products.router, ingest.router, embeddings.router):
+    for router in (search.router, scenes.router, products.router, ingest.router, embeddings.router):
         app.include_router(router, dependencies=READ)
     if settings.review_db:
         _include_review(app, settings)

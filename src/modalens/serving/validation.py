@@ -271,3 +271,26 @@ def hit_json(hit: Any, *, image_url: bool = True) -> dict[str, Any]:
     else:
         record["image"] = p.image
     return record
+
+
+def scene_url(scene_id: str, *rest: str) -> str:
+    """``/api/scenes/{id}/...`` with the id percent-encoded."""
+    return "/".join(["/api/scenes", quote(scene_id, safe=""), *rest])
+
+
+def scene_hit_json(hit: Any, *, image_url: bool = True) -> dict[str, Any]:
+    """A scene that holds what was searched for, as JSON: its best instance (which decoder query, how sure, and
+    where it looked over the feature map's cells, reading order); the API links the photo, the CLI names the file."""
+    record: dict[str, Any] = {
+        "id": hit.id,
+        "score": round(float(hit.score), 4),
+        "title": hit.scene.title,
+        "query": hit.query,
+        "objectness": round(float(hit.objectness), 4),
+        "attention": [round(float(a), 5) for a in hit.attention],
+    }
+    if image_url:
+        record["image_url"] = scene_url(hit.id, "image") if hit.scene.images else None
+    else:
+        record["image"] = hit.scene.image
+    return record
