@@ -440,6 +440,7 @@ class MilvusLite:
 
     name = "milvus-lite"
     params = (None, 16)
+    uri: str | None = None  # --milvus-uri: a Milvus server (a fresh collection per size) instead of a Milvus Lite file
     attributes: dict[str, np.ndarray] = {}  # per base row, set by run_size
     wheres: dict[int, dict] = {}  # id(mask) -> the where it stands for, set by run_size
 
@@ -450,7 +451,8 @@ class MilvusLite:
         from modalens.index import milvus
 
         self.folder = tempfile.TemporaryDirectory(prefix="ann-milvus-")
-        store = milvus.MilvusIndex.create(f"{self.folder.name}/bench.db", model="bench", dim=base.shape[1])
+        where = f"{self.uri}#bench_{os.getpid()}_{len(base)}" if self.uri else f"{self.folder.name}/bench.db"
+        store = milvus.MilvusIndex.create(where, model="bench", dim=base.shape[1])
         began = time.perf_counter()
         for start in range(0, len(base), 5000):
             stop = min(len(base), start + 5000)
@@ -483,7 +485,7 @@ class MilvusLite:
     def remove(self, s, rows):
         s.delete([str(r) for r in rows])
 
-    def nbytes(self, s):
+    def nbytes(self, s):  # a server's storage is not ours to measure: 0
         return sum(f.stat().st_size for f in Path(self.folder.name).rglob("*") if f.is_file())
 
 
@@ -672,6 +674,10 @@ def main() -> None:
         help="engine settings to run instead of each engine's list, e.g. milvus-lite=default or modalens=default,64",
     )
     parser.add_argument(
+        "--milvus-uri",
+        help="run the milvus-lite engine against this Milvus server (http://HOST:19530) instead of Milvus Lite",
+    )
+    parser.add_argument(
         "--noise",
         type=float,
         default=0.25,
@@ -682,6 +688,7 @@ def main() -> None:
         print(markdown_table(json.loads(Path(args.table).read_text())["rows"]))
         return
     THREADS, REPEATS = args.threads, args.repeats
+    MilvusLite.uri = args.milvus_uri
     for name, values in settings(args.settings).items():
         ENGINES[name].params = values
     try:
