@@ -2,6 +2,7 @@
 
     nice .venv/bin/python benchmarks/ann_index.py [--sizes real,100000] [--engines exact,faiss-ivf,faiss-hnsw,usearch,hnswlib]
                                                   [--queries 300] [--threads 2] [--noise 0.25]
+                                                  [--settings "milvus-lite=default modalens=default,64"]
 
 Data: the image embeddings of the KAGL photos from the shipped default model
 (``modalens-lite``, 8,613 x 512, read from the feature cache). 300 products
@@ -439,6 +440,7 @@ class MilvusLite:
 
     name = "milvus-lite"
     params = (None, 16)
+    uri: str | None = None  # --milvus-uri: a Milvus server (a fresh collection per size) instead of a Milvus Lite file
     attributes: dict[str, np.ndarray] = {}  # per base row, set by run_size
     wheres: dict[int, dict] = {}  # id(mask) -> the where it stands for, set by run_size
 
@@ -449,7 +451,9 @@ class MilvusLite:
         from modalens.index import milvus
 
         self.folder = tempfile.TemporaryDirectory(prefix="ann-milvus-")
-        store = milvus.MilvusIndex.create(f"{self.folder.name}/bench.db", model="bench", dim=base.shape[1])
+        where = f"{self.uri}#bench_{os.getpid()}_{len(base)}" if self.uri else f"{self.folder.name}/bench.db"
+        store = milvus.MilvusIndex.create(where, model="bench", dim=base.shape[1])
+        began = time.perf_counter()
         for start in range(0, len(base), 5000):
             stop = min(len(base), start + 5000)
             products = [
@@ -457,6 +461,8 @@ class MilvusLite:
                 for i in range(start, stop)
             ]
             store.add(products, base[start:stop], ["k"] * len(products))
+            if stop % 100_000 < 5000:
+                print(f"    milvus-lite: {stop} inserted, {time.perf_counter() - began:.0f}s, load {os.getloadavg()[0]:.1f}", flush=True)
         store.sync()
         store.default_nprobe = milvus.SEARCH_PARAMS["params"]["nprobe"]
         return store
@@ -479,7 +485,7 @@ class MilvusLite:
     def remove(self, s, rows):
         s.delete([str(r) for r in rows])
 
-    def nbytes(self, s):
+    def nbytes(self, s):  # a server's storage is not ours to measure: 0
         return sum(f.stat().st_size for f in Path(self.folder.name).rglob("*") if f.is_file())
 
 
@@ -534,6 +540,7 @@ def run_size(size_name, base, source, attrs, image_q, text_q, engine_names, log)
                 "build_s": round(build_s, 2),
                 "rss_mib": round(rss / 2**20, 1),
                 "bytes_mib": round(nbytes / 2**20, 1),
+                "load_1min": round(os.getloadavg()[0], 1),
             }
 
             def plain(q, engine=engine, state=state, param=param):
@@ -626,6 +633,17 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def settings(spec: str) -> dict[str, tuple]:
+    """``ENGINE=V1,V2 ENGINE=...`` (space-separated engines) -> {engine: (values)}; ``default`` is the shipped setting (None)."""
+    chosen = {}
+    for item in spec.split():
+        name, _, values = item.partition("=")
+        if name not in ENGINES or not values:
+            raise SystemExit(f"--settings: {item!r} is not ENGINE=V1,V2 with ENGINE one of {', '.join(ENGINES)}")
+        chosen[name] = tuple(None if v == "default" else int(v) for v in values.split(","))
+    return chosen
+
+
 def main() -> None:
     global THREADS, REPEATS
     parser = argparse.ArgumentParser(
@@ -651,6 +669,15 @@ def main() -> None:
         help="latency passes; the least disturbed one is kept",
     )
     parser.add_argument(
+        "--settings",
+        default="",
+        help="engine settings to run instead of each engine's list, e.g. milvus-lite=default or modalens=default,64",
+    )
+    parser.add_argument(
+        "--milvus-uri",
+        help="run the milvus-lite engine against this Milvus server (http://HOST:19530) instead of Milvus Lite",
+    )
+    parser.add_argument(
         "--noise",
         type=float,
         default=0.25,
@@ -661,6 +688,9 @@ def main() -> None:
         print(markdown_table(json.loads(Path(args.table).read_text())["rows"]))
         return
     THREADS, REPEATS = args.threads, args.repeats
+    MilvusLite.uri = args.milvus_uri
+    for name, values in settings(args.settings).items():
+        ENGINES[name].params = values
     try:
         import faiss
 

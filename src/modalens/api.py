@@ -126,23 +126,32 @@ class Index:
     ``Index(path)`` opens the index in that folder with the model it was built with (or
     creates it, empty, on the first :meth:`add`); ``path=None`` is the CLI's default index.
     ``model`` (a name, folder or :class:`Model`) is only needed for a new index that should
-    not use the default model. Close it (or use ``with``) to release the database.
+    not use the default model. ``store`` puts the index elsewhere than the SQLite file in ``path``,
+    named as ``--store`` names it: ``milvus:shop.db`` (Milvus Lite, a local file) or
+    ``milvus:http://host:19530[#collection]`` (a Milvus server); ``path`` is then unused.
+    Close it (or use ``with``) to release the database.
     """
 
-    def __init__(self, path: str | Path | None = None, model: Model | ModelHandle | str | Path | None = None) -> None:
+    def __init__(
+        self, path: str | Path | None = None, model: Model | ModelHandle | str | Path | None = None, *, store: str | None = None
+    ) -> None:
+        from .index.stores import parse_store
         from .search import SearchEngine, default_index_dir
 
         self.path = Path(path) if path is not None else default_index_dir()
+        self.store = store
+        parse_store(store, self.path)  # a malformed store is an error now, not on the first add
         if isinstance(model, Model):
             handle: ModelHandle | str | Path = model.handle
         elif model is not None:
             handle = model
         else:
-            handle = _built_with(self.path) or DEFAULT_MODEL
-        self._engine: SearchEngine = SearchEngine(self.path, handle, progress=False)
+            handle = _built_with(self.path, store) or DEFAULT_MODEL
+        self._engine: SearchEngine = SearchEngine(self.path, handle, progress=False, store=store)
 
     def __repr__(self) -> str:
-        return f"modalens.Index({str(self.path)!r}, model={self.model.name!r})"
+        where = repr(str(self.path)) if self.store is None else f"store={self.store!r}"
+        return f"modalens.Index({where}, model={self.model.name!r})"
 
     @property
     def model(self) -> Model:
@@ -215,12 +224,12 @@ class Index:
         self.close()
 
 
-def _built_with(path: Path) -> str | None:
+def _built_with(path: Path, store: str | None = None) -> str | None:
     """The name of the model an existing index was built with (its identity is ``name@digest``), else None."""
-    from .index import CatalogIndex
+    from .index.stores import open_store
 
     try:
-        index = CatalogIndex.open(path)
+        index = open_store(store, path, model=None)
     except Exception:  # no index there yet (it is created on the first add), or none readable: the engine says why
         return None
     try:

@@ -149,3 +149,13 @@ def test_a_filter_widens_the_probe_by_its_selectivity(stores, monkeypatch):
     assert milvus.search(vectors[:2], k=5, where={"colour": "Teal"}) == [[], []]
     assert milvus._search_params("")["params"]["nprobe"] == 8
     assert milvus_module._widened(8, 0.001) == milvus_module.INDEX_PARAMS["params"]["nlist"]  # every list at most
+
+
+def test_filter_menu_counts_equal_sqlite(stores):
+    """The server's facets on Milvus: each known attribute's value counts and the price range, as SQLite counts them."""
+    from modalens.catalog.schema import KNOWN_ATTRIBUTES
+
+    milvus, sqlite, _ = stores
+    in_sqlite = {name: values for name, values in sqlite.attribute_values().items() if name in KNOWN_ATTRIBUTES}
+    assert milvus.attribute_values() == in_sqlite and in_sqlite["colour"]
+    assert milvus.price_range() == pytest.approx(sqlite.price_range())

@@ -123,6 +123,18 @@ def test_resume_refuses_a_checkpoint_from_another_config(tmp_path, mini_catalog)
         train(config, progress=False, resume=True)
 
 
+def test_resume_on_another_device_is_the_same_run(tmp_path, mini_catalog):
+    """``optim.device`` is where a run computes, not what it is: a checkpoint (saved on the CPU) resumes under ``auto``."""
+    from modalens.recipes.contrastive import train
+
+    config = load_train_config(write_config(tmp_path, mini_catalog, epochs=2))
+    config.optim.device = "cpu"
+    train(config, progress=False, stop_after_steps=1)
+    config.optim.device = "auto"  # the default: the CPU here, a GPU where there is one
+    result = train(config, progress=False, resume=True)
+    assert [json.loads(line)["epoch"] for line in (Path(result.output) / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+
+
 @pytest.mark.parametrize(
     "extra",
     [{"loss": "siglip"}, {"field_weights": {"title": 1.0, "colour": 0.5, "category": 0.5}}, {"field_weights": {"caption": 1.0, "colour": 0.5}}],

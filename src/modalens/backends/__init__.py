@@ -21,6 +21,8 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
+from .device import DeviceError
+
 BACKENDS = ("torch", "onnx")
 ENV_VAR = "MODALENS_BACKEND"
 
@@ -74,6 +76,8 @@ def _onnx_or_fallback(kind: str, tower: Any, explicit: bool, **kwargs: Any) -> A
                 raise BackendError("the 'onnx' package is needed to export the tower once (pip install 'modalens[onnx]')") from None
         cls = OnnxImageTower if kind == "image" else OnnxTextTower
         return cls.from_torch(tower, **kwargs)
+    except DeviceError:  # cuda asked for and absent: an error to act on, never a silent fallback to torch
+        raise
     except Exception as e:
         if explicit:
             raise BackendError(f"{kind} tower {name!r} cannot run in ONNX Runtime: {e}") from e
@@ -121,6 +125,7 @@ def tower_backend(tower: Any) -> str:
 
 __all__ = [
     "BACKENDS",
+    "DeviceError",
     "ENV_VAR",
     "BackendError",
     "build_image_tower",

@@ -204,13 +204,24 @@ def verify_export(folder: str | Path) -> dict[str, Any]:
 
 
 class OrtModel:
-    """One verified ONNX file in an InferenceSession (CPUExecutionProvider), run on numpy arrays."""
+    """One verified ONNX file in an InferenceSession, run on numpy arrays.
 
-    def __init__(self, model: bytes | str | Path, *, threads: int | None = None, spinning: bool = False) -> None:
+    On CUDA when ``device`` (or, under ``auto``, ``$MODALENS_DEVICE`` or the machine) chooses it and this
+    onnxruntime offers it, else on the CPU (:mod:`modalens.backends.device`); ``providers`` says which it got.
+    """
+
+    def __init__(self, model: bytes | str | Path, *, threads: int | None = None, spinning: bool = False, device: str | None = None) -> None:
         import onnxruntime as ort
 
+        from .device import CUDA_PROVIDER, check_session_device, onnx_providers, prepare_cuda
+
         source = model if isinstance(model, bytes) else str(model)
-        self.session = ort.InferenceSession(source, session_options(threads, spinning), providers=["CPUExecutionProvider"])
+        providers = onnx_providers(ort.get_available_providers(), device)
+        if providers[0] == CUDA_PROVIDER:
+            prepare_cuda(ort)
+        self.session = ort.InferenceSession(source, session_options(threads, spinning), providers=providers)
+        check_session_device(self.session, providers, device)
+        self.providers = list(self.session.get_providers())
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
 

@@ -1,4 +1,4 @@
-"""`modalens serve`: the search API and web page on the embedded default."""
+"""`modalens serve`: the search API and web page on an index (the embedded SQLite default, or ``--store milvus:URI``)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from .common import (
     INDEX_OPTION,
     MODEL_OPTION,
     PROGRESS_OPTION,
+    STORE_OPTION,
     TITLE_COL_OPTION,
     column_names,
     user_errors,
@@ -23,6 +24,7 @@ from .common import (
 def serve(
     catalogue: Optional[str] = typer.Argument(None, help="Catalogue to index first (kagl:test, a .csv/.jsonl, a folder); omit to serve the index as it is."),
     index_dir: Optional[Path] = INDEX_OPTION,
+    store: Optional[str] = STORE_OPTION,
     model: str = MODEL_OPTION,
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(8000, help="Port to listen on."),
@@ -49,19 +51,20 @@ def serve(
 
     check_port_free(host, port)  # before minutes of indexing, and never "serving at ..." then a traceback
     index_dir = index_dir or default_index_dir()
-    settings = ServeSettings.from_env(index_dir, model, onnx_dir=onnx)
+    settings = ServeSettings.from_env(index_dir, model, onnx_dir=onnx, store=store)
     handle = load(settings.model, settings.onnx_dir)  # one model for the indexing step and the server
+    engine = SearchEngine(index_dir, handle, progress=progress, store=store)
     if catalogue:
-        engine = SearchEngine(index_dir, handle, progress=progress)
         typer.echo(f"indexing {catalogue}: {engine.build(read_catalog(catalogue, columns=column_names(id_col, image_col, title_col)))}")
-        engine.close()
+    where = engine.ensure_index().path  # a wrong --store, a store of another model, no pymilvus: one line now, not at start-up
+    engine.close()
     if api_key:
         settings.api_keys = settings.api_keys | frozenset(api_key)
     if ingest_root:
         settings.ingest_roots = (*settings.ingest_roots, *ingest_root)
     url = f"http://{host}:{port}/"
     queries = f"; queries from the ONNX export {settings.onnx_dir}" if settings.onnx_dir else ""
-    typer.echo(f"serving {index_dir} at {url} (API docs at {url}docs){queries}")
+    typer.echo(f"serving {where} at {url} (API docs at {url}docs){queries}")
     if open_browser:
         import threading
         import webbrowser

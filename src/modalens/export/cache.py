@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..backends import onnx_export_available, onnxruntime_available, resolve_backend
+from ..backends.device import DeviceError
 from ..backends.runtime import CorruptExportError, onnx_cache_root, read_manifest
 from ..models import DEFAULT_MODEL, ModelHandle, as_handle, load
 from ..models.factory import _resolve, model_identity
@@ -249,6 +250,8 @@ def query_handle(
         onnx_handle = load(model, onnx_dir=folder, verify="stat")
         try:
             _ = onnx_handle.query_encoder  # read the manifest, check the files: a corrupt export fails here, not mid-query
+        except DeviceError:  # cuda asked for and absent: not the export's fault
+            raise
         except Exception as e:
             if attempt or not make or not onnx_export_available():
                 warnings.warn(f"queries on {handle.name} use PyTorch: its cached ONNX export {folder} is unusable ({e})",

@@ -173,7 +173,7 @@ def export_model(
                     else:
                         quantize(tmp / component["file"], target, name)
                         component["int8_quantization"] = {"kind": "dynamic", "weights": "int8 per channel"}
-                    OrtModel(target, threads=1)  # it must load
+                    OrtModel(target, threads=1, device="cpu")  # it must load (int8 is for CPU kernels)
                     component["int8_file"] = target.name
                 except Exception as e:  # e.g. an op the quantiser or the CPU kernels do not support
                     target.unlink(missing_ok=True)

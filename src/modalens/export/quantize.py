@@ -93,7 +93,7 @@ def int8_agreement(
 
     def model(name: str, int8: bool) -> OrtModel:  # int8 where there is one, else fp32
         component = components[name]
-        return OrtModel(folder / ((int8 and component.get("int8_file")) or component["file"]))
+        return OrtModel(folder / ((int8 and component.get("int8_file")) or component["file"]), device="cpu")
 
     out: dict[str, dict[str, float]] = {}
     tokens = {k: v.numpy() for k, v in text_tokens(text_tower, _INT8_CHECK_TEXTS).items()}

@@ -19,8 +19,8 @@ scalar columns where there is one (Milvus Lite evaluates a JSON path row by
 row in Python: 10x slower at 20k products), else on the JSON record. Products
 are written with ``upsert`` (an update replaces the row) and removed with ``delete``.
 
-Not here (SQLite store only): BM25 keyword and hybrid ranking, and the filter
-menus' attribute counts.
+Not here (SQLite store only): BM25 keyword and hybrid ranking. The filter
+menus' counts cover the known attributes (their columns), counted in one pass.
 """
 
 from __future__ import annotations
@@ -288,6 +288,21 @@ class MilvusIndex:
         """(product id, reason) of products that could not be embedded, by id."""
         rows = self._conn.query(_meta_name(self._name), filter='key like "failure:%"', output_fields=["key", "value"])
         return sorted((row["key"].removeprefix("failure:"), row["value"]) for row in rows)
+
+    def attribute_values(self) -> dict[str, dict[str, int]]:
+        """Each known attribute with how many products have each value (the server's filter menus), from the
+        scalar columns in one pass; attributes kept only in the JSON record are not counted (no menu offers them)."""
+        counts: dict[str, dict[str, int]] = {name: {} for name in KNOWN_ATTRIBUTES}
+        for row in self._iterate(list(KNOWN_ATTRIBUTES)):
+            for name, values in counts.items():
+                if row.get(name) is not None:
+                    values[str(row[name])] = values.get(str(row[name]), 0) + 1
+        return {name: dict(sorted(values.items())) for name, values in sorted(counts.items()) if values}
+
+    def price_range(self) -> tuple[float, float, int] | None:
+        """(lowest, highest, products with a price), or None when no product has one."""
+        prices = [float(row["price"]) for row in self._iterate(["price"]) if row.get("price") is not None]
+        return (min(prices), max(prices), len(prices)) if prices else None
 
     def _iterate(self, fields: list[str]) -> Iterable[dict[str, Any]]:
         iterator = self._conn.query_iterator(self._name, batch_size=4096, filter="", output_fields=fields)

@@ -57,8 +57,8 @@ def parse_store(store: str | None, index_dir: Path) -> tuple[str, str]:
     return kind, location.strip()
 
 
-def open_store(store: str | None, index_dir: Path, *, model: str) -> CatalogIndex | MilvusIndex:
-    """Open an existing index in the named store; refuse one built with another model."""
+def open_store(store: str | None, index_dir: Path, *, model: str | None) -> CatalogIndex | MilvusIndex:
+    """Open an existing index in the named store; refuse one built with another model (``None``: any model)."""
     kind, location = parse_store(store, index_dir)
     if kind == "milvus":
         from modalens.index.milvus import MilvusIndex

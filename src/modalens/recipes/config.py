@@ -92,8 +92,8 @@ class OptimConfig:
     accumulate_steps: int = 1
     #: ``fp32``, ``bf16`` (autocast, CPU or GPU) or ``fp16`` (autocast + loss scaling, GPU only).
     precision: str = "fp32"
-    #: ``cpu``, ``cuda``, or ``auto`` (a GPU when there is one).
-    device: str = "cpu"
+    #: ``cpu``, ``cuda``, or ``auto``: ``$MODALENS_DEVICE`` when set, else a GPU when torch sees one, else the CPU.
+    device: str = "auto"
 
 
 @dataclass

@@ -32,6 +32,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from ..backends.device import torch_device
 from ..embedding import CachedEncoder
 from ..evaluation import tasks
 from ..losses import RETRIEVAL_LOSSES, MultiFieldLoss, RetrievalLoss, RetrievalLossOptions, create_loss
@@ -363,11 +364,13 @@ class Checkpoint:
 
 
 def _device(name: str) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("optim.device is cuda but no GPU is available here")
-    return torch.device(name)
+    """``optim.device``: ``auto`` is ``$MODALENS_DEVICE``, else CUDA when torch sees a GPU, else the CPU (``backends.device``)."""
+    return torch.device(torch_device(name))
+
+
+def _without_device(config: dict[str, Any]) -> dict[str, Any]:
+    """A run's config minus ``optim.device``: a checkpoint resumes on another device (it is saved on the CPU)."""
+    return {**config, "optim": {k: v for k, v in config.get("optim", {}).items() if k != "device"}}
 
 
 class Trainer:
@@ -456,7 +459,7 @@ class Trainer:
         }
 
     def restore(self, saved: dict[str, Any], where: Path) -> None:
-        if saved["config"] != self.config.to_dict():
+        if _without_device(saved["config"]) != _without_device(self.config.to_dict()):
             raise ValueError(f"{where} was written by a run with another config; train into a new output folder")
         load_trained_state(self.model, self.towers, saved["weights"])
         self.start_state = saved["start"]

@@ -83,8 +83,8 @@ class Service:
         self._jobs_lock = threading.Lock()
 
     def _engine(self) -> SearchEngine:
-        """An engine on the shared handle (each thread needs its own SQLite connection)."""
-        return SearchEngine(self.settings.index_dir, self.handle, progress=False)
+        """An engine on the shared handle (each thread needs its own SQLite connection, or Milvus client)."""
+        return SearchEngine(self.settings.index_dir, self.handle, progress=False, store=self.settings.store)
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run ``fn`` on the query thread without blocking the event loop."""

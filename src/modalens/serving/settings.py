@@ -43,6 +43,9 @@ class ServeSettings:
     #: An ONNX export folder (``modalens export``): search queries are answered from it without importing
     #: torch; tagging and writes still load the PyTorch model, on first use. See docs/onnx.md.
     onnx_dir: Path | None = None
+    #: Where the index lives, as ``--store`` names it (``modalens.index.stores``): None for the SQLite file in
+    #: ``index_dir``, ``milvus:URI[#collection]`` for Milvus (a local file: Milvus Lite; ``http://``: a server).
+    store: str | None = None
 
     @property
     def max_multipart_bytes(self) -> int:
