@@ -216,3 +216,31 @@ def test_unknown_text_tower_lists_known_names() -> None:
 def test_builtin_tower_subclasses_image_tower(tower) -> None:
     assert isinstance(tower, ImageTower)
     assert tower.output_dim == 1280 and tower.image_size == 224
+
+
+def test_quadrant_pooling_keeps_the_mean_and_says_where():
+    """``mean+quadrants``: the global mean first, then where on the photo the features are; its own cache key."""
+    import torch
+
+    from modalens.backends.onnx import _ImageGraph
+    from modalens.encoders import create_image_tower
+
+    plain = create_image_tower("efficientnet-lite0")
+    pooled = create_image_tower("efficientnet-lite0", pooling="mean+quadrants")
+    assert pooled.output_dim == 5 * plain.output_dim and pooled.preprocess_id != plain.preprocess_id
+    pixels = torch.zeros(1, 3, 224, 224)
+    pixels[:, :, :112, :112] = 2.0  # something bright in the top-left quarter only
+    with torch.no_grad():
+        vector, whole = pooled(pixels)[0], plain(pixels)[0]
+        graph_vector, _ = _ImageGraph(pooled)(pixels)  # what the ONNX export computes
+    assert torch.allclose(vector[:1280], whole, atol=1e-6) and torch.allclose(graph_vector[0], vector, atol=1e-6)
+    quadrants = vector[1280:].view(4, 1280)  # top-left, top-right, bottom-left, bottom-right
+    away = (quadrants - quadrants[3]).abs().sum(dim=1)  # bottom-right saw only the blank
+    assert away[0] > away[1] and away[0] > away[2] and away[0] > 0
+
+
+def test_unknown_pooling_is_refused():
+    from modalens.encoders import create_image_tower
+
+    with pytest.raises(ValueError, match="pooling must be one of"):
+        create_image_tower("efficientnet-lite0", pooling="max")

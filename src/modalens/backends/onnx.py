@@ -49,7 +49,7 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..encoders.base import ImageTower, TextTower
+from ..encoders.base import ImageTower, TextTower, pool_feature_map
 from .runtime import (  # noqa: F401  (ONNX_CACHE_ENV, onnx_cache_root: torch-free, named here too)
     ONNX_CACHE_ENV,
     CorruptExportError,
@@ -92,12 +92,12 @@ class _ImageGraph(nn.Module):
     def __init__(self, tower: ImageTower) -> None:
         super().__init__()
         self.tower = tower
-        # The default forward is the mean of the feature map: reuse the map rather than computing it twice.
+        # The default forward pools the feature map: reuse the map rather than computing it twice.
         self.pool_map = type(tower).forward is ImageTower.forward
 
     def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features = self.tower.forward_features(pixels)
-        pooled = features.mean(dim=(2, 3)) if self.pool_map else self.tower(pixels)
+        pooled = pool_feature_map(features, self.tower.pooling) if self.pool_map else self.tower(pixels)
         return pooled, features
 
 

@@ -17,7 +17,22 @@ from torch import nn
 # export path need them without torch).
 from ..catalog.images import letterbox, normalise_pixels
 
-__all__ = ["ImageTower", "TextTower", "letterbox", "normalise_pixels", "to_tensor"]
+__all__ = ["POOLINGS", "ImageTower", "TextTower", "letterbox", "normalise_pixels", "pool_feature_map", "to_tensor"]
+
+
+#: How a tower's feature map becomes its one vector. ``mean`` is the global average; ``mean+quadrants`` appends
+#: the averages of the map's four quadrants (5 × the channels), so the heads see where on the photo a feature
+#: is (a print at the chest, a strap at the heel), which fine-grained titles and small grey silhouettes need.
+POOLINGS = ("mean", "mean+quadrants")
+
+
+def pool_feature_map(features: torch.Tensor, pooling: str = "mean") -> torch.Tensor:
+    """(B, C, h, w) → (B, C) for ``mean``, (B, 5C) for ``mean+quadrants`` (whole map, then quadrants row by row)."""
+    mean = features.mean(dim=(2, 3))
+    if pooling == "mean":
+        return mean
+    quadrants = torch.nn.functional.adaptive_avg_pool2d(features, 2).flatten(2).transpose(1, 2).flatten(1)
+    return torch.cat([mean, quadrants], dim=1)
 
 
 class ImageTower(nn.Module):
@@ -29,19 +44,29 @@ class ImageTower(nn.Module):
     #: Pixel value mapping: (x - mean) / std on 0..255 values, per channel.
     pixel_mean: tuple[float, float, float] = (127.0, 127.0, 127.0)
     pixel_std: tuple[float, float, float] = (128.0, 128.0, 128.0)
+    #: One of :data:`POOLINGS`; towers whose ``forward`` is not a pooling of their map keep ``mean``.
+    pooling: str = "mean"
+
+    def set_pooling(self, pooling: str, channels: int) -> None:
+        """Pool the map of ``channels`` channels as ``pooling`` says; the output size follows."""
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
+        self.pooling = pooling
+        self.output_dim = channels * (1 if pooling == "mean" else 5)
 
     def forward_features(self, pixels: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) → (B, C, h, w) feature map."""
         raise NotImplementedError
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) → (B, output_dim), the global average of the feature map."""
-        return self.forward_features(pixels).mean(dim=(2, 3))
+        """(B, 3, H, W) → (B, output_dim), the feature map pooled (by default its global average)."""
+        return pool_feature_map(self.forward_features(pixels), self.pooling)
 
     @property
     def preprocess_id(self) -> str:
-        """Identifies the exact preprocessing, so cached features are never mixed up."""
-        return f"{self.name}|{self.image_size}|pad-white|{self.pixel_mean}|{self.pixel_std}"
+        """Identifies the exact preprocessing (and pooling, when not the mean), so cached features are never mixed up."""
+        pooling = "" if self.pooling == "mean" else f"|pool={self.pooling}"
+        return f"{self.name}|{self.image_size}|pad-white|{self.pixel_mean}|{self.pixel_std}{pooling}"
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         """Fit the whole product into a square on white (no crop: a cut-off sleeve is a different product)."""

@@ -152,9 +152,10 @@ def pretrained_weights_path(config: LiteConfig) -> Path:
     return files[0]
 
 
-def _build(name: str, pretrained: bool = True, weights: str | Path | None = None) -> EfficientNetLite:
+def _build(name: str, pretrained: bool = True, weights: str | Path | None = None, pooling: str = "mean") -> EfficientNetLite:
     config = LITE_CONFIGS[name]
     model = EfficientNetLite(name, config)
+    model.set_pooling(pooling, 1280)
     if pretrained or weights:
         state = torch.load(weights or pretrained_weights_path(config), map_location="cpu", weights_only=True)
         state = {k: v for k, v in state.items() if not k.startswith("_fc.")}  # ImageNet classifier unused
