@@ -55,6 +55,14 @@ def test_the_first_scene_caption_binds_attributes_to_garments_and_places(outfit)
     assert outfit.captions(count=5) == outfit.captions(count=5)
 
 
+def test_scene_captions_are_distinct_whatever_the_scene_key_draws(outfit):
+    """The draws hang on the scene's key (which names its photos' paths): no key may repeat a caption."""
+    for seed in range(60):  # 60 keys: before redraws, some drew the same caption twice
+        scene = arrange(outfit.products, column(["topwear", "bottomwear"]) + [side("left-low")], seed=seed)
+        captions = scene.captions()
+        assert len(set(captions)) == len(captions), (seed, captions)
+
+
 def test_single_product_captions(photos):
     shirt = _product("s", photos["Shirts"], "Shirts", "Navy Blue", "Topwear", "Roadster Men Striped Shirt")
     texts = product_captions(shirt)

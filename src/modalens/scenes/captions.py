@@ -186,7 +186,7 @@ def get_captioner(captioner: str | Captioner) -> Captioner:
     return _CAPTIONERS[captioner]
 
 
-def _pick(scene_key: str, variant: int, what: str) -> int:
+def _pick(scene_key: str, variant: int | str, what: str) -> int:
     """A fixed draw per scene, caption and choice: the same captions every time, varied across scenes."""
     return int.from_bytes(hashlib.blake2b(f"{scene_key}|{variant}|{what}".encode(), digest_size=4).digest(), "little")
 
@@ -205,22 +205,41 @@ def grounded_captions(scene: "Scene", count: int | None = None, captions: SceneC
     n = len(garments)
     pairs = [(i, j) for i in range(n) for j in range(n) if i < j and scene.relation(i, j)] or [(0, 1)]
     templates = list(captions.scene.values())
-    out = []
+    out: list[str] = []
     for v in range(count if count is not None else len(templates)):
-        pick = (lambda what: 0) if v == 0 else (lambda what, v=v: _pick(scene.key, v, what))
-        names = [g.phrase(captions.garment[pick(f"garment{k}") % len(captions.garment)]) for k, g in enumerate(garments)]
-        i, j = pairs[(v + pick("pair")) % len(pairs)]
-        relation = captions.relation_words(scene.relation(i, j) or "near", pick("relation"))
-        rest = []
-        for k in (k for k in range(n) if k not in (i, j)):
-            where = scene.position(k)
-            if where is not None:
-                rest.append(f"{names[k]} {captions.position_words(where, pick(f'position{k}'))}")
-            else:
-                rest.append(f"{names[k]} {captions.relation_words(scene.relation(k, i) or 'near', pick(f'rel{k}'))} {names[i]}")
-        template = templates[(v + pick("template")) % len(templates)]
-        out.append(captions.scene_caption(template, names[i], relation, names[j], rest))
+        # a draw that repeats an earlier caption is redrawn (a few times, then kept): captions are distinct
+        # whenever the scene's wordings allow, whatever the scene's key happens to draw
+        for attempt in range(_REDRAWS):
+            caption = _scene_caption(scene, captions, garments, pairs, templates, v, attempt)
+            if caption not in out:
+                break
+        out.append(caption)
     return out
+
+
+#: How often a scene caption that repeats an earlier one is drawn again.
+_REDRAWS = 8
+
+
+def _scene_caption(
+    scene: "Scene", captions: SceneCaptionSet, garments: list, pairs: list[tuple[int, int]], templates: list[str], v: int, attempt: int
+) -> str:
+    """Caption ``v`` of a scene (0: the canonical wording); ``attempt`` > 0 redraws it."""
+    variant = v if attempt == 0 else f"{v}.{attempt}"
+    pick = (lambda what: 0) if v == 0 and attempt == 0 else (lambda what: _pick(scene.key, variant, what))
+    n = len(garments)
+    names = [g.phrase(captions.garment[pick(f"garment{k}") % len(captions.garment)]) for k, g in enumerate(garments)]
+    i, j = pairs[(v + pick("pair")) % len(pairs)]
+    relation = captions.relation_words(scene.relation(i, j) or "near", pick("relation"))
+    rest = []
+    for k in (k for k in range(n) if k not in (i, j)):
+        where = scene.position(k)
+        if where is not None:
+            rest.append(f"{names[k]} {captions.position_words(where, pick(f'position{k}'))}")
+        else:
+            rest.append(f"{names[k]} {captions.relation_words(scene.relation(k, i) or 'near', pick(f'rel{k}'))} {names[i]}")
+    template = templates[(v + pick("template")) % len(templates)]
+    return captions.scene_caption(template, names[i], relation, names[j], rest)
 
 
 def product_captions(
