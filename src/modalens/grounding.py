@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .errors import InvalidInputError
+
 if TYPE_CHECKING:
     from PIL import Image
 
@@ -56,10 +58,27 @@ def _project_cells(encoder: QueryEncoder, cells: np.ndarray) -> np.ndarray:
     return np.asarray(project(np.ascontiguousarray(cells, np.float32), "image"))
 
 
+def check_head_reads_cells(pooled_dim: int, channels: int, what: str) -> None:
+    """Grounding maps and instance queries push single feature-map cells (or attention-pooled maps) through the
+    image head; a head trained on a tower pooling ``mean+quadrants`` (5 × the channels) cannot read them."""
+    if int(pooled_dim) != int(channels):
+        raise InvalidInputError(
+            f"{what} needs a model whose image head reads {channels}-d feature-map cells; this model's head reads "
+            f"{pooled_dim}-d pooled vectors (its image tower pools other than by the mean)"
+        )
+
+
+def _pooled_dim(encoder: QueryEncoder) -> int:
+    """The size of the pooled vector the model's image head was trained on (the export's tower, or PyTorch's)."""
+    tower = getattr(encoder, "image_tower", None) or encoder.model.image_tower  # type: ignore[attr-defined]
+    return int(tower.output_dim)
+
+
 def label_maps(encoder: QueryEncoder, classifier: ZeroShotClassifier, grids: np.ndarray) -> np.ndarray:
     """(n, cells, C) maps → (n, labels, cells): per label, a softmax over the cells of its cosine with each cell
     (through the image head), at the classifier's temperature (the model's learned logit scale)."""
     n, cells, channels = grids.shape
+    check_head_reads_cells(_pooled_dim(encoder), channels, "a grounding map (tag --explain)")
     vectors = _project_cells(encoder, grids.reshape(n * cells, channels)).reshape(n, cells, -1)
     logits = np.einsum("ncd,ld->nlc", vectors, classifier.weights) * classifier.temperature
     weights = np.exp(logits - logits.max(axis=2, keepdims=True))

@@ -255,3 +255,16 @@ def test_view_consistency_needs_views_and_cached_features(tmp_path, mini_catalog
         path.write_text(yaml.safe_dump(config))
         with pytest.raises(ConfigError, match=message):
             load_train_config(path)
+
+
+def test_a_run_without_view_consistency_saves_the_config_older_checkpoints_hold(tmp_path, mini_catalog):
+    """Checkpoints compare saved configs whole: the new key is left out at 0, so runs started before it resume."""
+    from modalens.recipes.contrastive import train
+
+    config = load_train_config(write_config(tmp_path, mini_catalog, epochs=2))
+    train(config, progress=False, stop_after_steps=1)
+    saved = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    assert "view_consistency" not in saved["config"]  # what every checkpoint written before the key looks like
+    assert train(config, progress=False, resume=True).history
+    config.view_consistency = 0.5
+    assert config.to_dict()["view_consistency"] == 0.5

@@ -516,6 +516,10 @@ class OnnxImageTower(ImageTower):
     def preprocess_id(self) -> str:
         return self._preprocess_id
 
+    @property
+    def map_channels(self) -> int:
+        return self.feature_shape[0]
+
     @classmethod
     def from_torch(cls, tower: ImageTower, *, root: str | Path | None = None, exporter: str = "auto", **kwargs: Any) -> OnnxImageTower:
         """The cached export of ``tower`` (exported on first use)."""

@@ -54,6 +54,11 @@ class ImageTower(nn.Module):
         self.pooling = pooling
         self.output_dim = channels * (1 if pooling == "mean" else 5)
 
+    @property
+    def map_channels(self) -> int:
+        """C of the feature map: what single cells (grounding) and instance queries hand the image head."""
+        return self.output_dim // (1 if self.pooling == "mean" else 5)
+
     def forward_features(self, pixels: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) → (B, C, h, w) feature map."""
         raise NotImplementedError

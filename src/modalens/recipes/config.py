@@ -196,6 +196,8 @@ class TrainConfig:
         out = dataclasses.asdict(self)
         if self.recipe != "instances":  # other runs' saved configs (heads metadata, checkpoints) stay as they were
             del out["instances"]
+        if not self.view_consistency:  # likewise: a run without the term saves the config it saved before the key existed
+            del out["view_consistency"]
         return out
 
 
