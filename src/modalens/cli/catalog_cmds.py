@@ -326,6 +326,6 @@ def quickstart(
 
         # Every option by name: a typer command called directly gets its OptionInfo defaults, not their values.
         serve_command(
-            None, engine.index_dir, engine.model_name, "127.0.0.1", port, api_key=[], ingest_root=[], open_browser=False, onnx=None,
-            id_col=None, image_col=None, title_col=None, progress=progress,
-        )
+            catalogue=None, index_dir=engine.index_dir, store=None, model=engine.model_name, host="127.0.0.1", port=port, api_key=[],
+            ingest_root=[], open_browser=False, onnx=None, upload_dir=None, id_col=None, image_col=None, title_col=None, progress=progress,
+        )  # fmt: skip
