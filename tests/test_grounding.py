@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
+from typer.testing import CliRunner
 
 from modalens.catalog import read_catalog
+from modalens.cli.catalog_cmds import label_png_name
+from modalens.cli.main import app
 from modalens.grounding import explain_labels
 from modalens.models import load
 from modalens.scenes import build_scenes, scene_products
@@ -53,3 +59,26 @@ def test_a_model_pooling_by_quadrants_gets_a_clear_error_not_a_shape_crash():
         label_maps(model, None, grids)
     with pytest.raises(InvalidInputError, match="instance queries"):
         InstanceEncoder._with_model(model, "quadrants", None)
+
+
+LABELS = ["T-shirt", "t shirt", "连衣裙", "ワンピース", "../../up", "dress"]
+
+
+def test_each_label_gets_its_own_png_whatever_its_script(tmp_path):
+    names = [label_png_name("look", j, label) for j, label in enumerate(LABELS)]
+    assert names == ["look.00-t-shirt.png", "look.01-t-shirt.png", "look.02-连衣裙.png", "look.03-ワンピース.png", "look.04-up.png",
+                     "look.05-dress.png"]  # fmt: skip
+    assert label_png_name("look", 0, "///") == "look.00-label.png" and len(label_png_name("a", 0, "x" * 500)) < 60
+
+
+def test_tag_explain_writes_one_file_per_label_and_a_bad_folder_is_one_clear_line(mini_catalog, tmp_path):
+    photo = read_catalog(mini_catalog).products[0].image
+    out = tmp_path / "maps"
+    result = CliRunner().invoke(app, ["tag", "--explain", photo, "--labels", ",".join(LABELS), "-o", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    files = [Path(r["file"]) for r in json.loads(result.output)]
+    assert len(set(files)) == len(LABELS) and sorted(out.iterdir()) == sorted(files)  # none overwritten, none outside -o
+    taken = tmp_path / "a-file"
+    taken.write_text("x")
+    refused = CliRunner().invoke(app, ["tag", "--explain", photo, "--labels", "dress", "-o", str(taken)])
+    assert refused.exit_code == 2 and "cannot write the maps into" in refused.output, refused.output  # not a traceback

@@ -127,3 +127,40 @@ def test_scenes_from_the_command_line_and_the_api(engine, scenes, mini_catalog, 
         assert client.post("/api/scenes/search", json={"product_id": "no-such-product"}).status_code == 404
         assert client.post("/api/scenes/search", json={"q": "belt", "product_id": product.id}).status_code == 422
         assert "/api/scenes/search" in client.get("/openapi.json").json()["paths"]
+
+
+def test_refused_scene_indexing_leaves_no_index_behind(scenes, tmp_path):
+    """The store kind and the model's decoder are checked before an index (or a Milvus collection) is made."""
+    table = write_scene_csv(tmp_path / "scenes.csv", [photo for _, photo in scenes[:2]])
+    runner = CliRunner()
+    no_decoder = runner.invoke(app, ["index", str(table), "--scenes", "--index", str(tmp_path / "lite"), "--model", "modalens-lite"])
+    assert no_decoder.exit_code == 2 and "has no instance decoder" in no_decoder.output, no_decoder.output
+    assert not (tmp_path / "lite").exists()
+    milvus = runner.invoke(app, ["index", str(table), "--scenes", "--store", f"milvus:{tmp_path / 'm.db'}"])
+    assert milvus.exit_code == 2 and "SQLite store" in milvus.output, milvus.output
+    assert list(tmp_path.iterdir()) == [table]
+
+
+def test_look_and_scenes_together_are_refused(scenes):
+    result = CliRunner().invoke(app, ["search", "--look", scenes[0][1].image, "--scenes"])
+    assert result.exit_code == 2 and "one or the other" in result.output, result.output
+
+
+def test_scenes_dropped_from_the_list_are_pruned_and_their_failures_not_reported_again(scenes, tmp_path):
+    folder, broken = tmp_path / "index", tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a photo")
+    photos = [photo for _, photo in scenes[:3]]
+    bad = [{"id": "bad-scene", "image": str(broken), "title": "x"}]
+    runner = CliRunner()
+    first = runner.invoke(app, ["index", str(write_scene_csv(tmp_path / "all.csv", photos, bad)), "--scenes", "--index", str(folder)])
+    assert first.exit_code == 0 and "not indexed scene bad-scene" in first.output and "holds 3 scenes" in first.output, first.output
+    fewer = write_scene_csv(tmp_path / "fewer.csv", photos[:1])
+    kept = runner.invoke(app, ["index", str(fewer), "--scenes", "--index", str(folder)])
+    assert kept.exit_code == 0 and "bad-scene" not in kept.output and "holds 3 scenes" in kept.output, kept.output
+    pruned = runner.invoke(app, ["index", str(fewer), "--scenes", "--prune", "--index", str(folder)])
+    assert pruned.exit_code == 0 and "2 removed" in pruned.output and "holds 1 scenes" in pruned.output, pruned.output
+    engine = SearchEngine(folder, model=MODEL, progress=False)
+    try:
+        assert engine.scene_index().scene_ids() == [photos[0].id] and engine.scene_index().scene_failures() == []
+    finally:
+        engine.close()

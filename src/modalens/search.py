@@ -27,7 +27,7 @@ from .catalog.images import ImageError, load_image
 from .catalog.schema import Catalog, Product
 from .errors import InvalidInputError
 from .index import BuildReport, CatalogIndex, Hit, build_index
-from .index.stores import CatalogStore, create_store, open_store
+from .index.stores import CatalogStore, create_store, open_store, parse_store
 from .index.build import EmbedResult, product_content_key
 from .models import DEFAULT_MODEL, ModelHandle, as_handle
 from .paths import cache_dir
@@ -243,20 +243,22 @@ class SearchEngine:
 
     # ----------------------------------------------------------------- scenes
 
-    def add_scenes(self, scenes: Catalog | Sequence[Product], batch_size: int = 64) -> BuildReport:
+    def add_scenes(self, scenes: Catalog | Sequence[Product], batch_size: int = 64, prune: bool = False) -> BuildReport:
         """Store the instance embeddings of scene photos (lookbook pages, street photos, flat-lays) beside the products.
 
         ``scenes`` are read as a catalogue is (an id and a photo each; a title helps people, not search). Each
         scene keeps the decoder's instances that hold a product (:func:`~modalens.instances.distinct_instances`).
         Re-run safe and resumable like :meth:`build`: a scene is stored under a content key (its record, its photo
-        file's size and time, the model and the decoder), so an unchanged scene is not decoded again.
+        file's size and time, the model and the decoder), so an unchanged scene is not decoded again. With
+        ``prune``, stored scenes (and failure records) absent from ``scenes`` are removed, as products' are.
         """
         from .index.build import SceneEmbedResult, build_scene_index
         from .index.scenes import SceneInstances
         from .instances import distinct_instances
 
+        self._check_scene_store()
+        reader = self.instance_encoder  # no decoder: refused here, before an empty index is made
         index = self.scene_index(create=True)
-        reader = self.instance_encoder
         salt = f"{self.identity}|instances:{reader.digest}"
 
         def embed_batch(batch: list[Product]) -> SceneEmbedResult:
@@ -274,7 +276,9 @@ class SearchEngine:
             return product_content_key(scene, salt=salt + "|".join(f"{p}:{_stat(p)}" for p in scene.images))
 
         items = list(scenes.products if isinstance(scenes, Catalog) else scenes)
-        return build_scene_index(index, items, embed_batch, batch_size=batch_size, content_key=content_key, progress=self.progress)
+        return build_scene_index(
+            index, items, embed_batch, batch_size=batch_size, content_key=content_key, progress=self.progress, prune=prune
+        )
 
     def search_scenes(
         self, text: str | None = None, image: str | Path | Image.Image | None = None, product_id: str | None = None, k: int = 10
@@ -291,13 +295,18 @@ class SearchEngine:
 
     def scene_index(self, create: bool = False) -> CatalogIndex:
         """The index as the scene store: the SQLite one (Milvus holds products only)."""
+        self._check_scene_store()
         index = self.ensure_index() if create else self.index
-        if not isinstance(index, CatalogIndex):
+        assert isinstance(index, CatalogIndex)
+        return index
+
+    def _check_scene_store(self) -> None:
+        """Refuse scenes in a store that cannot hold them, from its name alone (so no empty collection is made first)."""
+        if parse_store(self.store, self.index_dir)[0] != "sqlite":
             raise InvalidInputError(
                 f"scene photos are kept only in the SQLite store (--index DIR), not in {self.store}; "
                 "search products there and keep scenes in an SQLite index"
             )
-        return index
 
     def _query_photo(self, path: str | Path) -> Image.Image:
         try:

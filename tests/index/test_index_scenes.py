@@ -90,6 +90,9 @@ def test_bad_scene_batches_write_nothing(index):
         index.add_scenes([scene(0)], [SceneInstances(np.arange(1), np.ones((1, DIM + 1)), np.ones(1), np.ones((1, 49)))], ["k"])
     with pytest.raises(ValueError, match="duplicate scene ids"):
         index.add_scenes([scene(0), scene(0)], [good, good], ["k", "k"])
+    twice = SceneInstances(np.array([3, 3]), good.vectors, good.objectness, good.attention)  # one query number twice
+    with pytest.raises(ValueError, match="its own decoder query number"):
+        index.add_scenes([scene(0), scene(1)], [good, twice], ["k", "k"])
     assert index.scene_count() == 0
 
 
@@ -125,3 +128,20 @@ def test_a_scene_embedder_that_forgets_a_scene_or_invents_one_is_held_to_its_con
     assert (forgetful.added, forgetful.failed) == (1, 2) and len(index.scene_failures()) == 2
     with pytest.raises(ValueError, match="not in the batch"):
         build_scene_index(index, scenes, lambda batch: SceneEmbedResult([instances(rng, 1)], ["elsewhere"], []), content_key=lambda s: s.id)
+
+
+def test_pruning_drops_the_scenes_and_failure_records_no_longer_listed(index):
+    scenes = [scene(i) for i in range(5)]
+    rng = np.random.default_rng(0)
+
+    def embed(batch: list[Product]) -> SceneEmbedResult:
+        ok = [s for s in batch if s.id != "scene-004"]
+        return SceneEmbedResult([instances(rng, 2) for _ in ok], [s.id for s in ok], [("scene-004", "unreadable")] if len(ok) < len(batch) else [])
+
+    build_scene_index(index, scenes, embed, content_key=lambda s: s.title)
+    assert index.scene_count() == 4 and [i for i, _ in index.scene_failures()] == ["scene-004"]
+    kept = build_scene_index(index, scenes[:2], embed, content_key=lambda s: s.title)  # without prune: nothing removed
+    assert (kept.pruned, index.scene_count()) == (0, 4)
+    pruned = build_scene_index(index, scenes[:2], embed, content_key=lambda s: s.title, prune=True)
+    assert (pruned.pruned, pruned.skipped_unchanged) == (2, 2) and "2 removed" in str(pruned)
+    assert index.scene_ids() == ["scene-000", "scene-001"] and index.scene_failures() == []

@@ -355,6 +355,9 @@ READS = [
     ("GET", "/api/products/nope/similar", {}),
     ("GET", "/api/products/nope/image", {}),
     ("GET", "/api/jobs/nope", {}),
+    ("POST", "/api/scenes/search", {"json": {"q": "belt"}}),
+    ("POST", "/api/scenes/search/image", {"files": {"image": ("p.png", b"not a photo", "image/png")}}),
+    ("GET", "/api/scenes/nope/image", {}),
     ("GET", "/review/api/stats", {}),
     ("GET", "/review/api/image/n-1||c-1/left/0", {}),
 ]
@@ -373,6 +376,18 @@ def test_the_read_key_setting_comes_from_the_environment(tmp_path, monkeypatch):
     assert ServeSettings.from_env(tmp_path).read_requires_key is True
     monkeypatch.setenv("MODALENS_READ_REQUIRES_KEY", "0")
     assert ServeSettings.from_env(tmp_path).read_requires_key is False
+
+
+def test_the_upload_folder_comes_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.delenv("MODALENS_UPLOAD_DIR", raising=False)
+    assert ServeSettings.from_env(tmp_path).uploads_folder == tmp_path / "uploads"
+    monkeypatch.setenv("MODALENS_UPLOAD_DIR", str(tmp_path / "shared"))
+    assert ServeSettings.from_env(tmp_path).uploads_folder == tmp_path / "shared"
+
+
+def test_an_unknown_scene_photo_is_a_json_404(client):
+    no_traceback(client.get("/api/scenes/no-such-scene/image"), 404)
+    no_traceback(client.get("/api/scenes/a/b/image"), 404)  # ids may hold "/", as product ids may
 
 
 def test_a_reviewer_key_reads_and_decides_but_an_api_key_cannot_decide(locked):

@@ -48,7 +48,8 @@ def test_the_server_on_milvus_searches_counts_and_writes_as_on_sqlite(both, mini
     sqlite_dir, store, handle = both
     with TestClient(create_app(ServeSettings(sqlite_dir), handle)) as on_sqlite:
         expected, expected_facets = answers(on_sqlite), on_sqlite.get("/api/facets").json()
-    settings = ServeSettings(sqlite_dir.parent / "unused", api_keys=frozenset({KEY}), store=store)
+    shared = sqlite_dir.parent / "shared-uploads"  # what every replica on the Milvus store would mount
+    settings = ServeSettings(sqlite_dir.parent / "unused", api_keys=frozenset({KEY}), store=store, upload_dir=shared)
     with TestClient(create_app(settings, handle)) as client:
         assert client.get("/health").json()["products"] == 40
         assert answers(client) == expected and all(expected)
@@ -57,6 +58,11 @@ def test_the_server_on_milvus_searches_counts_and_writes_as_on_sqlite(both, mini
         assert client.delete(f"/api/products/{product.id}", headers={"X-API-Key": KEY}).status_code in (200, 204)
         assert client.get("/health").json()["products"] == 39
         assert client.get(f"/api/products/{product.id}").status_code == 404
+        with open(product.image, "rb") as photo:
+            upload = {"image": ("p.jpg", photo.read(), "image/jpeg")}
+        put = client.put(f"/api/products/{product.id}", data={"product": '{"title": "Back again"}'}, files=upload, headers={"X-API-Key": KEY})
+        assert put.status_code == 200, put.text
+        assert [f.parent for f in shared.iterdir()] == [shared] and client.get(f"/api/products/{product.id}/image").status_code == 200
     assert not (sqlite_dir.parent / "unused").exists()  # the index folder is not touched when the store is Milvus
 
 

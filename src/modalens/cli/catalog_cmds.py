@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Optional
 
@@ -35,7 +37,7 @@ def index(
     model: str = MODEL_OPTION,
     limit: Optional[int] = typer.Option(None, help="Index only the first N products."),
     batch_size: int = typer.Option(64, help="Products per committed batch."),
-    prune: bool = typer.Option(False, help="Remove indexed products that are no longer in the catalogue."),
+    prune: bool = typer.Option(False, help="Remove indexed products (with --scenes: scenes) that are no longer in the catalogue."),
     id_col: Optional[str] = ID_COL_OPTION,
     image_col: Optional[str] = IMAGE_COL_OPTION,
     title_col: Optional[str] = TITLE_COL_OPTION,
@@ -59,9 +61,9 @@ def index(
     if len(catalog.errors) > 20:
         typer.echo(f"... and {len(catalog.errors) - 20} more skipped rows", err=True)
     if scenes:
-        if prune or executor != "local":
-            raise ValueError("--scenes takes neither --prune nor --executor ray")
-        _index_scenes(catalog, index_dir, store, model, batch_size, progress)
+        if executor != "local":
+            raise ValueError("--scenes embeds in this process: drop --executor ray")
+        _index_scenes(catalog, index_dir, store, model, batch_size, progress, prune)
         return
     if index_dir is None and store is None and not prune:
         _warn_if_default_index_holds_others(catalog, catalogue)
@@ -74,15 +76,18 @@ def index(
     _export_for_queries(engine.handle)
 
 
-def _index_scenes(catalog, index_dir: Optional[Path], store: Optional[str], model: str, batch_size: int, progress: Optional[bool]) -> None:
+def _index_scenes(
+    catalog, index_dir: Optional[Path], store: Optional[str], model: str, batch_size: int, progress: Optional[bool], prune: bool
+) -> None:
     """Scene photos into the index: the decoder runs from the model's ONNX export (made once) when it can, else in PyTorch."""
     from ..export.cache import query_handle
     from ..search import SearchEngine
 
     engine = SearchEngine(index_dir, query_handle(model), progress=progress, store=store)
-    report = engine.add_scenes(catalog, batch_size=batch_size)
+    report = engine.add_scenes(catalog, batch_size=batch_size, prune=prune)
     index = engine.scene_index()
-    for sid, reason in index.scene_failures()[:20]:
+    listed = {scene.id for scene in catalog.products}  # a scene dropped from the list is not reported on every run
+    for sid, reason in [(sid, reason) for sid, reason in index.scene_failures() if sid in listed][:20]:
         typer.echo(f"not indexed scene {sid}: {reason}", err=True)
     typer.echo(f"{report}; index {index.path} holds {index.scene_count()} scenes beside {len(index)} products")
 
@@ -152,11 +157,13 @@ def search(
     from ..export.cache import query_handle
     from ..search import SearchEngine
 
+    if look is not None and (scenes or product is not None):
+        raise ValueError("--look finds the products in a photo and --scenes the scene photos that hold a product: use one or the other")
+    if look is not None and (query or image):
+        raise ValueError("--look takes a photo alone: drop the words and --image")
     # Queries come from the model's ONNX export (made once, the first time), without importing torch.
     engine = SearchEngine(index_dir, query_handle(model), progress=False, store=store)
     if look is not None:
-        if query or image:
-            raise ValueError("--look takes a photo alone: drop the words and --image")
         items = engine.look(look, k=k, where=parse_filters(filters, price_min, price_max))
         print_look(items, as_json)
         if explain is not None:
@@ -258,8 +265,6 @@ def tag(
 
 def _explain_labels(encoder, photo_path: Path, labels: list[str], templates, out: Path, as_json: bool) -> None:
     """One heat-map PNG per label over the photo (``modalens.grounding``), and each label's score and box."""
-    import re
-
     from ..catalog.images import ImageError, load_image
     from ..grounding import explain_labels
     from ..instances import draw_look
@@ -268,12 +273,13 @@ def _explain_labels(encoder, photo_path: Path, labels: list[str], templates, out
         photo = load_image(photo_path)
     except (ImageError, OSError) as e:
         raise ValueError(f"cannot read the photo {photo_path}: {error_for(photo_path, e)}") from None
-    out.mkdir(parents=True, exist_ok=True)
+    with _writing_into(out):  # checked before the maps are computed
+        out.mkdir(parents=True, exist_ok=True)
     records = []
-    for found in explain_labels(encoder, photo, labels, templates):
-        slug = re.sub(r"[^A-Za-z0-9]+", "-", found["label"]).strip("-").lower() or "label"
-        file = out / f"{photo_path.stem}.{slug}.png"
-        draw_look(photo, [found["map"]], [found["box"]], [found["label"]]).save(file, format="PNG")
+    for j, found in enumerate(explain_labels(encoder, photo, labels, templates)):
+        file = out / label_png_name(photo_path.stem, j, found["label"])
+        with _writing_into(out):
+            draw_look(photo, [found["map"]], [found["box"]], [found["label"]]).save(file, format="PNG")
         records.append({"label": found["label"], "score": round(found["score"], 4), "box": list(found["box"]), "file": str(file),
                         "map": [round(float(v), 5) for v in found["map"]]})  # fmt: skip
     if as_json:
@@ -281,6 +287,24 @@ def _explain_labels(encoder, photo_path: Path, labels: list[str], templates, out
         return
     for r in records:
         typer.echo(f"{r['label']} ({r['score']:.2f}): matches most around box {tuple(r['box'])} -> {r['file']}")
+
+
+@contextlib.contextmanager
+def _writing_into(folder: Path) -> Iterator[None]:
+    """An -o that is a file, or a folder this user may not write: one line on stderr, not a traceback."""
+    try:
+        yield
+    except OSError as e:
+        raise ValueError(f"cannot write the maps into {folder}: {e.strerror or e}") from None
+
+
+def label_png_name(stem: str, position: int, label: str) -> str:
+    """``{stem}.{position:02d}-{slug}.png``: the position keeps labels apart that read alike ("T-shirt", "t shirt"),
+    the slug keeps the label's letters in any script (连衣裙) but nothing path-like (``/``, ``..``)."""
+    import re
+
+    slug = re.sub(r"[\W_]+", "-", label).strip("-").lower()[:40].strip("-") or "label"
+    return f"{stem}.{position:02d}-{slug}.png"
 
 
 @user_errors
@@ -302,6 +326,6 @@ def quickstart(
 
         # Every option by name: a typer command called directly gets its OptionInfo defaults, not their values.
         serve_command(
-            None, engine.index_dir, engine.model_name, "127.0.0.1", port, api_key=[], ingest_root=[], open_browser=False, onnx=None,
-            id_col=None, image_col=None, title_col=None, progress=progress,
-        )
+            catalogue=None, index_dir=engine.index_dir, store=None, model=engine.model_name, host="127.0.0.1", port=port, api_key=[],
+            ingest_root=[], open_browser=False, onnx=None, upload_dir=None, id_col=None, image_col=None, title_col=None, progress=progress,
+        )  # fmt: skip

@@ -36,6 +36,10 @@ def serve(
     onnx: Optional[Path] = typer.Option(
         None, "--onnx", help="An export folder (`modalens export`): answer queries from it without PyTorch; also MODALENS_ONNX_DIR."
     ),
+    upload_dir: Optional[Path] = typer.Option(
+        None, "--upload-dir", help="Where PUT /api/products keeps uploaded photos (default: INDEX/uploads); with replicas on one "
+        "Milvus store, a folder all of them mount at the same path. Also MODALENS_UPLOAD_DIR.",
+    ),
     id_col: Optional[str] = ID_COL_OPTION,
     image_col: Optional[str] = IMAGE_COL_OPTION,
     title_col: Optional[str] = TITLE_COL_OPTION,
@@ -51,7 +55,7 @@ def serve(
 
     check_port_free(host, port)  # before minutes of indexing, and never "serving at ..." then a traceback
     index_dir = index_dir or default_index_dir()
-    settings = ServeSettings.from_env(index_dir, model, onnx_dir=onnx, store=store)
+    settings = ServeSettings.from_env(index_dir, model, onnx_dir=onnx, store=store, upload_dir=upload_dir)
     handle = load(settings.model, settings.onnx_dir)  # one model for the indexing step and the server
     engine = SearchEngine(index_dir, handle, progress=progress, store=store)
     if catalogue:

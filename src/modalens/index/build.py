@@ -178,14 +178,16 @@ def build_scene_index(
     batch_size: int = 64,
     content_key: Callable[[Product], str],
     progress: bool | None = None,
+    prune: bool = False,
 ) -> BuildReport:
     """Store the instances of every scene photo not already stored under its current content key (as :func:`build_index`
     does for products: one transaction a batch, failures recorded and retried next time, a re-run of unchanged scenes
-    writes nothing)."""
+    writes nothing; ``prune`` removes stored scenes and failure records absent from ``scenes``)."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     started = time.perf_counter()
     keys = _content_keys(scenes, content_key)
+    pruned = _prune_scenes(index, keys) if prune else 0
     existing = index.scene_content_keys(None if len(scenes) > 10_000 else list(keys))
     todo = [s for s in scenes if existing.get(s.id) != keys[s.id]]
     added = failed = 0
@@ -200,7 +202,12 @@ def build_scene_index(
             index.record_scene_failures(failures)
             added, failed = added + len(ids), failed + len(failures)
             bar.update(len(batch))
-    return BuildReport(added, len(scenes) - len(todo), failed, len(scenes), time.perf_counter() - started, what="scenes")
+    return BuildReport(added, len(scenes) - len(todo), failed, len(scenes), time.perf_counter() - started, pruned, what="scenes")
+
+
+def _prune_scenes(index: CatalogIndex, keys: dict[str, str]) -> int:
+    """Drop stored scenes (and stale failure records) no longer in the scene list; how many scenes were stored."""
+    return index.delete_scenes([i for i in index.scene_ids() if i not in keys] + [i for i, _ in index.scene_failures() if i not in keys])
 
 
 def _check_scene_result(batch: list[Product], result: SceneEmbedResult) -> SceneEmbedResult:

@@ -125,6 +125,9 @@ class ScenesMixin(IndexState):
             m = len(found.queries)
             if vectors.ndim != 2 or vectors.shape != (m, self._dim) or m == 0 or len(found.objectness) != m or len(found.attention) != m:
                 raise ValueError(f"scene {scene.id!r}: instances must be (m, {self._dim}) vectors with m ≥ 1 queries, objectness and attention rows")
+            queries = [int(q) for q in found.queries]
+            if len(set(queries)) != m:  # the table's key is (scene, query): a repeat would abort the write half-way
+                raise ValueError(f"scene {scene.id!r}: each instance needs its own decoder query number, got {queries}")
             if not np.isfinite(vectors).all():
                 raise ValueError(f"scene {scene.id!r} has NaN or infinite instance vectors; nothing was written")
             unit = normalise_rows(vectors, what=f"scene {scene.id!r} instance").astype("<f4")

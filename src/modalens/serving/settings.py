@@ -46,16 +46,29 @@ class ServeSettings:
     #: Where the index lives, as ``--store`` names it (``modalens.index.stores``): None for the SQLite file in
     #: ``index_dir``, ``milvus:URI[#collection]`` for Milvus (a local file: Milvus Lite; ``http://``: a server).
     store: str | None = None
+    #: Where ``PUT /api/products`` keeps uploaded photos (the product record names the file); None: ``index_dir/uploads``.
+    #: Replicas that share one Milvus store need a folder every one of them mounts at the same path, or only the
+    #: replica that took the upload can serve its photo.
+    upload_dir: Path | None = None
 
     @property
     def max_multipart_bytes(self) -> int:
         return self.max_upload_bytes + MULTIPART_OVERHEAD_BYTES
 
+    @property
+    def uploads_folder(self) -> Path:
+        """The folder uploaded product photos are written to."""
+        if self.upload_dir is not None:
+            return Path(self.upload_dir)
+        if self.index_dir is None:
+            raise ValueError("uploaded photos need an upload folder or an index folder")
+        return Path(self.index_dir) / "uploads"
+
     @classmethod
     def from_env(cls, index_dir: Path | None, model: str = DEFAULT_MODEL, **overrides) -> "ServeSettings":
         """``MODALENS_API_KEYS`` (comma-separated) and ``MODALENS_READ_REQUIRES_KEY=1`` configure access;
         ``MODALENS_INGEST_ROOTS`` (``:``-separated folders) what ``/api/ingest`` may read;
-        ``MODALENS_ONNX_DIR`` names an export to answer queries from."""
+        ``MODALENS_ONNX_DIR`` names an export to answer queries from; ``MODALENS_UPLOAD_DIR`` where uploaded photos go."""
         keys = frozenset(k.strip() for k in os.environ.get("MODALENS_API_KEYS", "").split(",") if k.strip())
         read_key = os.environ.get("MODALENS_READ_REQUIRES_KEY", "").strip().lower() in ("1", "true", "yes")
         settings = cls(
@@ -66,6 +79,7 @@ class ServeSettings:
             ingest_roots=ingest_roots_from_env(),
             review_db=os.environ.get("MODALENS_REVIEW_DB") or None,
             onnx_dir=onnx_dir_from_env(),
+            upload_dir=Path(os.environ["MODALENS_UPLOAD_DIR"]) if os.environ.get("MODALENS_UPLOAD_DIR") else None,
         )
         for name, value in overrides.items():
             if value is not None:

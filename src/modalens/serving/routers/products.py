@@ -155,8 +155,8 @@ def product_record(product_id: str, text: str) -> Product:
 
 
 def _store_upload(settings: ServeSettings, photo: Image.Image) -> Path:
-    """Keep uploaded photos beside the index, named by content, as normalised JPEG."""
-    folder = Path(settings.index_dir) / "uploads"
+    """Keep uploaded photos in the upload folder (beside the index unless set), named by content, as normalised JPEG."""
+    folder = settings.uploads_folder
     folder.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha1(photo.tobytes()).hexdigest()
     path = folder / f"{digest}.jpg"
