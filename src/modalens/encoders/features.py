@@ -451,31 +451,29 @@ def text_features(
 
 
 class TokenStates:
-    """Per text, a text tower's last-layer token states (tokens × dim, float16), held flat: what a token head
-    reads (``models.heads.TokenHead``). ``batch(rows)`` pads the chosen texts into one array and its mask."""
+    """Per text, a text tower's last-layer token states (tokens × dim, float16): what a token head reads
+    (``models.heads.TokenHead``). The rows are kept as given (views into the cache's shards, no copy);
+    ``batch(rows)`` pads the chosen texts into one array and its mask."""
 
     def __init__(self, rows: Sequence[np.ndarray], dim: int) -> None:
+        self.rows = list(rows)
         self.dim = int(dim)
-        lengths = np.array([len(r) for r in rows], dtype=np.int64)
-        self.offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-        self.flat = np.concatenate(list(rows)).astype(np.float16) if len(rows) else np.zeros((0, self.dim), np.float16)
 
     def __len__(self) -> int:
-        return len(self.offsets) - 1
+        return len(self.rows)
 
     def row(self, i: int) -> np.ndarray:
-        return self.flat[self.offsets[i] : self.offsets[i + 1]]
+        return self.rows[i]
 
     def batch(self, rows: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """(len(rows), longest, dim) float32 states, zero-padded, and the (len(rows), longest) int64 mask."""
-        rows = [int(i) for i in rows]
-        lengths = [int(self.offsets[i + 1] - self.offsets[i]) for i in rows]
-        longest = max(lengths, default=0)
-        states = np.zeros((len(rows), longest, self.dim), np.float32)
-        mask = np.zeros((len(rows), longest), np.int64)
-        for k, (i, n) in enumerate(zip(rows, lengths)):
-            states[k, :n] = self.row(i)
-            mask[k, :n] = 1
+        chosen = [self.rows[int(i)] for i in rows]
+        longest = max((len(r) for r in chosen), default=0)
+        states = np.zeros((len(chosen), longest, self.dim), np.float32)
+        mask = np.zeros((len(chosen), longest), np.int64)
+        for k, r in enumerate(chosen):
+            states[k, : len(r)] = r
+            mask[k, : len(r)] = 1
         return states, mask
 
 
