@@ -84,7 +84,7 @@ def export_head(head: nn.Module, path: str | Path, *, kind: str, exporter: str =
 
 
 def _export_token_head(head: nn.Module, path: Path, *, kind: str, exporter: str) -> dict[str, Any]:
-    in_dim = int(head.query.shape[-1])  # type: ignore[union-attr]
+    in_dim = int(head.in_dim)  # type: ignore[union-attr]
     generator = torch.Generator().manual_seed(0)
 
     def example(batch: int, length: int, pad: int) -> tuple[torch.Tensor, torch.Tensor]:

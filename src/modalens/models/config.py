@@ -13,14 +13,15 @@ from typing import Any
 @dataclass
 class HeadConfig:
     """A projection head. ``kind``: ``linear`` or ``mlp`` read one pooled vector; ``tokens`` (text only) reads
-    the text tower's token states through ``layers`` self-attention blocks and attention pooling
-    (``heads.TokenHead``), so word order and which word goes with which survive."""
+    the text tower's token states, narrowed to ``width``, through ``layers`` self-attention blocks and attention
+    pooling (``heads.TokenHead``), so word order and which word goes with which survive."""
 
     kind: str = "mlp"
     hidden_dim: int = 1024
     dropout: float = 0.1
     layers: int = 1
-    attention_heads: int = 6
+    attention_heads: int = 4
+    width: int = 128
 
 
 @dataclass
@@ -72,8 +73,8 @@ class ModelConfig:
             del data["text_head"]
         for head in (data["head"], data.get("text_head") or {}):
             if head.get("kind") != "tokens":  # only a token head has attention blocks
-                head.pop("layers", None)
-                head.pop("attention_heads", None)
+                for key in ("layers", "attention_heads", "width"):
+                    head.pop(key, None)
         return data
 
     def save(self, path: str | Path) -> None:
