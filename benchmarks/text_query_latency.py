@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from modalens.backends.runtime import ExportedModel, default_threads, load_export
+from modalens.backends.runtime import ExportedModel, default_threads, load_export, text_head_inputs
 from modalens.export.cache import ensure_model_export
 from modalens.index import CatalogIndex
 
@@ -44,9 +44,9 @@ def one_query(exported: ExportedModel, index: CatalogIndex, text: str) -> tuple[
     t0 = time.perf_counter()
     tokens = exported.tokenize([text])
     t1 = time.perf_counter()
-    features = exported.text_features(tokens)
+    inputs = text_head_inputs(exported.text_tower, exported.text_head, tokens)  # pooled, or a token head's states
     t2 = time.perf_counter()
-    vector = exported.text_head.run({"features": features})[0]
+    vector = exported.text_head.run(inputs)[0]
     t3 = time.perf_counter()
     hits = index.search(vector[0], k=10)[0]
     t4 = time.perf_counter()
