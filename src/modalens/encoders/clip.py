@@ -622,7 +622,7 @@ class ClipTextTower(TextTower):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The projected embedding and the last layer's token states (batch, tokens, hidden size), one pass."""
         out = self.transformer(input_ids=input_ids, attention_mask=attention_mask)
-        return out.text_embeds, out.text_model_output.last_hidden_state
+        return out.text_embeds, out.last_hidden_state
 
     def forward_tokens(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra: torch.Tensor) -> torch.Tensor:
         return self.forward_states(input_ids, attention_mask)[0]
