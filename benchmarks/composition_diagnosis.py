@@ -1,14 +1,15 @@
 """Why composition swaps stay at chance: how far apart the two sides of a swap are, and whether training partners are learnt.
 
-    PYTHONPATH=src .venv/bin/python benchmarks/composition_diagnosis.py [--runs runs/recaptioned runs/recaptioned-partners]
+    PYTHONPATH=src .venv/bin/python benchmarks/composition_diagnosis.py [--runs runs/recaptioned runs/recaptioned-partners] [--scenes 3000]
 
 * **Distances** (raw tower features, no heads): for each symmetric pair of the composition benchmark on
   ``kagl:val`` (100 pairs per category, seed 0), 1 − cosine between the two pictures (EfficientNet-Lite0,
   pooled) and between the case's two captions (MiniLM-L6 and e5-small-multilingual). A category whose
   captions are one point for the text tower cannot be learnt by heads on it without a push to separate them.
-* **Training partners** (with ``--runs``): the 3,000 train scenes of configs/experiments/composition/
-  with their partners (``scenes.partners``), each picture scored with its own first grounded caption
-  against its partner's; accuracy for colour swaps and place swaps. Against the val numbers of
+* **Training partners** (with ``--runs``): the first ``--scenes`` train scenes of configs/experiments/composition/
+  (3,000: every scene of recaptioned-partners; scene i is the same whatever the count, so they are also the
+  first 3,000 of scenes-12k's 12,000) with their partners (``scenes.partners``), each picture scored with its
+  own first grounded caption against its partner's; accuracy for colour swaps and place swaps. Against the val numbers of
   docs/composition.md this separates "not learnt" from "learnt and memorised".
 """
 
@@ -58,9 +59,21 @@ def distances() -> None:
         print(f"{category:<16}{np.mean(r['image']):18.4f}{np.mean(r['minilm-l6']):18.4f}{np.mean(r['e5-small-multilingual']):14.4f}")
 
 
-def training_partners(runs: list[str]) -> None:
+def head_distances(runs: list[str]) -> None:
+    """1 − cosine between each val case's two captions in each run's embedding space (its text head on the tower)."""
+    cases, _ = build_cases(read_catalog("kagl:val").products, pairs=100, seed=0)
+    categories = sorted({c.category for c in cases})
+    print(f"{'run':<28}" + "".join(f"{c:>16}" for c in categories) + "   (captions, 1 − cosine after the text head)")
+    for run in runs:
+        encoder = CachedEncoder(load(run).model, progress=False)
+        pos, neg = encoder.text_embeddings([c.positive for c in cases]), encoder.text_embeddings([c.negative for c in cases])
+        gap = 1 - (pos * neg).sum(1)
+        print(f"{run:<28}" + "".join(f"{np.mean([g for g, c in zip(gap, cases) if c.category == k]):16.4f}" for k in categories))
+
+
+def training_partners(runs: list[str], count: int) -> None:
     products = read_catalog("kagl").split("train").products
-    scenes, partner = _with_partners(build_scenes(products, 3000, 0, kind="mixed", min_products=2, max_products=3), products, 0)
+    scenes, partner = _with_partners(build_scenes(products, count, 0, kind="mixed", min_products=2, max_products=3), products, 0)
     pairs = [(i, j) for i, j in enumerate(partner) if j > i]
     items = scene_products(scenes)
     captions = [s.captions("grounded", 1)[0] for s in scenes]
@@ -79,10 +92,14 @@ def training_partners(runs: list[str]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", nargs="*", default=[], help="trained models to score on their training partners")
+    parser.add_argument("--scenes", type=int, default=3000, help="how many of the seeded train scenes (with partners) to score")
+    parser.add_argument("--no-distances", action="store_true", help="only the training partners")
     args = parser.parse_args()
-    distances()
+    if not args.no_distances:
+        distances()
     if args.runs:
-        training_partners(args.runs)
+        head_distances(args.runs)
+        training_partners(args.runs, args.scenes)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,8 @@ from modalens.catalog import read_catalog
 from modalens.catalog.schema import Product
 from modalens.index import CatalogIndex
 from modalens.index.build import product_content_key
-from modalens.search import SearchEngine, model_identity
+from modalens.models import model_identity
+from modalens.search import SearchEngine
 
 sys.path.insert(0, str(Path(__file__).parent))
 from machine import cpu_model  # noqa: E402

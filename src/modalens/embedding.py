@@ -16,7 +16,17 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from .catalog.schema import Product
-from .encoders.features import FeatureStore, default_grid_store, default_store, image_features, image_grids, text_features
+from .encoders.features import (
+    FeatureStore,
+    TokenStates,
+    default_grid_store,
+    default_store,
+    default_token_store,
+    image_features,
+    image_grids,
+    text_features,
+    text_states,
+)
 
 if TYPE_CHECKING:
     from .models import DualEncoder
@@ -90,8 +100,19 @@ class CachedEncoder:
         failures.update({positions[j]: reason for j, reason in failed.items()})
         return out, failures
 
-    def text_features(self, texts: Sequence[str]) -> np.ndarray:
+    def text_features(self, texts: Sequence[str]) -> np.ndarray | TokenStates:
+        """What the model's text head reads: pooled tower features, or token states for a token head."""
+        if getattr(self.model, "text_reads_tokens", False):
+            return self.text_states(texts)
         return text_features(self.model.text_tower, list(texts), store=self._store("text"), progress=self.progress)
+
+    def text_states(self, texts: Sequence[str]) -> TokenStates:
+        """The text tower's token states of each text (cached), filling the pooled cache from the same pass."""
+        if self.use_cache and "tokens" not in self._stores:
+            self._stores["tokens"] = default_token_store(self.model.text_tower)
+        return text_states(
+            self.model.text_tower, list(texts), store=self._stores.get("tokens"), pooled_store=self._store("text"), progress=self.progress
+        )
 
     def image_embeddings(self, products: Sequence[Product], view: str | None = None) -> tuple[np.ndarray, dict[int, str]]:
         feats, failures = self.image_features(products, view=view)

@@ -105,6 +105,11 @@ class OnnxQueryEncoder:
         """The model's name, as ``DualEncoder.name``."""
         return str(self.exported.manifest.get("model") or self._identity.rsplit("@", 1)[0])
 
+    @property
+    def text_reads_tokens(self) -> bool:
+        """Whether the text head reads token states (then the feature cache hands it ``TokenStates``)."""
+        return self.exported.text_reads_tokens
+
     # What the feature cache (``embedding.CachedEncoder``: evaluation) needs of a model, on numpy: the towers
     # (whose features share the cache with the PyTorch model's) and the heads.
 

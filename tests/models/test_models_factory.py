@@ -255,6 +255,10 @@ def _reference_inputs() -> tuple[np.ndarray, np.ndarray]:
 
 def _reference_outputs(model: DualEncoder) -> dict:
     image, text = _reference_inputs()
+    if model.text_reads_tokens:  # a token head reads token states: the same numbers as three texts of 1, 2 and 3 tokens
+        from modalens.encoders.features import TokenStates
+
+        text = TokenStates([np.tile(row, (n, 1)) for n, row in zip((1, 2, 3), text)], text.shape[1])
     image_emb, text_emb = model.project_features(image, "image"), model.project_features(text, "text")
     return {
         "logit_scale": model.logit_scale.item(),

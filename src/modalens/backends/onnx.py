@@ -67,6 +67,8 @@ EXPORT_TOLERANCE = 1e-4
 #: Opset for the TorchScript exporter (the dynamo exporter picks its own, 18+).
 TORCHSCRIPT_OPSET = 17
 TEXT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+#: What an exported text tower gives: the pooled embedding, and the last layer's token states (batch, sequence, dim).
+TEXT_OUTPUTS = ("pooled", "tokens")
 
 _CHECK_TEXTS = (
     ["a red cotton t-shirt for men", "blue denim jeans with five pockets and a zip fly"],
@@ -102,7 +104,8 @@ class _ImageGraph(nn.Module):
 
 
 class _TextGraph(nn.Module):
-    """Token ids → the tower's pooled (and, for sentence-transformers towers, normalised) embedding."""
+    """Token ids → the tower's pooled (and, for sentence-transformers towers, normalised) embedding, and its last
+    layer's token states (:data:`TEXT_OUTPUTS`; a token head reads the states, a pooled head the first)."""
 
     def __init__(self, tower: TextTower) -> None:
         super().__init__()
@@ -110,9 +113,9 @@ class _TextGraph(nn.Module):
 
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         extra = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
-        return self.tower.forward_tokens(input_ids, attention_mask, **extra)  # type: ignore[attr-defined]
+        return self.tower.forward_states(input_ids, attention_mask, **extra)  # type: ignore[attr-defined]
 
 
 @contextlib.contextmanager
@@ -270,11 +273,11 @@ def export_text_tower(tower: TextTower, path: str | Path, *, exporter: str = "au
 
     Inputs ``input_ids``, ``attention_mask`` (and ``token_type_ids`` when the
     tokenizer gives it), int64 (batch, sequence), both axes dynamic; output
-    ``pooled`` (batch, output_dim). Needs a tower with ``tokenize`` and
-    ``forward_tokens`` (every Hugging Face tower here has them).
+    ``pooled`` (batch, output_dim) and ``tokens`` (batch, sequence, output_dim), the last layer's states.
+    Needs a tower with ``tokenize`` and ``forward_states`` (every Hugging Face tower here has them).
     """
-    if not (hasattr(tower, "tokenize") and hasattr(tower, "forward_tokens")):
-        raise ExportError(f"text tower {tower.name!r} has no tokenize/forward_tokens: it cannot be split at the tokenizer")
+    if not (hasattr(tower, "tokenize") and hasattr(tower, "forward_states")):
+        raise ExportError(f"text tower {tower.name!r} has no tokenize/forward_states: it cannot be split at the tokenizer")
     path = Path(path)
     tower = tower.eval()
     example = text_tokens(tower, _CHECK_TEXTS[0])
@@ -283,8 +286,9 @@ def export_text_tower(tower: TextTower, path: str | Path, *, exporter: str = "au
     config = getattr(getattr(tower, "transformer", None), "config", None)
     max_positions = int(getattr(config, "max_position_embeddings", 512) or 512)
     record = export_graph(
-        _TextGraph(tower), tuple(example[n] for n in names), path, input_names=names, output_names=["pooled"],
-        dynamic={**{n: {0: "batch", 1: "sequence"} for n in names}, "pooled": {0: "batch"}}, checks=checks,
+        _TextGraph(tower), tuple(example[n] for n in names), path, input_names=names, output_names=list(TEXT_OUTPUTS),
+        dynamic={**{n: {0: "batch", 1: "sequence"} for n in names}, "pooled": {0: "batch"}, "tokens": {0: "batch", 1: "sequence"}},
+        checks=checks,
         exporter=exporter, dim_max={"sequence": max_positions},
     )
     return {
@@ -296,7 +300,7 @@ def export_text_tower(tower: TextTower, path: str | Path, *, exporter: str = "au
         "max_length": int(tower.max_length),
         "normalize": bool(getattr(tower, "normalize", False)),
         "inputs": names,
-        "outputs": ["pooled"],
+        "outputs": list(TEXT_OUTPUTS),
         **record,
     }
 
@@ -349,6 +353,7 @@ def tower_fingerprint(tower: nn.Module, kind: str) -> str:
         identity.update(image_size=tower.image_size, preprocess_id=tower.preprocess_id)  # type: ignore[attr-defined]
     else:
         identity["normalize"] = bool(getattr(tower, "normalize", False))
+        identity["outputs"] = list(TEXT_OUTPUTS)
         try:
             import transformers
 
@@ -619,7 +624,16 @@ class OnnxTextTower(TextTower):
         feeds = {n: _as_numpy(tokens[n], np.int64) for n in self.input_names}
         if len(feeds[self.input_names[0]]) == 0:
             return np.zeros((0, self.output_dim), np.float32)
-        return self.session.run(feeds)[0]
+        return self.session.run(feeds, ["pooled"])[0]
+
+    def encode_states(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Texts → pooled (n, dim), token states (n, tokens, dim), mask (n, tokens): as ``HFTextTower.encode_states``."""
+        if "tokens" not in self.component.get("outputs", []):
+            raise ExportError(f"text tower export {self.name!r} gives no token states: export it again")
+        tokens = self._tokenize(texts, "np")
+        feeds = {n: _as_numpy(tokens[n], np.int64) for n in self.input_names}
+        pooled, states = self.session.run(feeds, ["pooled", "tokens"])
+        return pooled, states, feeds["attention_mask"]
 
     def encode_numpy(self, texts: Sequence[str]) -> np.ndarray:
         if not len(texts):

@@ -233,6 +233,17 @@ class OrtModel:
         return self.session.run(list(outputs) if outputs else None, dict(feeds))
 
 
+def text_head_inputs(tower: OrtModel, head: OrtModel, tokens: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """What a text head reads from one pass of the text tower: ``features`` (pooled) for a pooled head, or
+    ``tokens`` (the last layer's states) and ``mask`` for a token head (``models.heads.TokenHead``)."""
+    feeds = {k: np.asarray(tokens[k], dtype=np.int64) for k in tower.input_names}
+    if "tokens" not in head.input_names:
+        return {"features": tower.run(feeds, ["pooled"])[0]}
+    if "tokens" not in tower.output_names:
+        raise CorruptExportError("the text head reads token states but this text tower export gives none: export the model again")
+    return {"tokens": tower.run(feeds, ["tokens"])[0], "mask": feeds["attention_mask"]}
+
+
 #: The letterbox recipe ``ImageTower.preprocess`` names ``pad-white`` in its ``preprocess_id``.
 LETTERBOX_RECIPE = "pad-white"
 
@@ -395,12 +406,23 @@ class ExportedModel:
         embeddings, objectness, attention = self.session(INSTANCE_DECODER).run({"grid": np.ascontiguousarray(grids, dtype=np.float32)})
         return embeddings, objectness, attention
 
+    @property
+    def text_reads_tokens(self) -> bool:
+        """Whether the text head reads token states (a token head) rather than the pooled vector."""
+        return "tokens" in self.manifest["components"]["text_head"].get("inputs", [])
+
     def text_features(self, tokens: Mapping[str, np.ndarray]) -> np.ndarray:
         feeds = {k: np.asarray(tokens[k], dtype=np.int64) for k in self.text_tower.input_names}
-        return self.text_tower.run(feeds)[0]
+        return self.text_tower.run(feeds, ["pooled"])[0]
+
+    def text_states(self, tokens: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Pooled features and token states (batch, sequence, dim) from one pass of the text tower."""
+        feeds = {k: np.asarray(tokens[k], dtype=np.int64) for k in self.text_tower.input_names}
+        pooled, states = self.text_tower.run(feeds, ["pooled", "tokens"])
+        return pooled, states
 
     def text_embeddings(self, tokens: Mapping[str, np.ndarray]) -> np.ndarray:
-        return self.text_head.run({"features": self.text_features(tokens)})[0]
+        return self.text_head.run(text_head_inputs(self.text_tower, self.text_head, tokens))[0]
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         """Tokenise with the saved tokenizer (the ``tokenizers`` library: no torch, no transformers)."""
@@ -424,6 +446,12 @@ class ExportedModel:
         ``DualEncoder.project_features``, which the feature cache's users call)."""
         if kind not in ("image", "text"):
             raise ValueError(f"kind must be 'image' or 'text', not {kind!r}")
+        if kind == "text" and self.text_reads_tokens:  # token states (encoders.features.TokenStates), batched here
+            chunks = []
+            for i in range(0, len(features), 512):
+                states, mask = features.batch(range(i, min(i + 512, len(features))))  # type: ignore[union-attr]
+                chunks.append(self.text_head.run({"tokens": states, "mask": mask})[0])
+            return np.concatenate(chunks) if chunks else np.zeros((0, self.embed_dim), np.float32)
         head = self.image_head if kind == "image" else self.text_head
         features = np.ascontiguousarray(features, dtype=np.float32)
         chunks = [head.run({"features": features[i : i + 4096]})[0] for i in range(0, len(features), 4096)]
@@ -507,6 +535,12 @@ class ExportTextTower:
         if not len(texts):
             return np.zeros((0, self.output_dim), np.float32)
         return self.exported.text_features(self.exported.tokenize(list(texts)))
+
+    def encode_states(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Texts → pooled (n, dim), token states (n, tokens, dim), mask (n, tokens): what a token head reads."""
+        tokens = self.exported.tokenize(list(texts))
+        pooled, states = self.exported.text_states(tokens)
+        return pooled, states, tokens["attention_mask"]
 
 
 COMPONENTS = ("image_tower", "text_tower", "image_head", "text_head")

@@ -617,8 +617,15 @@ class ClipTextTower(TextTower):
         tokens = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
         return {k: tokens[k] for k in ("input_ids", "attention_mask")}
 
+    def forward_states(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The projected embedding and the last layer's token states (batch, tokens, hidden size), one pass."""
+        out = self.transformer(input_ids=input_ids, attention_mask=attention_mask)
+        return out.text_embeds, out.last_hidden_state
+
     def forward_tokens(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra: torch.Tensor) -> torch.Tensor:
-        return self.transformer(input_ids=input_ids, attention_mask=attention_mask).text_embeds
+        return self.forward_states(input_ids, attention_mask)[0]
 
     def forward(self, texts: Sequence[str]) -> torch.Tensor:
         return self.forward_tokens(**self.tokenize(texts))

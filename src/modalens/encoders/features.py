@@ -450,6 +450,131 @@ def text_features(
     return out
 
 
+class TokenStates:
+    """Per text, a text tower's last-layer token states (tokens × dim, float16): what a token head reads
+    (``models.heads.TokenHead``). The rows are kept as given (views into the cache's shards, no copy);
+    ``batch(rows)`` pads the chosen texts into one array and its mask."""
+
+    def __init__(self, rows: Sequence[np.ndarray], dim: int) -> None:
+        self.rows = list(rows)
+        self.dim = int(dim)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def row(self, i: int) -> np.ndarray:
+        return self.rows[i]
+
+    def batch(self, rows: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(len(rows), longest, dim) float32 states, zero-padded, and the (len(rows), longest) int64 mask."""
+        chosen = [self.rows[int(i)] for i in rows]
+        longest = max((len(r) for r in chosen), default=0)
+        states = np.zeros((len(chosen), longest, self.dim), np.float32)
+        mask = np.zeros((len(chosen), longest), np.int64)
+        for k, r in enumerate(chosen):
+            states[k, : len(r)] = r
+            mask[k, : len(r)] = 1
+        return states, mask
+
+
+class TokenStore(FeatureStore):
+    """key → one text's token states (tokens × dim, float16): rows of any length.
+
+    A shard is two files: ``part-<id>.states.npy`` (every row's states, stacked) and ``part-<id>.index.npz``
+    (keys and row lengths), the index written last, so a shard without one is unfinished and ignored.
+    States are memory-mapped, not read: 200k captions' states are 3-4 GB, which the page cache holds
+    (shared between every store of a process, and given back under memory pressure) instead of the heap.
+    """
+
+    def __init__(self, root: Path, namespace: str) -> None:
+        self.dtype = np.dtype(np.float16)
+        self.dir = Path(root) / "features" / hashlib.sha1(namespace.encode()).hexdigest()[:16]
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "NAMESPACE").write_text(namespace)
+        self._table = {}
+        self._pending_keys, self._pending = [], []
+        self.flush_rows = 4096
+        for index in sorted(self.dir.glob("part-*.index.npz")):
+            states = np.load(index.with_name(index.name.replace(".index.npz", ".states.npy")), mmap_mode="r")
+            with np.load(index) as data:
+                bounds = np.concatenate([[0], np.cumsum(data["lengths"])])
+                self._table.update((k, states[a:b]) for k, a, b in zip(data["keys"].tolist(), bounds[:-1], bounds[1:]))
+
+    def put_many(self, keys: Sequence[str], vectors: Sequence[np.ndarray]) -> None:  # type: ignore[override]
+        rows = [np.asarray(v, dtype=np.float16) for v in vectors]
+        self._table.update(zip(keys, rows))
+        self._pending_keys.extend(keys)
+        self._pending.extend(rows)
+        if len(self._pending_keys) >= self.flush_rows:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._pending_keys:
+            return
+        name = f"part-{uuid.uuid4().hex}"
+        for suffix, write in (
+            (".states.npy", lambda f: np.save(f, np.concatenate(self._pending))),
+            (".index.npz", lambda f: np.savez(f, keys=np.asarray(self._pending_keys), lengths=np.array([len(r) for r in self._pending]))),
+        ):
+            tmp = self.dir / f".{name}{suffix}.tmp"
+            with open(tmp, "wb") as f:
+                write(f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.dir / f"{name}{suffix}")
+        self._pending_keys, self._pending = [], []
+
+
+def text_states(
+    tower: Any,
+    texts: Sequence[str],
+    *,
+    store: TokenStore | None = None,
+    pooled_store: FeatureStore | None = None,
+    batch_size: int = 128,
+    progress: bool | None = None,
+) -> TokenStates:
+    """Each text's last-layer token states (its real tokens only, padding dropped), cached in ``store``.
+
+    The tower's ``encode_states`` gives the pooled embedding from the same pass; it fills ``pooled_store``
+    (the pooled cache) too, so a model with a pooled head reads these texts for free afterwards. Texts are
+    encoded shortest first, as :func:`text_features` does.
+    """
+    if not hasattr(tower, "encode_states"):
+        raise ValueError(f"text tower {getattr(tower, 'name', tower)!r} gives no token states (encode_states)")
+    keys = [text_key(t) for t in texts]
+    rows: list[np.ndarray | None] = [store.get(k) if store is not None else None for k in keys]
+    todo = sorted((i for i, r in enumerate(rows) if r is None), key=lambda i: len(texts[i]))
+    first: dict[str, int] = {}
+    bar = tqdm(total=len(todo), desc=f"{tower.name} token states", unit="txt", disable=not show_progress(progress) or len(todo) < 512)
+    with _flushing(store), _flushing(pooled_store):
+        for j in range(0, len(todo), batch_size):
+            batch = [i for i in todo[j : j + batch_size] if first.setdefault(keys[i], i) == i]
+            if batch:
+                pooled, states, mask = tower.encode_states([texts[i] for i in batch])
+                fresh = [states[k, : int(mask[k].sum())].astype(np.float16) for k in range(len(batch))]
+                for i, r in zip(batch, fresh):
+                    rows[i] = r
+                if store is not None:
+                    store.put_many([keys[i] for i in batch], fresh)
+                if pooled_store is not None:
+                    new = [k for k, i in enumerate(batch) if keys[i] not in pooled_store]
+                    if new:
+                        pooled_store.put_many([keys[batch[k]] for k in new], pooled[new])
+            bar.update(len(todo[j : j + batch_size]))
+    bar.close()
+    for i in todo:
+        if rows[i] is None:
+            rows[i] = rows[first[keys[i]]]
+    dim = rows[0].shape[1] if rows else int(getattr(tower, "output_dim", 0))
+    return TokenStates(rows, dim)  # type: ignore[arg-type]
+
+
+def default_token_store(tower: Any) -> TokenStore:
+    """The on-disk cache of ``tower``'s token states, beside its pooled features (same namespace plus ``tokens``)."""
+    return TokenStore(cache_dir(), f"text-tokens|{tower.name}|len{tower.max_length}")
+
+
 def default_store(tower: ImageTower | TextTower, kind: str) -> FeatureStore:
     """The on-disk cache for ``tower``'s features under ``cache_dir()``; image features decoded with JPEG draft get their own."""
     if kind == "image":

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -71,11 +72,25 @@ class HFTextTower(TextTower):
         texts = [str(t) for t in texts]
         return self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
 
-    def forward_tokens(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra: torch.Tensor) -> torch.Tensor:
+    def forward_states(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The pooled embedding and the last layer's token states (batch, tokens, dim), from one pass."""
         hidden = self.transformer(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-        return F.normalize(pooled, dim=-1) if self.normalize else pooled
+        return (F.normalize(pooled, dim=-1) if self.normalize else pooled), hidden
+
+    def forward_tokens(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra: torch.Tensor) -> torch.Tensor:
+        return self.forward_states(input_ids, attention_mask, **extra)[0]
+
+    @torch.inference_mode()
+    def encode_states(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Texts → pooled (n, dim), token states (n, tokens, dim) and their mask (n, tokens), numpy: what a
+        token head reads (``models.heads.TokenHead``)."""
+        tokens = self.tokenize(texts)
+        pooled, states = self.forward_states(**tokens)
+        return pooled.float().numpy(), states.float().numpy(), tokens["attention_mask"].numpy()
 
     def forward(self, texts: Sequence[str]) -> torch.Tensor:
         tokens = self.tokenize(texts)

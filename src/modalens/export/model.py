@@ -63,9 +63,15 @@ INT8_SKIPPED = {
 
 @torch.inference_mode(False)
 def export_head(head: nn.Module, path: str | Path, *, kind: str, exporter: str = "auto") -> dict[str, Any]:
-    """Write a projection head: input ``features`` (batch, in_dim) → ``projected`` (batch, embed_dim), normalised."""
+    """Write a projection head: input ``features`` (batch, in_dim) → ``projected`` (batch, embed_dim), normalised.
+
+    A token head (``models.heads.TokenHead``) reads ``tokens`` (batch, sequence, in_dim) and ``mask``
+    (batch, sequence, int64) instead: the text tower export's ``tokens`` output and the tokenizer's attention mask.
+    """
     path = Path(path)
     head = head.eval()
+    if getattr(head, "reads_tokens", False):
+        return _export_token_head(head, path, kind=kind, exporter=exporter)
     in_dim = int(head.norm.normalized_shape[0])  # type: ignore[union-attr]
     generator = torch.Generator().manual_seed(0)
     example = torch.rand(2, in_dim, generator=generator) * 4
@@ -78,6 +84,26 @@ def export_head(head: nn.Module, path: str | Path, *, kind: str, exporter: str =
         embed_dim = int(head(example).shape[1])
     return {"file": path.name, "kind": kind, "in_dim": in_dim, "embed_dim": embed_dim,
             "inputs": ["features"], "outputs": ["projected"], **record}
+
+
+def _export_token_head(head: nn.Module, path: Path, *, kind: str, exporter: str) -> dict[str, Any]:
+    in_dim = int(head.in_dim)  # type: ignore[union-attr]
+    generator = torch.Generator().manual_seed(0)
+
+    def example(batch: int, length: int, pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+        mask = torch.ones(batch, length, dtype=torch.int64)
+        mask[0, length - pad :] = 0  # padding in the batch, as the tokenizer pads a batch to its longest text
+        return torch.randn(batch, length, in_dim, generator=generator), mask
+
+    record = export_graph(
+        head, example(2, 7, 2), path, input_names=["tokens", "mask"], output_names=["projected"],
+        dynamic={"tokens": {0: "batch", 1: "sequence"}, "mask": {0: "batch", 1: "sequence"}, "projected": {0: "batch"}},
+        checks=[example(1, 3, 0), example(5, 12, 9)], exporter=exporter,
+    )
+    with torch.no_grad():
+        embed_dim = int(head(*example(1, 3, 0)).shape[1])
+    return {"file": path.name, "kind": kind, "in_dim": in_dim, "embed_dim": embed_dim,
+            "inputs": ["tokens", "mask"], "outputs": ["projected"], **record}
 
 
 def export_model(

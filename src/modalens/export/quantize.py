@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..backends.onnx import quiet_exporters, text_tokens
-from ..backends.runtime import OrtModel
+from ..backends.runtime import OrtModel, text_head_inputs
 from ..encoders.base import ImageTower, TextTower
 from .calibration import CALIBRATION_METHODS, IMAGE_CALIBRATION_METHOD
 
@@ -100,7 +100,7 @@ def int8_agreement(
     runs = {}
     for int8 in (False, True):
         tower, head = model("text_tower", int8), model("text_head", int8)
-        runs[int8] = head.run({"features": tower.run(tokens)[0]})[0]
+        runs[int8] = head.run(text_head_inputs(tower, head, tokens))[0]
     if len(runs) == 2:
         out["text"] = _cosines(runs[False], runs[True])
     if images:

@@ -12,8 +12,9 @@ from torch import nn
 
 from ..backends import build_image_tower, build_text_tower, tower_options
 from ..encoders import ImageTower, TextTower
+from ..encoders.features import TokenStates
 from .config import ModelConfig
-from .heads import ProjectionHead
+from .heads import ProjectionHead, create_head
 
 #: Guards lazy tower creation: one model is shared by a server's query and ingest threads, which may both
 #: ask for a tower first (two builds at once would race on the tower export cache and waste memory).
@@ -57,7 +58,7 @@ class DualEncoder(nn.Module):
         text_dim = text_dim or tower_dim(config.text_tower, "text")
         head = config.head
         self.image_head = ProjectionHead(image_dim, config.embed_dim, head.kind, head.hidden_dim, head.dropout)
-        self.text_head = ProjectionHead(text_dim, config.embed_dim, head.kind, head.hidden_dim, head.dropout)
+        self.text_head = create_head(config.text_head_config, text_dim, config.embed_dim)
         self.logit_scale = nn.Parameter(torch.tensor(float(config.init_logit_scale)))
         self._towers: dict[str, nn.Module] = {}
 
@@ -88,7 +89,15 @@ class DualEncoder(nn.Module):
     def project_image(self, features: torch.Tensor) -> torch.Tensor:
         return self.image_head(features)
 
-    def project_text(self, features: torch.Tensor) -> torch.Tensor:
+    @property
+    def text_reads_tokens(self) -> bool:
+        """Whether the text head reads token states (``TokenStates``, or ``{"tokens", "mask"}``) instead of pooled vectors."""
+        return self.config.text_reads_tokens
+
+    def project_text(self, features: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
+        """Pooled tower features (n, dim), or for a token head ``{"tokens": (n, L, dim), "mask": (n, L)}``."""
+        if isinstance(features, dict):
+            return self.text_head(features["tokens"], features["mask"])
         return self.text_head(features)
 
     @torch.inference_mode()
@@ -103,12 +112,21 @@ class DualEncoder(nn.Module):
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
         """Texts → (n, embed_dim) normalised embeddings."""
         self.eval()
+        if self.text_reads_tokens:
+            _, states, mask = self.text_tower.encode_states(list(texts))
+            return self.project_text({"tokens": torch.from_numpy(states), "mask": torch.from_numpy(mask)}).numpy()
         return self.project_text(self.text_tower(list(texts))).numpy()
 
     @torch.inference_mode()
-    def project_features(self, features: np.ndarray, kind: str) -> np.ndarray:
-        """Cached tower features → embeddings, in chunks so memory stays flat."""
+    def project_features(self, features: np.ndarray | TokenStates, kind: str) -> np.ndarray:
+        """Cached tower features → embeddings, in chunks so memory stays flat (a token head's: ``TokenStates``)."""
         self.eval()
+        if isinstance(features, TokenStates):
+            chunks = []
+            for i in range(0, len(features), 512):
+                tokens, mask = features.batch(range(i, min(i + 512, len(features))))
+                chunks.append(self.project_text({"tokens": torch.from_numpy(tokens), "mask": torch.from_numpy(mask)}).numpy())
+            return np.concatenate(chunks) if chunks else np.zeros((0, self.config.embed_dim), np.float32)
         head = self.image_head if kind == "image" else self.text_head
         features = np.ascontiguousarray(features, dtype=np.float32)
         chunks = [head(torch.from_numpy(features[i : i + 4096])).numpy() for i in range(0, len(features), 4096)]

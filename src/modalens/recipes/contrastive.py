@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 
 from ..backends.device import torch_device
 from ..embedding import CachedEncoder
+from ..encoders.features import TokenStates
 from ..evaluation import tasks
 from ..losses import RETRIEVAL_LOSSES, MultiFieldLoss, RetrievalLoss, RetrievalLossOptions, create_loss
 from ..models import DualEncoder, ModelConfig, load, save_model
@@ -67,6 +68,8 @@ def build_model(config: TrainConfig) -> DualEncoder:
                     raise ConfigError(f"tune.init {config.tune.init!r} has a tuned {theirs['name']} {kind} tower; model {config.model!r} uses {ours['name']}")
                 merged[f"{kind}_tower"] = {**ours, "tuned_weights": theirs["tuned_weights"]}
     model = DualEncoder(ModelConfig.from_dict(merged))
+    if model.text_reads_tokens and config.tune.tunes("text"):
+        raise ConfigError("a token text head (text_head kind 'tokens') trains on cached token states; it cannot train with the text tower")
     if start is not None:
         try:
             model.load_state_dict(start.state_dict())
@@ -259,8 +262,12 @@ class Batches:
         self.data, self.towers, self.device = data, towers, device
 
     def texts(self, text_ids: dict[str, torch.Tensor]) -> dict[str, Any]:
+        feats = self.data.text_feats
+        if isinstance(feats, TokenStates):  # a token head: each key's states padded to its longest text, and the mask
+            batches = {key: feats.batch(ids.clamp(min=0).tolist()) for key, ids in text_ids.items()}
+            return {key: {"tokens": torch.from_numpy(t).to(self.device), "mask": torch.from_numpy(m).to(self.device)} for key, (t, m) in batches.items()}
         if "text" not in self.towers:
-            return {key: self.data.text_feats[ids.clamp(min=0)].to(self.device) for key, ids in text_ids.items()}
+            return {key: feats[ids.clamp(min=0)].to(self.device) for key, ids in text_ids.items()}
         tokenize = self.towers["text"].tokenize
         return {
             key: {k: v.to(self.device) for k, v in tokenize([self.data.texts[i] for i in ids.clamp(min=0).tolist()]).items()}

@@ -19,6 +19,7 @@ from ..catalog import read_catalog
 from ..catalog.images import load_image
 from ..catalog.schema import Product
 from ..embedding import CachedEncoder
+from ..encoders.features import TokenStates
 from ..encoders.views import get_view
 from ..prompts import FIELD_TEMPLATES, CaptionSet, caption, load_caption_set
 from ..scenes import Scene, SceneError, build_scenes, product_captions, scene_products
@@ -43,7 +44,7 @@ class TrainingData:
     source_of: torch.Tensor  # (products,) index into the config's train sources
     images: torch.Tensor | None  # (views, products, dim) tower features; view 0 is the photo itself. None: the tower trains
     texts: list[str]  # unique caption texts
-    text_feats: torch.Tensor | None  # (texts, dim) tower features; None when the text tower trains
+    text_feats: torch.Tensor | TokenStates | None  # (texts, dim) tower features, or token states for a token head; None when the text tower trains
     choices: list[list[int]]  # per product, indices of its captions into ``texts``
     fields: dict[str, torch.Tensor]  # multi-field loss: per field, per product, a text index or -1
     val_products: list[Product]
@@ -192,7 +193,7 @@ def prepare(config: TrainConfig, encoder: CachedEncoder) -> TrainingData:
         source_of=torch.tensor([items.source_of[keep[i]] for i in has_caption]),
         images=images,
         texts=texts,
-        text_feats=None if config.tune.tunes("text") else torch.from_numpy(encoder.text_features(texts)),
+        text_feats=None if config.tune.tunes("text") else _text_inputs(encoder, texts),
         choices=[choices[i] for i in has_caption],
         fields=fields,
         val_products=items.val,
@@ -200,6 +201,12 @@ def prepare(config: TrainConfig, encoder: CachedEncoder) -> TrainingData:
         class_names=class_names,
         partner=torch.tensor(partner) if any(j >= 0 for j in partner) else None,
     )
+
+
+def _text_inputs(encoder: CachedEncoder, texts: list[str]) -> torch.Tensor | TokenStates:
+    """What the text head trains on: pooled features as a tensor, or a token head's ``TokenStates`` (batched per step)."""
+    feats = encoder.text_features(texts)
+    return feats if isinstance(feats, TokenStates) else torch.from_numpy(feats)
 
 
 def class_table(products: list[Product], classes: str) -> tuple[torch.Tensor, list[str]]:
