@@ -23,7 +23,8 @@ __all__ = ["POOLINGS", "ImageTower", "TextTower", "letterbox", "normalise_pixels
 #: How a tower's feature map becomes its one vector. ``mean`` is the global average; ``mean+quadrants`` appends
 #: the averages of the map's four quadrants (5 × the channels), so the heads see where on the photo a feature
 #: is (a print at the chest, a strap at the heel), which fine-grained titles and small grey silhouettes need.
-POOLINGS = ("mean", "mean+quadrants")
+#: Each pooling with how many times the map's channels its vector holds.
+POOLINGS = {"mean": 1, "mean+quadrants": 5}
 
 
 def pool_feature_map(features: torch.Tensor, pooling: str = "mean") -> torch.Tensor:
@@ -52,12 +53,12 @@ class ImageTower(nn.Module):
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
         self.pooling = pooling
-        self.output_dim = channels * (1 if pooling == "mean" else 5)
+        self.output_dim = channels * POOLINGS[pooling]
 
     @property
     def map_channels(self) -> int:
         """C of the feature map: what single cells (grounding) and instance queries hand the image head."""
-        return self.output_dim // (1 if self.pooling == "mean" else 5)
+        return self.output_dim // POOLINGS[self.pooling]
 
     def forward_features(self, pixels: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) → (B, C, h, w) feature map."""

@@ -380,6 +380,11 @@ def _without_device(config: dict[str, Any]) -> dict[str, Any]:
     return {**config, "optim": {k: v for k, v in config.get("optim", {}).items() if k != "device"}}
 
 
+def _epoch_start(epoch: int) -> dict[str, Any]:
+    """Where a run stands at the start of ``epoch``: its order and views not drawn yet, no step taken."""
+    return {"epoch": epoch, "step": 0, "order": None, "views": None, "partners": None, "losses": []}
+
+
 class Trainer:
     """One run: the step, the optimiser and everything a checkpoint must hold to resume exactly."""
 
@@ -404,7 +409,7 @@ class Trainer:
         self.view_loss = create_loss("clip")
         # a product drawn by two sources is one identity: its two items are not each other's negatives
         ids: dict[str, int] = {}
-        self.identity = torch.tensor([ids.setdefault(p.id, len(ids)) for p in self.data.products])
+        self.identity = torch.tensor([ids.setdefault(p.id, len(ids)) for p in self.data.products]) if config.view_consistency else None
         self.choices = choice_matrix(self.data) if isinstance(self.loss_fn, RetrievalLoss) and self.loss_fn.needs_captions else None
         self.start_state = trained_state(self.model, self.towers) if config.tune.wise_ft else None
         self.step_module = ContrastiveStep(self.model, self.towers).to(self.device)
@@ -426,7 +431,7 @@ class Trainer:
         self.val_encoder: _TuningEncoder | None = None
         self.history: list[dict[str, Any]] = []
         self.best: tuple[float, int, dict | None] = (-float("inf"), -1, None)
-        self.position: dict[str, Any] = {"epoch": 1, "step": 0, "order": None, "views": None, "partners": None, "losses": []}
+        self.position: dict[str, Any] = _epoch_start(1)
 
     def _check_sizes(self) -> None:
         """What the config alone cannot know: the data's size, the validation split, the number of processes."""
@@ -512,9 +517,10 @@ class Trainer:
         pieces = self.config.optim.accumulate_steps
         if pieces == 1:
             image_embeds, text_embeds, scale = self._forward(images, texts)
-            loss = _loss(self.loss_fn, *self._gathered(image_embeds, text_embeds), scale, text_ids, targets)
+            shown, text_embeds = self._gathered(image_embeds, text_embeds)
+            loss = _loss(self.loss_fn, shown, text_embeds, scale, text_ids, targets)
             if partners is not None:
-                loss = loss + self.config.view_consistency * self._view_consistency(image_embeds, batch, partners, local, scale)
+                loss = loss + self.config.view_consistency * self._view_consistency(shown, batch, partners, local, scale)
             self.scaler.scale(loss).backward()
         else:
             loss = self._accumulated(images, texts, text_ids, pieces, targets)
@@ -523,12 +529,12 @@ class Trainer:
         self.scheduler.step()
         return float(loss.detach())
 
-    def _view_consistency(self, image_embeds: torch.Tensor, batch: torch.Tensor, partners: torch.Tensor, local: torch.Tensor, scale) -> torch.Tensor:
-        """InfoNCE between the shown image and its partner view; one product twice in a batch counts as one."""
+    def _view_consistency(self, shown: torch.Tensor, batch: torch.Tensor, partners: torch.Tensor, local: torch.Tensor, scale) -> torch.Tensor:
+        """InfoNCE between the shown images (the whole batch's, gathered) and their partner views; one product twice
+        in a batch counts as one."""
         with self._autocast():
             partner_embeds = self.model.project_image(self.batches.images(batch[local], partners[local], None)).float()
-        shown, partner = gather(image_embeds, self.env), gather(partner_embeds, self.env)
-        return self.view_loss(shown, partner, scale, self.identity[batch].to(self.device))
+        return self.view_loss(shown, gather(partner_embeds, self.env), scale, self.identity[batch].to(self.device))
 
     def _accumulated(self, images, texts, text_ids, pieces: int, targets: dict[str, torch.Tensor]) -> torch.Tensor:
         """The whole batch's gradient from ``pieces`` micro-batches (open_clip's ``accum_freq``).
@@ -671,7 +677,7 @@ def train(config: TrainConfig, progress: bool = True, resume: bool = False, stop
         bar.set_postfix(loss=f"{mean_loss:.3f}", val=f"{score:.3f}")
         if score > t.best[0]:
             t.best = (score, epoch, trained_state(t.model, t.towers))
-        t.position = {"epoch": epoch + 1, "step": 0, "order": None, "views": None, "partners": None, "losses": []}
+        t.position = _epoch_start(epoch + 1)
         if main:
             checkpoint.save(t.snapshot())
     bar.close()
