@@ -23,6 +23,9 @@ import numpy as np
 
 from ..catalog.schema import Product
 from .calibration import (
+    BOUNDS,
+    DEFAULT_NPV_BOUND,
+    DEFAULT_PRECISION_BOUND,
     Calibrator,
     Thresholds,
     choose_thresholds,
@@ -80,15 +83,19 @@ def calibration_scenarios(products: Sequence[Product], size: int, featurizer: Of
 
 def calibration_pairs(matcher: Matcher, scenario: Scenario, *, k: int = 5, near_duplicates: bool = False) -> dict[str, np.ndarray]:
     """Scores and labels of a scenario's candidate pairs with what the rule needs of each: mutual best, nearest,
-    small photos. ``near_duplicates``: plus :func:`near_duplicate_negatives` (counted as acceptable, not nearest)."""
+    small photos, and its cluster (the product of its new offer: a product's new offers share their candidates,
+    and a hard product makes all its pairs hard, so its pairs are not independent evidence for the bound).
+    ``near_duplicates``: plus :func:`near_duplicate_negatives` (counted as acceptable, not nearest)."""
     scores, labels, _, cands, *_ = scenario.candidates(matcher, k)
     mutual, nearest = candidate_flags(cands)
     small = small_photo_pairs(scenario.scenario.new, scenario.scenario.catalogue, cands)
-    out = {"scores": scores, "labels": labels, "mutual": mutual, "nearest": nearest, "small": small}
+    clusters = np.array([scenario.scenario.new[i].product_id or scenario.scenario.new[i].id for _, i, _, _ in cands], dtype=object)
+    out = {"scores": scores, "labels": labels, "mutual": mutual, "nearest": nearest, "small": small, "clusters": clusters}
     if near_duplicates:  # harder: every pair of near-duplicate products as an extra non-match
-        hard, _ = near_duplicate_negatives(matcher, scenario, k=k)
+        hard, products = _near_duplicate_pairs(matcher, scenario, k=k)
         more = {"scores": hard, "labels": np.zeros(len(hard), bool), "mutual": np.ones(len(hard), bool),
-                "nearest": np.zeros(len(hard), bool), "small": np.full(len(hard), bool(small.mean() > 0.5) if len(small) else False)}
+                "nearest": np.zeros(len(hard), bool), "small": np.full(len(hard), bool(small.mean() > 0.5) if len(small) else False),
+                "clusters": np.array(products, dtype=object)}
         out = {key: np.concatenate([out[key], more[key]]) for key in out}
     return out
 
@@ -96,7 +103,7 @@ def calibration_pairs(matcher: Matcher, scenario: Scenario, *, k: int = 5, near_
 def calibrate(matcher: Matcher, val: Scenario, *, k: int = 5, target_precision: float = 0.99, target_npv: float = 0.99, method: str = "isotonic",
               extra: tuple[np.ndarray, np.ndarray] | None = None, confidence: float | None = 0.95,
               near_duplicates: bool = False, mutual_best_only: bool = True, more: Sequence[Scenario] = (),
-              split_reject: bool = True) -> Matcher:
+              split_reject: bool = True, precision_bound: str = DEFAULT_PRECISION_BOUND, npv_bound: str = DEFAULT_NPV_BOUND) -> Matcher:
     """Fit the calibrator and choose thresholds on the candidate pairs of the validation scenario and of ``more``
     scenarios (plus ``extra`` labelled scores, e.g. reviewed pairs).
 
@@ -106,19 +113,29 @@ def calibrate(matcher: Matcher, val: Scenario, *, k: int = 5, target_precision: 
     there are at least ``MIN_STRATUM_PAIRS`` of them; the main thresholds are chosen on the other pairs (on
     all when those are too few). ``split_reject``: a reject cut of its own for pairs nearest to one of
     their offers (``Thresholds.reject_nearest``). ``near_duplicates``: also calibrate on
-    :func:`near_duplicate_negatives` (harder, more conservative)."""
+    :func:`near_duplicate_negatives` (harder, more conservative). ``precision_bound`` / ``npv_bound``: the lower
+    bound each side's threshold must reach (``calibration.BOUNDS``): ``"clustered"`` counts each product's pairs
+    as one cluster (:func:`calibration.cluster_effective_trials`), each reviewed pair as a cluster of its own;
+    ``"prediction"`` bounds the rate of a new set the size of the val scenario (the deployment's size, which
+    ``more`` scenarios are cut to; :func:`calibration.new_set_inflation`)."""
     parts = [calibration_pairs(matcher, sc, k=k, near_duplicates=near_duplicates) for sc in (val, *more)]
+    for n_scenario, part in enumerate(parts):  # a product is a cluster within its scenario
+        part["clusters"] = np.array([f"{n_scenario}:{c}" for c in part["clusters"]], dtype=object)
     if extra is not None and len(extra[0]):  # reviewed pairs: acceptable, and judged as strictly as nearest pairs
         n = len(extra[0])
         parts.append({"scores": np.asarray(extra[0], np.float64), "labels": np.asarray(extra[1], bool), "mutual": np.ones(n, bool),
-                      "nearest": np.ones(n, bool), "small": np.zeros(n, bool)})
+                      "nearest": np.ones(n, bool), "small": np.zeros(n, bool),
+                      "clusters": np.array([f"reviewed:{i}" for i in range(n)], dtype=object)})
     pairs = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+    deployment_pairs = len(parts[0]["scores"])  # the val scenario is the deployment's size (``more`` are cut to it)
 
     def fit(sel: np.ndarray) -> tuple[Calibrator, Thresholds]:
         s, y = pairs["scores"][sel], pairs["labels"][sel]
         return Calibrator(method).fit(s, y), choose_thresholds(
             s, y, target_precision=target_precision, target_npv=target_npv, confidence=confidence,
-            eligible=pairs["mutual"][sel] if mutual_best_only else None, nearest=pairs["nearest"][sel] if split_reject else None)
+            eligible=pairs["mutual"][sel] if mutual_best_only else None, nearest=pairs["nearest"][sel] if split_reject else None,
+            precision_bound=precision_bound, npv_bound=npv_bound, clusters=pairs["clusters"][sel],
+            new_set_share=deployment_pairs / max(int(sel.sum()), 1))
 
     small = pairs["small"]
     matcher.calibrator, matcher.thresholds = fit(~small if (~small).sum() >= MIN_STRATUM_PAIRS else np.ones(len(small), bool))
@@ -134,6 +151,12 @@ def near_duplicate_negatives(matcher: Matcher, val: Scenario, *, k: int = 5, min
     """Scores of extra *non-matching* pairs for calibration: every new offer against every offer (catalogue or new)
     of a different product with the same type and colour and a near-identical title (:func:`pairs.near_duplicates`),
     left out when the candidate search already proposes the pair (so nothing is counted twice)."""
+    scores, _ = _near_duplicate_pairs(matcher, val, k=k, min_jaccard=min_jaccard)
+    return scores, np.zeros(len(scores), bool)
+
+
+def _near_duplicate_pairs(matcher: Matcher, val: Scenario, *, k: int = 5, min_jaccard: float = 0.75) -> tuple[np.ndarray, list[str]]:
+    """The scores of :func:`near_duplicate_negatives` and, per pair, the product of its new offer (its cluster)."""
     from .pairs import near_duplicates
 
     _, _, _, cands, new_emb, cat_emb = val.candidates(matcher, k)
@@ -146,7 +169,7 @@ def near_duplicate_negatives(matcher: Matcher, val: Scenario, *, k: int = 5, min
     for j, o in enumerate(cat):
         cat_of.setdefault(o.product_id, []).append(j)
     products = val.products
-    scores = []
+    scores, clusters = [], []
     for a, b in near_duplicates(products, min_jaccard=min_jaccard):
         pa, pb = products[a].id, products[b].id
         for x_pid, y_pid in ((pa, pb), (pb, pa)):
@@ -155,19 +178,24 @@ def near_duplicate_negatives(matcher: Matcher, val: Scenario, *, k: int = 5, min
                     if ("new-catalogue", x, j) not in seen:
                         seen.add(("new-catalogue", x, j))
                         scores.append(float(new_emb[x] @ cat_emb[j]))
+                        clusters.append(x_pid)
                 for y in new_of.get(y_pid, []):
                     key = ("new-new", min(x, y), max(x, y))
                     if key not in seen:
                         seen.add(key)
                         scores.append(float(new_emb[x] @ new_emb[y]))
-    return np.asarray(scores, np.float64), np.zeros(len(scores), bool)
+                        clusters.append(new[min(x, y)].product_id)
+    return np.asarray(scores, np.float64), clusters
 
 
 def guarantee(th, strata: dict | None = None) -> dict:
     """What the thresholds promise, as stored in a saved matcher's info (and printed by ``match eval``);
     ``strata``: the same for each stratum's thresholds."""
     out = {
-        "method": "one-sided Clopper-Pearson lower confidence bound on the calibration pairs",
+        "method": (BOUNDS[th.precision_bound] if th.precision_bound == th.npv_bound
+                   else f"precision: {BOUNDS[th.precision_bound]}; NPV: {BOUNDS[th.npv_bound]}"),
+        "precision_bound": th.precision_bound,
+        "npv_bound": th.npv_bound,
         "confidence": th.confidence,
         "target_precision": th.target_precision,
         "expected_precision": th.fit_precision,
@@ -182,6 +210,9 @@ def guarantee(th, strata: dict | None = None) -> dict:
         "notes": list(th.notes),
         "mutual_best_only": th.mutual_best_only,
         "reject_nearest": th.reject_nearest,
+        "precision_design_effect": th.fit_precision_design_effect,
+        "npv_design_effect": th.fit_npv_design_effect,
+        "new_set_share": th.new_set_share,
     }
     if strata:
         out["strata"] = {name: guarantee(s) for name, s in strata.items()}

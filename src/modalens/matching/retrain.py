@@ -72,13 +72,17 @@ def retrain(
         val = Scenario(val_products, featurizer, seed="val0")
         more = calibration_scenarios(more_val_products, len(val.products), featurizer, seed="val0") if more_val_products else ()
         calibrate(new, val, k=k, target_precision=old.thresholds.target_precision, target_npv=old.thresholds.target_npv, extra=extra,
-                  confidence=old.thresholds.confidence, more=more)
+                  confidence=old.thresholds.confidence, more=more,
+                  precision_bound=old.thresholds.precision_bound, npv_bound=old.thresholds.npv_bound)
     else:
         from .calibration import Calibrator, choose_thresholds
 
         new.calibrator = Calibrator(old.calibrator.method if old.calibrator else "isotonic").fit(*extra)
         new.thresholds = choose_thresholds(*extra, target_precision=old.thresholds.target_precision, target_npv=old.thresholds.target_npv,
-                                           confidence=old.thresholds.confidence)
+                                           confidence=old.thresholds.confidence,
+                                           precision_bound=old.thresholds.precision_bound, npv_bound=old.thresholds.npv_bound,
+                                           clusters=np.arange(len(extra[0])),  # reviewed pairs: one cluster each
+                                           new_set_share=1.0)
         new.info["guarantee"] = guarantee(new.thresholds)
     n_match = int(extra[1].sum())
     new.info.update({"reviewed_pairs": len(labelled), "reviewed_matches": n_match, "retrained_from": str(model_dir or "shipped")})
