@@ -129,3 +129,14 @@ def test_match_calibrate_rechooses_thresholds_without_training(tmp_path, mini_ca
     assert all((new.model.state_dict()[k] == v).all() for k, v in old.model.state_dict().items())  # the model is copied unchanged
     assert new.thresholds.confidence is None and new.thresholds.fit_pairs > 0 and new.strata == {}  # 224 px photos only: no stratum
     assert "on val:" in result.output and "saved to" in result.output
+
+
+def test_calibrate_names_its_bounds_and_refuses_an_unknown_one(tmp_path, mini_catalog, matcher_dir):
+    out = tmp_path / "recalibrated"
+    bad = runner.invoke(app, ["calibrate", "--model", str(matcher_dir), "--out", str(out), "--npv-bound", "bootstrap", "--no-onnx"])
+    assert bad.exit_code != 0 and "unknown bound 'bootstrap'" in bad.output and not out.exists()
+    result = runner.invoke(app, ["calibrate", "--model", str(matcher_dir), "--out", str(out), "--data", str(mini_catalog),
+                                 "--more-val", "none", "--precision-bound", "clopper-pearson", "--npv-bound", "clustered", "--no-onnx"])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((out / "calibration.json").read_text())["thresholds"]
+    assert (saved["precision_bound"], saved["npv_bound"]) == ("clopper-pearson", "clustered")

@@ -19,6 +19,7 @@ from typing import Optional
 import typer
 from typer.core import TyperGroup
 
+from ..matching.calibration import BOUNDS, DEFAULT_NPV_BOUND, DEFAULT_PRECISION_BOUND
 from .common import PROGRESS_OPTION, user_errors
 
 
@@ -62,6 +63,16 @@ def _scoring_matcher(model: Path | None, onnx: bool, progress: bool | None = Non
     return Matcher.load(model, featurizer=_featurizer(onnx, progress))
 
 
+def _check_bound(name: str) -> str:
+    """A bound's name as ``--precision-bound``/``--npv-bound`` gave it, checked (a clear error, not a traceback)."""
+    if name not in BOUNDS:
+        raise typer.BadParameter(f"unknown bound {name!r}; choose one of {', '.join(BOUNDS)}")
+    return name
+
+
+CONFIDENCE = typer.Option(0.95, min=0.0, max=0.999, help="One-sided confidence of the lower bounds that must reach the targets (0: the point estimate must).")
+PRECISION_BOUND = typer.Option(DEFAULT_PRECISION_BOUND, "--precision-bound", callback=_check_bound, help=f"Which lower bound of precision the accept cut must reach: {', '.join(BOUNDS)} (docs/matching.md).")
+NPV_BOUND = typer.Option(DEFAULT_NPV_BOUND, "--npv-bound", callback=_check_bound, help=f"Which lower bound of NPV the reject cuts must reach: {', '.join(BOUNDS)}.")
 MORE_VAL = typer.Option(
     "kagl-full", "--more-val",
     help="Another catalogue whose val split (its products not in --data) also calibrates, cut into scenarios the size of "
@@ -170,7 +181,9 @@ def train(
     target_npv: float = typer.Option(0.99, min=0.5, max=1.0),
     calibration: str = typer.Option("isotonic", help="isotonic or platt"),
     seed: int = typer.Option(0),
-    confidence: float = typer.Option(0.95, min=0.0, max=0.999, help="One-sided confidence of the Clopper-Pearson lower bound that must reach the targets (0: the point estimate must)."),
+    confidence: float = CONFIDENCE,
+    precision_bound: str = PRECISION_BOUND,
+    npv_bound: str = NPV_BOUND,
     near_duplicates: bool = typer.Option(False, "--near-duplicates/--no-near-duplicates", help="Also calibrate on every pair of near-duplicate products (same type and colour, near-identical titles) as non-matches."),
     mutual_best: bool = typer.Option(True, "--mutual-best/--no-mutual-best", help="Accept only pairs whose score reaches every score either offer has with a third offer; the accept threshold is chosen on such pairs."),
     more_val: str = MORE_VAL,
@@ -194,7 +207,8 @@ def train(
     extra = _more_val(more_val, data)
     calibrate(matcher, Scenario(val, featurizer, seed=f"val{seed}"), target_precision=target_precision,
               target_npv=target_npv, method=calibration, confidence=confidence or None, near_duplicates=near_duplicates,
-              mutual_best_only=mutual_best, more=calibration_scenarios(extra, len(val), featurizer, seed=f"val{seed}") if extra else ())
+              mutual_best_only=mutual_best, more=calibration_scenarios(extra, len(val), featurizer, seed=f"val{seed}") if extra else (),
+              precision_bound=precision_bound, npv_bound=npv_bound)
     matcher.info["calibrated_on"] = f"{data} val (generated scenario)" + (f" + {len(extra)} {more_val} val products" if extra else "")
     matcher.save(out)
     typer.echo(f"loss {history[0]:.3f} → {history[-1]:.3f}")
@@ -219,7 +233,9 @@ def calibrate_cmd(
     more_val: str = MORE_VAL,
     target_precision: float = typer.Option(0.99, min=0.5, max=1.0),
     target_npv: float = typer.Option(0.99, min=0.5, max=1.0),
-    confidence: float = typer.Option(0.95, min=0.0, max=0.999, help="One-sided confidence of the Clopper-Pearson lower bound that must reach the targets (0: the point estimate must)."),
+    confidence: float = CONFIDENCE,
+    precision_bound: str = PRECISION_BOUND,
+    npv_bound: str = NPV_BOUND,
     seed: int = typer.Option(0),
     onnx: bool = ONNX,
     progress: Optional[bool] = PROGRESS_OPTION,
@@ -235,7 +251,8 @@ def calibrate_cmd(
     calibrate(matcher, Scenario(val, featurizer, seed=f"val{seed}"), target_precision=target_precision, target_npv=target_npv,
               method=matcher.calibrator.method if matcher.calibrator else "isotonic", confidence=confidence or None,
               mutual_best_only=matcher.thresholds.mutual_best_only if matcher.thresholds else True,
-              more=calibration_scenarios(extra, len(val), featurizer, seed=f"val{seed}") if extra else ())
+              more=calibration_scenarios(extra, len(val), featurizer, seed=f"val{seed}") if extra else (),
+              precision_bound=precision_bound, npv_bound=npv_bound)
     matcher.info["calibrated_on"] = f"{data} val (generated scenario)" + (f" + {len(extra)} {more_val} val products in scenarios of about {len(val)}" if extra else "")
     matcher.save(out)
     _echo_rule(matcher)
@@ -254,7 +271,9 @@ def evaluate(
     seed: int = typer.Option(0),
     ablations: bool = typer.Option(True, "--ablations/--no-ablations", help="Also train single-part and two-part models."),
     save_model: Path | None = typer.Option(None, "--save-model", help="Also save the full matcher here."),
-    confidence: float = typer.Option(0.95, min=0.0, max=0.999, help="One-sided confidence of the Clopper-Pearson lower bound that must reach the targets (0: the point estimate must)."),
+    confidence: float = CONFIDENCE,
+    precision_bound: str = PRECISION_BOUND,
+    npv_bound: str = NPV_BOUND,
     near_duplicates: bool = typer.Option(False, "--near-duplicates/--no-near-duplicates", help="Also calibrate on every pair of near-duplicate products (same type and colour, near-identical titles) as non-matches."),
     mutual_best: bool = typer.Option(True, "--mutual-best/--no-mutual-best", help="Accept only pairs whose score reaches every score either offer has with a third offer; the accept threshold is chosen on such pairs."),
     more_val: str = MORE_VAL,
@@ -275,9 +294,10 @@ def evaluate(
         featurizer=_featurizer(onnx, progress), k=k, target_precision=target_precision,
         target_npv=target_npv, seed=seed, save_best=save_model, confidence=confidence or None, near_duplicates=near_duplicates,
         mutual_best_only=mutual_best, more_val=_more_val(more_val, data),
+        precision_bound=precision_bound, npv_bound=npv_bound,
     )
     typer.echo(ev.markdown_table(summary["rows"]))
-    typer.echo(f"thresholds chosen on val with a one-sided {confidence:.0%} Clopper-Pearson lower bound ≥ target:" if confidence
+    typer.echo(f"thresholds chosen on val with one-sided {confidence:.0%} lower bounds ≥ target (precision: {precision_bound}, NPV: {npv_bound}):" if confidence
                else "thresholds chosen on val where the point estimate reaches the target (no confidence bound):")
     typer.echo(ev.guarantee_lines(summary["rows"]))
     typer.echo(f"results in {out}")

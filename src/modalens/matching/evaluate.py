@@ -277,6 +277,8 @@ def run(
     near_duplicates: bool = False,
     mutual_best_only: bool = True,
     more_val: Sequence[Product] = (),
+    precision_bound: str = DEFAULT_PRECISION_BOUND,
+    npv_bound: str = DEFAULT_NPV_BOUND,
 ) -> dict:
     """The whole measurement: one table row per variant; PR curve PNG; results JSON; optionally save the full model."""
     out_dir = Path(out_dir)
@@ -300,7 +302,8 @@ def run(
         if parts is not None:
             model, _ = train_offer_model(data, featurizer, model_config=OfferModelConfig(parts=parts), config=train_config, features=train_feats)
         matcher = calibrate(Matcher(model, featurizer=featurizer), val, k=k, target_precision=target_precision, target_npv=target_npv,
-                            confidence=confidence, near_duplicates=near_duplicates, mutual_best_only=mutual_best_only, more=more)
+                            confidence=confidence, near_duplicates=near_duplicates, mutual_best_only=mutual_best_only, more=more,
+                            precision_bound=precision_bound, npv_bound=npv_bound)
         m = measure(matcher, test, k=k)
         pw, gr = m["pairwise"], m["grouped"]
         row = {

@@ -168,6 +168,10 @@ class TrainConfig:
     #: side, must pick each other out of the batch (InfoNCE between the two image embeddings). The text loss only
     #: says a view means the same caption; this says it is the same picture, so backgrounds and framing cost less.
     view_consistency: float = 0.0
+    #: Share of each epoch's batches (0-1) made of few article types: a run of ``batch_size × 4`` products is sorted
+    #: by type before it is cut into batches, so a T-shirt's negatives are other T-shirts. Random batches mostly
+    #: pit a T-shirt against shoes and watches; title→image R@1 is lost to products of the same type.
+    grouped_batches: float = 0.0
     #: ``clip`` (InfoNCE), ``siglip`` (pairwise sigmoid), or an image-retrieval loss (``losses.retrieval``):
     #: ``arcmargin`` (GPR-FT), ``multi-caption-arcmargin`` or ``mcip``.
     loss: str = "clip"
@@ -196,8 +200,9 @@ class TrainConfig:
         out = dataclasses.asdict(self)
         if self.recipe != "instances":  # other runs' saved configs (heads metadata, checkpoints) stay as they were
             del out["instances"]
-        if not self.view_consistency:  # likewise: a run without the term saves the config it saved before the key existed
-            del out["view_consistency"]
+        for key in ("view_consistency", "grouped_batches"):  # likewise: off, a run saves the config it saved before the key
+            if not out[key]:
+                del out[key]
         return out
 
 
@@ -286,8 +291,9 @@ def load_train_config(path: str | Path) -> TrainConfig:
     unknown = [view for view in config.image_views if not is_view(view)]
     if unknown:
         raise ConfigError(f"{path.name}: unknown image views {unknown}; known: {', '.join(known_views())}")
-    if not 0 <= config.view_probability <= 1:
-        raise ConfigError(f"{path.name}: view_probability must be within [0, 1]")
+    for key in ("view_probability", "grouped_batches"):
+        if not 0 <= getattr(config, key) <= 1:
+            raise ConfigError(f"{path.name}: {key} must be within [0, 1]")
     check_config(config, path.name)
     return config
 

@@ -249,7 +249,40 @@ def epoch_order(data: TrainingData, config: TrainConfig, generator: torch.Genera
     hard-negative partner are then followed by it (:func:`partners_together`).
     """
     order = _mixed_order(data, config, generator)
+    if config.grouped_batches:
+        order = grouped_by_type(order, article_type_ids(data.products), config.grouped_batches, config.optim.batch_size, generator)
     return order if data.partner is None else partners_together(order, data.partner)
+
+
+#: How many batches' worth of products are sorted by type together: enough that each batch holds a few
+#: types, not one (a batch of one type would hold many products with the same type-and-colour caption).
+GROUP_SPAN = 4
+
+
+def article_type_ids(products: Sequence[Product]) -> torch.Tensor:
+    """Per product, an index of its article type (-1: none, e.g. a scene)."""
+    ids: dict[str, int] = {}
+    return torch.tensor([ids.setdefault(t, len(ids)) if (t := p.attributes.get("article_type", "")) else -1 for p in products])
+
+
+def grouped_by_type(order: torch.Tensor, type_ids: torch.Tensor, share: float, batch_size: int, generator: torch.Generator) -> torch.Tensor:
+    """``order`` with a ``share`` of its batches made of few article types, and the batches shuffled.
+
+    The first ``share`` of the (already shuffled) order is cut into spans of ``GROUP_SPAN`` batches, each
+    span sorted by type (stably, so products stay in random order within a type) and cut into batches;
+    then all whole batches, grouped or not, are shuffled, so grouped ones come spread over the epoch.
+    The same products are seen the same number of times; only who shares a batch changes.
+    """
+    whole = len(order) // batch_size
+    grouped = round(share * whole)
+    span = GROUP_SPAN * batch_size
+    parts = []
+    for start in range(0, grouped * batch_size, span):
+        chunk = order[start : min(start + span, grouped * batch_size)]
+        parts.append(chunk[torch.argsort(type_ids[chunk], stable=True)])
+    head = torch.cat(parts + [order[grouped * batch_size : whole * batch_size]]) if whole else order[:0]
+    batches = head.view(whole, batch_size)[torch.randperm(whole, generator=generator)]
+    return torch.cat([batches.flatten(), order[whole * batch_size :]])
 
 
 def _mixed_order(data: TrainingData, config: TrainConfig, generator: torch.Generator) -> torch.Tensor:
