@@ -168,12 +168,23 @@ def test_tensorboard_mirrors_the_metrics_log(tmp_path, mini_catalog):
     assert "val/zero_shot/ensemble/accuracy" in events.Tags()["scalars"]
 
 
-@pytest.mark.parametrize("path", sorted(str(p.relative_to(REPO)) for p in (REPO / "configs").rglob("*.yaml")))
+#: Caption sets kept beside the experiments that use them (data, not training configs).
+CAPTION_SETS = REPO / "configs" / "caption_sets"
+
+
+@pytest.mark.parametrize("path", sorted(str(p.relative_to(REPO)) for p in (REPO / "configs").rglob("*.yaml") if CAPTION_SETS not in p.parents))
 def test_every_shipped_config_loads(path):
     from modalens.recipes import RECIPES
 
     config = load_train_config(REPO / path)
     assert config.recipe in RECIPES
+
+
+@pytest.mark.parametrize("path", sorted(str(p.relative_to(REPO)) for p in CAPTION_SETS.glob("*.yaml")))
+def test_every_kept_caption_set_loads(path):
+    from modalens.prompts import load_caption_set
+
+    assert load_caption_set(str(REPO / path)).templates
 
 
 def test_multi_field_caption_term_is_the_plain_loss(tmp_path, mini_catalog):
