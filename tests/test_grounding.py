@@ -44,21 +44,23 @@ def test_a_labels_map_puts_its_mass_on_that_products_box_in_real_scenes(mini_cat
     assert np.mean(inside) > 2.5 * np.mean(chance)  # measured 0.49 against 0.12
 
 
-def test_a_model_pooling_by_quadrants_gets_a_clear_error_not_a_shape_crash():
-    """Its head reads 6,400-d pooled vectors; grounding and instance queries hand it 1,280-d cells."""
+@pytest.mark.parametrize("pooling, dim", [("mean+quadrants", 6400), ("mean+colour", 1344)])
+def test_a_model_pooling_other_than_the_mean_gets_a_clear_error_not_a_shape_crash(pooling, dim):
+    """Its head reads 6,400-d (quadrants) or 1,344-d (colour) pooled vectors; grounding and instance queries
+    hand it 1,280-d cells."""
     from modalens.errors import InvalidInputError
     from modalens.grounding import label_maps
     from modalens.instances import InstanceEncoder
     from modalens.models import DualEncoder, ModelConfig
 
-    config = ModelConfig(name="quadrants", image_tower={"name": "efficientnet-lite0", "pooling": "mean+quadrants", "dim": 6400})
+    config = ModelConfig(name="pooled", image_tower={"name": "efficientnet-lite0", "pooling": pooling, "dim": dim})
     model = DualEncoder(config)
-    assert model.image_tower.map_channels == 1280 and model.image_tower.output_dim == 6400
+    assert model.image_tower.map_channels == 1280 and model.image_tower.output_dim == dim
     grids = np.zeros((1, 49, 1280), np.float32)
-    with pytest.raises(InvalidInputError, match="reads 6400-d pooled vectors"):
+    with pytest.raises(InvalidInputError, match=f"reads {dim}-d pooled vectors"):
         label_maps(model, None, grids)
     with pytest.raises(InvalidInputError, match="instance queries"):
-        InstanceEncoder._with_model(model, "quadrants", None)
+        InstanceEncoder._with_model(model, "pooled", None)
 
 
 LABELS = ["T-shirt", "t shirt", "连衣裙", "ワンピース", "../../up", "dress"]

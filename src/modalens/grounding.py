@@ -60,7 +60,8 @@ def _project_cells(encoder: QueryEncoder, cells: np.ndarray) -> np.ndarray:
 
 def check_head_reads_cells(pooled_dim: int, channels: int, what: str) -> None:
     """Grounding maps and instance queries push single feature-map cells (or attention-pooled maps) through the
-    image head; a head trained on a tower pooling ``mean+quadrants`` (5 × the channels) cannot read them."""
+    image head; a head trained on a tower pooling other than by the mean (``mean+quadrants``: 5 × the channels,
+    ``mean+colour``: a colour histogram after them) cannot read them."""
     if int(pooled_dim) != int(channels):
         raise InvalidInputError(
             f"{what} needs a model whose image head reads {channels}-d feature-map cells; this model's head reads "

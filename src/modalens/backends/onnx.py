@@ -49,7 +49,7 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..encoders.base import ImageTower, TextTower, pool_feature_map
+from ..encoders.base import ImageTower, TextTower
 from .runtime import (  # noqa: F401  (ONNX_CACHE_ENV, onnx_cache_root: torch-free, named here too)
     ONNX_CACHE_ENV,
     CorruptExportError,
@@ -99,7 +99,7 @@ class _ImageGraph(nn.Module):
 
     def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features = self.tower.forward_features(pixels)
-        pooled = pool_feature_map(features, self.tower.pooling) if self.pool_map else self.tower(pixels)
+        pooled = self.tower.pool(features, pixels) if self.pool_map else self.tower(pixels)
         return pooled, features
 
 

@@ -16,21 +16,24 @@ from torch import nn
 # Re-exported: the tower's letterbox and normalisation are the decoder's (workers and the torch-free
 # export path need them without torch).
 from ..catalog.images import letterbox, normalise_pixels
+from .colour import HISTOGRAM_DIM, colour_histogram
 
 __all__ = ["POOLINGS", "ImageTower", "TextTower", "letterbox", "normalise_pixels", "pool_feature_map", "to_tensor"]
 
 
 #: How a tower's feature map becomes its one vector. ``mean`` is the global average; ``mean+quadrants`` appends
 #: the averages of the map's four quadrants (5 × the channels), so the heads see where on the photo a feature
-#: is (a print at the chest, a strap at the heel), which fine-grained titles and small grey silhouettes need.
-#: Each pooling with how many times the map's channels its vector holds.
-POOLINGS = {"mean": 1, "mean+quadrants": 5}
+#: is (a print at the chest, a strap at the heel), which fine-grained titles and small grey silhouettes need;
+#: ``mean+colour`` appends a histogram of the garment's colours from the input pixels (``encoders.colour``).
+#: Each pooling with how many times the map's channels its vector holds, and how many values it adds.
+POOLINGS: dict[str, tuple[int, int]] = {"mean": (1, 0), "mean+quadrants": (5, 0), "mean+colour": (1, HISTOGRAM_DIM)}
 
 
 def pool_feature_map(features: torch.Tensor, pooling: str = "mean") -> torch.Tensor:
-    """(B, C, h, w) → (B, C) for ``mean``, (B, 5C) for ``mean+quadrants`` (whole map, then quadrants row by row)."""
+    """(B, C, h, w) → (B, C) for ``mean`` (and the map's part of ``mean+colour``), (B, 5C) for ``mean+quadrants``
+    (whole map, then quadrants row by row)."""
     mean = features.mean(dim=(2, 3))
-    if pooling == "mean":
+    if pooling != "mean+quadrants":
         return mean
     quadrants = torch.nn.functional.adaptive_avg_pool2d(features, 2).flatten(2).transpose(1, 2).flatten(1)
     return torch.cat([mean, quadrants], dim=1)
@@ -53,12 +56,14 @@ class ImageTower(nn.Module):
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
         self.pooling = pooling
-        self.output_dim = channels * POOLINGS[pooling]
+        multiple, extra = POOLINGS[pooling]
+        self.output_dim = channels * multiple + extra
 
     @property
     def map_channels(self) -> int:
         """C of the feature map: what single cells (grounding) and instance queries hand the image head."""
-        return self.output_dim // POOLINGS[self.pooling]
+        multiple, extra = POOLINGS[self.pooling]
+        return (self.output_dim - extra) // multiple
 
     def forward_features(self, pixels: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) → (B, C, h, w) feature map."""
@@ -66,7 +71,14 @@ class ImageTower(nn.Module):
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) → (B, output_dim), the feature map pooled (by default its global average)."""
-        return pool_feature_map(self.forward_features(pixels), self.pooling)
+        return self.pool(self.forward_features(pixels), pixels)
+
+    def pool(self, features: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
+        """The feature map (and, for ``mean+colour``, the input pixels it came from) → the pooled vector."""
+        pooled = pool_feature_map(features, self.pooling)
+        if self.pooling != "mean+colour":
+            return pooled
+        return torch.cat([pooled, colour_histogram(pixels, self.pixel_mean, self.pixel_std).to(pooled.dtype)], dim=1)
 
     @property
     def preprocess_id(self) -> str:

@@ -238,12 +238,12 @@ def _pooled_and_grid(tower: Any) -> Callable[[np.ndarray], tuple[np.ndarray, np.
     from .base import ImageTower
 
     tower.eval()
-    pools_map = type(tower).forward is ImageTower.forward  # the pooled vector is the map's mean: no second pass
+    pools_map = type(tower).forward is ImageTower.forward  # the pooled vector comes from the map: no second pass
 
     def encode(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         inputs = torch.from_numpy(pixels)
         maps = tower.forward_features(inputs).float()
-        pooled = maps.mean(dim=(2, 3)) if pools_map else tower(inputs).float()
+        pooled = tower.pool(maps, inputs).float() if pools_map else tower(inputs).float()
         return pooled.numpy(), maps.numpy()
 
     return encode
