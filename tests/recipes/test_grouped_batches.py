@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from modalens.catalog.schema import Product
-from modalens.recipes.data import article_type_ids, grouped_by_type
+from modalens.recipes.data import TrainingData, article_type_ids, epoch_order, grouped_by_type
 from modalens.recipes import ConfigError, run_recipe
 from recipe_testkit import small_config
 
@@ -31,7 +31,14 @@ def test_article_type_ids_mark_products_without_a_type():
 
 
 def test_grouped_batches_train_end_to_end_and_check_their_share(tmp_path, mini_catalog):
-    result = run_recipe(small_config(tmp_path, mini_catalog, grouped_batches=0.5), progress=False)
+    config = small_config(tmp_path, mini_catalog, grouped_batches=1.0, optim={"batch_size": 4})
+    products = [Product(str(i), attributes={"article_type": "Tshirts" if i % 2 else "Watches"}) for i in range(16)]
+    data = TrainingData(products, torch.zeros(16, dtype=torch.long), None, [], None, [[0]] * 16, {}, [])
+    plain = epoch_order(data, small_config(tmp_path / "plain", mini_catalog, optim={"batch_size": 4}), torch.Generator().manual_seed(0))
+    grouped = epoch_order(data, config, torch.Generator().manual_seed(0))
+    types = article_type_ids(products)
+    assert _types_per_batch(grouped, types, 4) < _types_per_batch(plain, types, 4)  # the config reaches the epoch's order
+    result = run_recipe(config, progress=False)
     assert len(result.history) == 2
     with pytest.raises(ConfigError, match="grouped_batches"):
         small_config(tmp_path / "bad", mini_catalog, grouped_batches=1.5)

@@ -17,6 +17,7 @@ from torch import nn
 # export path need them without torch).
 from ..catalog.images import letterbox, normalise_pixels
 from .colour import HISTOGRAM_DIM, colour_histogram
+from .colour import VERSION as COLOUR_VERSION
 
 __all__ = ["POOLINGS", "ImageTower", "TextTower", "letterbox", "normalise_pixels", "pool_feature_map", "to_tensor"]
 
@@ -32,6 +33,8 @@ POOLINGS: dict[str, tuple[int, int]] = {"mean": (1, 0), "mean+quadrants": (5, 0)
 def pool_feature_map(features: torch.Tensor, pooling: str = "mean") -> torch.Tensor:
     """(B, C, h, w) → (B, C) for ``mean`` (and the map's part of ``mean+colour``), (B, 5C) for ``mean+quadrants``
     (whole map, then quadrants row by row)."""
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
     mean = features.mean(dim=(2, 3))
     if pooling != "mean+quadrants":
         return mean
@@ -84,6 +87,8 @@ class ImageTower(nn.Module):
     def preprocess_id(self) -> str:
         """Identifies the exact preprocessing (and pooling, when not the mean), so cached features are never mixed up."""
         pooling = "" if self.pooling == "mean" else f"|pool={self.pooling}"
+        if self.pooling == "mean+colour":
+            pooling += f"-v{COLOUR_VERSION}"
         return f"{self.name}|{self.image_size}|pad-white|{self.pixel_mean}|{self.pixel_std}{pooling}"
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:

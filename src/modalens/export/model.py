@@ -151,6 +151,10 @@ def export_model(
 
     image_tower = torch_tower(dual.config.image_tower, create_image_tower)
     text_tower = torch_tower(dual.config.text_tower, create_text_tower)
+    if int8 and calibration is not None and getattr(image_tower, "pooling", "mean") == "mean+colour":
+        # static int8 quantises the whole tower graph, the colour histogram's pixel arithmetic and binning too
+        raise ValueError(f"{dual.name}: its image tower pools with a colour histogram, which static int8 breaks; "
+                         "export it with --int8 and no --calibration (dynamic int8: heads and text tower)")
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(f".tmp-{output.name}-{uuid.uuid4().hex[:8]}")
     tmp.mkdir()

@@ -17,7 +17,8 @@
   wasteful for the second. ``precision_bound`` / ``npv_bound`` say which lower bound each side must reach
   (``BOUNDS``): ``"clopper-pearson"`` treats the calibration pairs as independent; ``"clustered"``
   (:func:`cluster_effective_trials`) counts them in clusters (all pairs of one product's new offers), so
-  repeated and related pairs do not pass for independent evidence; ``"prediction"`` bounds the rate a *new*
+  repeated and related pairs do not pass for independent evidence where errors show the clustering (with no
+  error in a set, its design effect is 1: Clopper-Pearson; docs/matching.md); ``"prediction"`` bounds the rate a *new*
   set of a deployment's size will show, which has sampling noise of its own (:func:`new_set_inflation`).
   The thresholds are cumulative (the precision of *all*
   pairs accepted), which is what a target precision promises; a calibrated

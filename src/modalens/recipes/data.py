@@ -249,7 +249,7 @@ def epoch_order(data: TrainingData, config: TrainConfig, generator: torch.Genera
     hard-negative partner are then followed by it (:func:`partners_together`).
     """
     order = _mixed_order(data, config, generator)
-    if config.grouped_batches:
+    if config.grouped_batches:  # (scene partners, inserted next, shift batch boundaries: grouping is then approximate)
         order = grouped_by_type(order, article_type_ids(data.products), config.grouped_batches, config.optim.batch_size, generator)
     return order if data.partner is None else partners_together(order, data.partner)
 
