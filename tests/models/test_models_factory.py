@@ -240,21 +240,21 @@ def test_heads_file_with_missing_key_fails_strictly(tmp_path: Path) -> None:
 
 
 #: The models whose heads ship in ``pretrained/``; each has its recorded outputs beside this file.
-SHIPPED_MODELS = ("modalens-lite", "modalens-photo", "modalens-mcip", "modalens-multilingual")
+SHIPPED_MODELS = ("modalens-lite", "modalens-photo", "modalens-mcip", "modalens-multilingual", "modalens-colour")
 
 
 def _shipped_reference(name: str) -> Path:
     return Path(__file__).with_name(f"shipped_heads_reference.{name}.json")
 
 
-def _reference_inputs() -> tuple[np.ndarray, np.ndarray]:
+def _reference_inputs(image_dim: int = 1280) -> tuple[np.ndarray, np.ndarray]:
     """Fixed tower-like features (PCG64 streams are stable across NumPy versions): ReLU6-range image, normal text."""
     rng = np.random.default_rng(12)
-    return (rng.random((3, 1280)) * 6).astype(np.float32), rng.normal(size=(3, 384)).astype(np.float32)
+    return (rng.random((3, image_dim)) * 6).astype(np.float32), rng.normal(size=(3, 384)).astype(np.float32)
 
 
 def _reference_outputs(model: DualEncoder) -> dict:
-    image, text = _reference_inputs()
+    image, text = _reference_inputs(model.image_tower.output_dim)
     if model.text_reads_tokens:  # a token head reads token states: the same numbers as three texts of 1, 2 and 3 tokens
         from modalens.encoders.features import TokenStates
 
