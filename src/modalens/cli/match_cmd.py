@@ -19,7 +19,6 @@ from typing import Optional
 import typer
 from typer.core import TyperGroup
 
-from ..matching.calibration import BOUNDS, DEFAULT_NPV_BOUND, DEFAULT_PRECISION_BOUND
 from .common import PROGRESS_OPTION, user_errors
 
 
@@ -63,16 +62,26 @@ def _scoring_matcher(model: Path | None, onnx: bool, progress: bool | None = Non
     return Matcher.load(model, featurizer=_featurizer(onnx, progress))
 
 
-def _check_bound(name: str) -> str:
-    """A bound's name as ``--precision-bound``/``--npv-bound`` gave it, checked (a clear error, not a traceback)."""
-    if name not in BOUNDS:
+def _check_bound(name: str | None) -> str:
+    """A bound's name as ``--precision-bound``/``--npv-bound`` gave it (None: the package default), checked:
+    a clear error, not a traceback. Imported here, not at module level: ``--help`` stays light."""
+    from ..matching.calibration import BOUNDS
+
+    if name is not None and name not in BOUNDS:
         raise typer.BadParameter(f"unknown bound {name!r}; choose one of {', '.join(BOUNDS)}")
-    return name
+    return name  # type: ignore[return-value]
+
+
+def _bounds(precision_bound: str | None, npv_bound: str | None) -> dict[str, str]:
+    """The two bounds to calibrate with: as given, else the package defaults (``matching.calibration``)."""
+    from ..matching.calibration import DEFAULT_NPV_BOUND, DEFAULT_PRECISION_BOUND
+
+    return {"precision_bound": precision_bound or DEFAULT_PRECISION_BOUND, "npv_bound": npv_bound or DEFAULT_NPV_BOUND}
 
 
 CONFIDENCE = typer.Option(0.95, min=0.0, max=0.999, help="One-sided confidence of the lower bounds that must reach the targets (0: the point estimate must).")
-PRECISION_BOUND = typer.Option(DEFAULT_PRECISION_BOUND, "--precision-bound", callback=_check_bound, help=f"Which lower bound of precision the accept cut must reach: {', '.join(BOUNDS)} (docs/matching.md).")
-NPV_BOUND = typer.Option(DEFAULT_NPV_BOUND, "--npv-bound", callback=_check_bound, help=f"Which lower bound of NPV the reject cuts must reach: {', '.join(BOUNDS)}.")
+PRECISION_BOUND = typer.Option(None, "--precision-bound", callback=_check_bound, help="Which lower bound of precision the accept cut must reach: clopper-pearson, clustered (default) or prediction (docs/matching.md).")
+NPV_BOUND = typer.Option(None, "--npv-bound", callback=_check_bound, help="Which lower bound of NPV the reject cuts must reach: clopper-pearson, clustered or prediction (default).")
 MORE_VAL = typer.Option(
     "kagl-full", "--more-val",
     help="Another catalogue whose val split (its products not in --data) also calibrates, cut into scenarios the size of "
@@ -182,8 +191,8 @@ def train(
     calibration: str = typer.Option("isotonic", help="isotonic or platt"),
     seed: int = typer.Option(0),
     confidence: float = CONFIDENCE,
-    precision_bound: str = PRECISION_BOUND,
-    npv_bound: str = NPV_BOUND,
+    precision_bound: Optional[str] = PRECISION_BOUND,
+    npv_bound: Optional[str] = NPV_BOUND,
     near_duplicates: bool = typer.Option(False, "--near-duplicates/--no-near-duplicates", help="Also calibrate on every pair of near-duplicate products (same type and colour, near-identical titles) as non-matches."),
     mutual_best: bool = typer.Option(True, "--mutual-best/--no-mutual-best", help="Accept only pairs whose score reaches every score either offer has with a third offer; the accept threshold is chosen on such pairs."),
     more_val: str = MORE_VAL,
@@ -208,7 +217,7 @@ def train(
     calibrate(matcher, Scenario(val, featurizer, seed=f"val{seed}"), target_precision=target_precision,
               target_npv=target_npv, method=calibration, confidence=confidence or None, near_duplicates=near_duplicates,
               mutual_best_only=mutual_best, more=calibration_scenarios(extra, len(val), featurizer, seed=f"val{seed}") if extra else (),
-              precision_bound=precision_bound, npv_bound=npv_bound)
+              **_bounds(precision_bound, npv_bound))
     matcher.info["calibrated_on"] = f"{data} val (generated scenario)" + (f" + {len(extra)} {more_val} val products" if extra else "")
     matcher.save(out)
     typer.echo(f"loss {history[0]:.3f} → {history[-1]:.3f}")
@@ -234,8 +243,8 @@ def calibrate_cmd(
     target_precision: float = typer.Option(0.99, min=0.5, max=1.0),
     target_npv: float = typer.Option(0.99, min=0.5, max=1.0),
     confidence: float = CONFIDENCE,
-    precision_bound: str = PRECISION_BOUND,
-    npv_bound: str = NPV_BOUND,
+    precision_bound: Optional[str] = PRECISION_BOUND,
+    npv_bound: Optional[str] = NPV_BOUND,
     seed: int = typer.Option(0),
     onnx: bool = ONNX,
     progress: Optional[bool] = PROGRESS_OPTION,
@@ -252,7 +261,7 @@ def calibrate_cmd(
               method=matcher.calibrator.method if matcher.calibrator else "isotonic", confidence=confidence or None,
               mutual_best_only=matcher.thresholds.mutual_best_only if matcher.thresholds else True,
               more=calibration_scenarios(extra, len(val), featurizer, seed=f"val{seed}") if extra else (),
-              precision_bound=precision_bound, npv_bound=npv_bound)
+              **_bounds(precision_bound, npv_bound))
     matcher.info["calibrated_on"] = f"{data} val (generated scenario)" + (f" + {len(extra)} {more_val} val products in scenarios of about {len(val)}" if extra else "")
     matcher.save(out)
     _echo_rule(matcher)
@@ -272,8 +281,8 @@ def evaluate(
     ablations: bool = typer.Option(True, "--ablations/--no-ablations", help="Also train single-part and two-part models."),
     save_model: Path | None = typer.Option(None, "--save-model", help="Also save the full matcher here."),
     confidence: float = CONFIDENCE,
-    precision_bound: str = PRECISION_BOUND,
-    npv_bound: str = NPV_BOUND,
+    precision_bound: Optional[str] = PRECISION_BOUND,
+    npv_bound: Optional[str] = NPV_BOUND,
     near_duplicates: bool = typer.Option(False, "--near-duplicates/--no-near-duplicates", help="Also calibrate on every pair of near-duplicate products (same type and colour, near-identical titles) as non-matches."),
     mutual_best: bool = typer.Option(True, "--mutual-best/--no-mutual-best", help="Accept only pairs whose score reaches every score either offer has with a third offer; the accept threshold is chosen on such pairs."),
     more_val: str = MORE_VAL,
@@ -294,10 +303,11 @@ def evaluate(
         featurizer=_featurizer(onnx, progress), k=k, target_precision=target_precision,
         target_npv=target_npv, seed=seed, save_best=save_model, confidence=confidence or None, near_duplicates=near_duplicates,
         mutual_best_only=mutual_best, more_val=_more_val(more_val, data),
-        precision_bound=precision_bound, npv_bound=npv_bound,
+        **_bounds(precision_bound, npv_bound),
     )
     typer.echo(ev.markdown_table(summary["rows"]))
-    typer.echo(f"thresholds chosen on val with one-sided {confidence:.0%} lower bounds ≥ target (precision: {precision_bound}, NPV: {npv_bound}):" if confidence
+    bounds = _bounds(precision_bound, npv_bound)
+    typer.echo(f"thresholds chosen on val with one-sided {confidence:.0%} lower bounds ≥ target (precision: {bounds['precision_bound']}, NPV: {bounds['npv_bound']}):" if confidence
                else "thresholds chosen on val where the point estimate reaches the target (no confidence bound):")
     typer.echo(ev.guarantee_lines(summary["rows"]))
     typer.echo(f"results in {out}")
