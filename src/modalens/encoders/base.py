@@ -30,11 +30,15 @@ __all__ = ["POOLINGS", "ImageTower", "TextTower", "letterbox", "normalise_pixels
 POOLINGS: dict[str, tuple[int, int]] = {"mean": (1, 0), "mean+quadrants": (5, 0), "mean+colour": (1, HISTOGRAM_DIM)}
 
 
+def check_pooling(pooling: str) -> None:
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
+
+
 def pool_feature_map(features: torch.Tensor, pooling: str = "mean") -> torch.Tensor:
     """(B, C, h, w) → (B, C) for ``mean`` (and the map's part of ``mean+colour``), (B, 5C) for ``mean+quadrants``
     (whole map, then quadrants row by row)."""
-    if pooling not in POOLINGS:
-        raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
+    check_pooling(pooling)
     mean = features.mean(dim=(2, 3))
     if pooling != "mean+quadrants":
         return mean
@@ -56,8 +60,7 @@ class ImageTower(nn.Module):
 
     def set_pooling(self, pooling: str, channels: int) -> None:
         """Pool the map of ``channels`` channels as ``pooling`` says; the output size follows."""
-        if pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
+        check_pooling(pooling)
         self.pooling = pooling
         multiple, extra = POOLINGS[pooling]
         self.output_dim = channels * multiple + extra

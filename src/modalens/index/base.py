@@ -90,9 +90,13 @@ class IndexState:
         return str(self._meta["model"])
 
     def _products_by_id(self, ids: set[str]) -> dict[str, Product]:
+        return self._records_by_id("products", ids)
+
+    def _records_by_id(self, table: str, ids: set[str]) -> dict[str, Product]:
+        """The stored records of ``ids`` from ``table`` (``products`` or ``scenes``: both keep id and json)."""
         found: dict[str, Product] = {}
         for chunk in _chunks(sorted(ids)):
             marks = ",".join("?" * len(chunk))
-            for pid, text in self._conn.execute(f"SELECT id, json FROM products WHERE id IN ({marks})", chunk):
-                found[pid] = Product.from_dict(json.loads(text))
+            for rid, text in self._conn.execute(f"SELECT id, json FROM {table} WHERE id IN ({marks})", chunk):
+                found[rid] = Product.from_dict(json.loads(text))
         return found

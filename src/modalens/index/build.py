@@ -85,8 +85,7 @@ def build_index(
     batch: a batch job (Ray) embeds them all there, and ``embed_batch`` reads its results.
     An index that searches with the ANN back-end is brought up to date at the end.
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    _check_batch_size(batch_size)
     started = time.perf_counter()
     keys = _content_keys(products, content_key)
     pruned = _prune(index, keys) if prune else 0
@@ -107,6 +106,11 @@ def build_index(
     index.sync()  # an ANN index is caught up and its cache file written now, not at the first search
     seconds = time.perf_counter() - started
     return BuildReport(added, len(products) - len(todo), failed, len(products), seconds, pruned)
+
+
+def _check_batch_size(batch_size: object) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
 
 
 def _content_keys(products: Sequence[Product], content_key: Callable[[Product], str]) -> dict[str, str]:
@@ -147,19 +151,24 @@ def _check_result(batch: list[Product], result: EmbedResult) -> tuple[np.ndarray
     """Hold the embedder to its contract; a product it forgot to mention counts as failed."""
     vectors, ids, failures = result
     ids = [str(i) for i in ids]
-    failures = [(str(i), str(reason)) for i, reason in failures]
     vectors = np.asarray(vectors)
     if vectors.ndim != 2 or vectors.shape[0] != len(ids):
         raise ValueError(f"embed_batch returned {len(ids)} ids but vectors of shape {vectors.shape}")
+    return vectors, ids, _every_id_accounted(batch, ids, failures, "embed_batch", "embedder returned no vector and no reason")
+
+
+def _every_id_accounted(batch: list[Product], ids: list[str], failures, embedder: str, unmentioned: str) -> list[tuple[str, str]]:
+    """The embedder's failures, plus one (reason ``unmentioned``) for each item of ``batch`` it neither embedded nor
+    failed; an id not in the batch, or named twice, is the embedder's bug (ValueError naming ``embedder``)."""
+    failures = [(str(i), str(reason)) for i, reason in failures]
     mentioned = ids + [i for i, _ in failures]
     unknown = sorted(set(mentioned) - {p.id for p in batch})
     if unknown:
-        raise ValueError(f"embed_batch returned ids that are not in the batch: {unknown[:5]}")
+        raise ValueError(f"{embedder} returned ids that are not in the batch: {unknown[:5]}")
     if len(set(mentioned)) != len(mentioned):
-        raise ValueError("embed_batch returned an id twice (or as both embedded and failed)")
+        raise ValueError(f"{embedder} returned an id twice (or as both embedded and failed)")
     seen = set(mentioned)
-    failures += [(p.id, "embedder returned no vector and no reason") for p in batch if p.id not in seen]
-    return vectors, ids, failures
+    return failures + [(p.id, unmentioned) for p in batch if p.id not in seen]
 
 
 class SceneEmbedResult(NamedTuple):
@@ -183,8 +192,7 @@ def build_scene_index(
     """Store the instances of every scene photo not already stored under its current content key (as :func:`build_index`
     does for products: one transaction a batch, failures recorded and retried next time, a re-run of unchanged scenes
     writes nothing; ``prune`` removes stored scenes and failure records absent from ``scenes``)."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    _check_batch_size(batch_size)
     started = time.perf_counter()
     keys = _content_keys(scenes, content_key)
     pruned = _prune_scenes(index, keys) if prune else 0
@@ -212,14 +220,8 @@ def _prune_scenes(index: CatalogIndex, keys: dict[str, str]) -> int:
 
 def _check_scene_result(batch: list[Product], result: SceneEmbedResult) -> SceneEmbedResult:
     """As :func:`_check_result`: every scene of the batch stored or failed, once, and nothing else."""
-    instances, ids, failures = list(result.instances), [str(i) for i in result.ids], [(str(i), str(r)) for i, r in result.failures]
+    instances, ids = list(result.instances), [str(i) for i in result.ids]
     if len(instances) != len(ids):
         raise ValueError(f"the scene embedder returned {len(ids)} ids but {len(instances)} instance sets")
-    mentioned = ids + [i for i, _ in failures]
-    unknown = sorted(set(mentioned) - {s.id for s in batch})
-    if unknown:
-        raise ValueError(f"the scene embedder returned ids that are not in the batch: {unknown[:5]}")
-    if len(set(mentioned)) != len(mentioned):
-        raise ValueError("the scene embedder returned an id twice (or as both embedded and failed)")
-    failures += [(s.id, "embedder returned no instances and no reason") for s in batch if s.id not in set(mentioned)]
+    failures = _every_id_accounted(batch, ids, result.failures, "the scene embedder", "embedder returned no instances and no reason")
     return SceneEmbedResult(instances, ids, failures)

@@ -245,7 +245,7 @@ class ScenesMixin(IndexState):
             searcher = self._refresh_scenes()
             found = searcher.search(matrix, k)
             positions = {searcher.scene_ids[s] for hits in found for s, _, _ in hits}
-            scenes = self._scenes_by_id(positions)
+            scenes = self._records_by_id("scenes", positions)
             details = self._instance_details({(searcher.scene_ids[s], int(searcher.queries[r])) for hits in found for s, _, r in hits})
         finally:
             conn.execute("COMMIT")
@@ -273,14 +273,6 @@ class ScenesMixin(IndexState):
             self._scene_matrix = _SceneMatrix([ids[j] for j in starts], starts, np.array([r[1] for r in rows], np.int64), matrix)
             self._scene_generation = generation
         return self._scene_matrix  # type: ignore[return-value]
-
-    def _scenes_by_id(self, ids: set[str]) -> dict[str, Product]:
-        found: dict[str, Product] = {}
-        for chunk in _chunks(sorted(ids)):
-            marks = ",".join("?" * len(chunk))
-            for sid, text in self._conn.execute(f"SELECT id, json FROM scenes WHERE id IN ({marks})", chunk):
-                found[sid] = Product.from_dict(json.loads(text))
-        return found
 
     def _instance_details(self, keys: set[tuple[str, int]]) -> dict[tuple[str, int], tuple[float, list[float]]]:
         out = {}
