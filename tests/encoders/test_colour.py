@@ -69,7 +69,7 @@ def test_a_colour_tower_exports_with_both_exporters_and_matches_torch(tmp_path):
         expected = tower(pixels).numpy()
     for exporter in ("torchscript", "dynamo"):
         onnx_tower = OnnxImageTower.from_torch(tower, root=tmp_path / exporter, exporter=exporter)
-        assert (onnx_tower.output_dim, onnx_tower.map_channels) == (1344, 1280)
+        assert (onnx_tower.output_dim, onnx_tower.map_channels, onnx_tower.pooling) == (1344, 1280, "mean+colour")
         assert np.abs(onnx_tower.run(pixels.numpy(), ["pooled"])[0] - expected).max() < 1e-3
 
 

@@ -49,7 +49,7 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..encoders.base import ImageTower, TextTower
+from ..encoders.base import ImageTower, TextTower, pooling_of
 from .runtime import (  # noqa: F401  (ONNX_CACHE_ENV, onnx_cache_root: torch-free, named here too)
     ONNX_CACHE_ENV,
     CorruptExportError,
@@ -515,6 +515,7 @@ class OnnxImageTower(ImageTower):
         self.feature_shape = tuple(int(v) for v in component["feature_shape"])
         self.component = dict(component)
         self._preprocess_id = str(component["preprocess_id"])
+        self.pooling = pooling_of(self._preprocess_id)
         self.session = OrtModel(model, threads=threads, spinning=spinning)
 
     @property

@@ -35,6 +35,15 @@ def check_pooling(pooling: str) -> None:
         raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
 
 
+def pooling_of(preprocess_id: str) -> str:
+    """The pooling an :attr:`ImageTower.preprocess_id` names (``mean`` where it names none): how an exported tower,
+    which keeps only that id, knows its pooling."""
+    for part in preprocess_id.split("|"):
+        if part.startswith("pool="):
+            return part.removeprefix("pool=").split("-v")[0]
+    return "mean"
+
+
 def pool_feature_map(features: torch.Tensor, pooling: str = "mean") -> torch.Tensor:
     """(B, C, h, w) → (B, C) for ``mean`` (and the map's part of ``mean+colour``), (B, 5C) for ``mean+quadrants``
     (whole map, then quadrants row by row)."""

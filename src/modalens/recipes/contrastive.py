@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 
 from ..backends.device import torch_device
 from ..embedding import CachedEncoder
+from ..encoders.base import POOLINGS
 from ..encoders.features import TokenStates
 from ..evaluation import tasks
 from ..losses import RETRIEVAL_LOSSES, MultiFieldLoss, RetrievalLoss, RetrievalLossOptions, create_loss
@@ -99,6 +100,16 @@ def _partner_views(views: torch.Tensor, extra_views: int, generator: torch.Gener
     """Per item, the other half of a photo/view pair: one of the views for an item showing its photo, else the photo."""
     which = torch.randint(1, extra_views + 1, views.shape, generator=generator)
     return torch.where(views == 0, which, torch.zeros_like(views))
+
+
+def _colour_extra(model: nn.Module, config: TrainConfig) -> int:
+    """How many trailing image-feature values ``colour_dropout`` zeroes: the tower's colour histogram (0: off)."""
+    if not config.colour_dropout:
+        return 0
+    pooling = getattr(model.image_tower, "pooling", "mean")
+    if pooling != "mean+colour":
+        raise ConfigError(f"colour_dropout zeroes the colour histogram: the image tower's pooling must be mean+colour, not {pooling}")
+    return POOLINGS[pooling][1]
 
 
 def _pick_views(n: int, extra_views: int, probability: float, generator: torch.Generator) -> torch.Tensor:
@@ -382,7 +393,7 @@ def _without_device(config: dict[str, Any]) -> dict[str, Any]:
 
 def _epoch_start(epoch: int) -> dict[str, Any]:
     """Where a run stands at the start of ``epoch``: its order and views not drawn yet, no step taken."""
-    return {"epoch": epoch, "step": 0, "order": None, "views": None, "partners": None, "losses": []}
+    return {"epoch": epoch, "step": 0, "order": None, "views": None, "partners": None, "colour_off": None, "losses": []}
 
 
 class Trainer:
@@ -399,6 +410,7 @@ class Trainer:
         if self.env.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.env.local_rank)
         self.model = build_model(config)
+        self.colour_values = _colour_extra(self.model, config)
         # Before the trainable towers replace the model's frozen ones: reading (and caching) the photos once
         # goes through the fast inference back-end, not an eager torch tower.
         self.data = prepare(config, CachedEncoder(self.model, progress=progress and self.env.is_main))
@@ -500,16 +512,22 @@ class Trainer:
     def _gathered(self, image_embeds, text_embeds):
         return gather(image_embeds, self.env), {k: gather(v, self.env) for k, v in text_embeds.items()}
 
-    def step(self, batch: torch.Tensor, views: torch.Tensor, pixels: torch.Tensor | None, partners: torch.Tensor | None = None) -> float:
+    def step(
+        self, batch: torch.Tensor, views: torch.Tensor, pixels: torch.Tensor | None, partners: torch.Tensor | None = None, colour_off: torch.Tensor | None = None
+    ) -> float:
         """One optimiser step on a global batch; this rank encodes its slice, in ``accumulate_steps`` pieces.
 
         ``partners``: per item, the view paired with the one shown for ``view_consistency`` (cached features only).
+        ``colour_off``: per item, whether ``colour_dropout`` zeroes its colour histogram (cached features only).
         """
         # drawn for the whole batch on every rank: the same RNG stream
         text_ids = _pick_texts(self.data, batch, self.config.field_weights, self.loss_fn)
         local = self.env.local_slice(torch.arange(len(batch)))
         local_ids = {k: _items(v, local, len(batch)) for k, v in text_ids.items()}
         images = self.batches.images(batch[local], views[local], pixels)
+        if colour_off is not None:
+            images = images.clone()
+            images[colour_off[local].to(self.device), -self.colour_values :] = 0
         texts = self.batches.texts(local_ids)
         targets = {k: v.to(self.device) for k, v in _retrieval_targets(self.data, batch, text_ids, self.choices).items()}
         text_ids = {k: v.to(self.device) for k, v in text_ids.items()}
@@ -592,7 +610,8 @@ class Trainer:
         views = torch.stack([_pick_views(opt.batch_size, extra, self.config.view_probability, self.generator) for _ in range(self.steps_per_epoch)])
         # drawn only when the term is on, so runs without it keep their random stream
         partners = _partner_views(views, extra, self.generator) if self.config.view_consistency else None
-        self.position.update(order=order, views=views, partners=partners)
+        colour_off = torch.rand(views.shape, generator=self.generator) < self.config.colour_dropout if self.colour_values else None
+        self.position.update(order=order, views=views, partners=partners, colour_off=colour_off)
 
     def _pixels(self, first_step: int) -> Iterator[torch.Tensor | None]:
         if "image" not in self.towers:
@@ -653,8 +672,12 @@ def train(config: TrainConfig, progress: bool = True, resume: bool = False, stop
         pixels = t._pixels(t.position["step"])
         for step in range(t.position["step"], t.steps_per_epoch):
             batch = t.position["order"][step * opt.batch_size : (step + 1) * opt.batch_size]
-            partners = t.position.get("partners")
-            t.position["losses"].append(t.step(batch, t.position["views"][step], next(pixels), None if partners is None else partners[step]))
+            partners, colour_off = t.position.get("partners"), t.position.get("colour_off")
+            t.position["losses"].append(
+                t.step(
+                    batch, t.position["views"][step], next(pixels), None if partners is None else partners[step], None if colour_off is None else colour_off[step]
+                )
+            )
             t.position["step"] = step + 1
             bar.update(1)
             steps_this_run += 1
