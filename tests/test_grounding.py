@@ -14,7 +14,7 @@ from modalens.catalog import read_catalog
 from modalens.cli.catalog_cmds import label_png_name
 from modalens.cli.main import app
 from modalens.grounding import explain_labels
-from modalens.models import load
+from modalens.models import DEFAULT_MODEL, load
 from modalens.scenes import build_scenes, scene_products
 
 
@@ -27,9 +27,10 @@ def box_share(box: tuple[int, int, int, int], canvas: int, side: int = 7) -> np.
     return np.outer(down, across).ravel()
 
 
-def test_a_labels_map_puts_its_mass_on_that_products_box_in_real_scenes(mini_catalog):
+@pytest.mark.parametrize("model", ["modalens-photo", DEFAULT_MODEL])
+def test_a_labels_map_puts_its_mass_on_that_products_box_in_real_scenes(mini_catalog, model):
     """8 seeded scenes of real KAGL photos; each product whose article type is alone in its scene is the label."""
-    encoder = load("modalens-photo").query_encoder
+    encoder = load(model).query_encoder
     chosen = build_scenes(read_catalog(mini_catalog).products, 8, seed=3, min_products=2, max_products=3)
     inside, chance = [], []
     for scene, photo in zip(chosen, scene_products(chosen)):
@@ -44,23 +45,39 @@ def test_a_labels_map_puts_its_mass_on_that_products_box_in_real_scenes(mini_cat
     assert np.mean(inside) > 2.5 * np.mean(chance)  # measured 0.49 against 0.12
 
 
-@pytest.mark.parametrize("pooling, dim", [("mean+quadrants", 6400), ("mean+colour", 1344)])
-def test_a_model_pooling_other_than_the_mean_gets_a_clear_error_not_a_shape_crash(pooling, dim):
-    """Its head reads 6,400-d (quadrants) or 1,344-d (colour) pooled vectors; grounding and instance queries
-    hand it 1,280-d cells."""
+def test_a_quadrant_pooled_model_gets_a_clear_error_not_a_shape_crash():
+    """Its head reads 6,400-d vectors (the map's mean and its four quadrants); a cell has 1,280 values."""
     from modalens.errors import InvalidInputError
     from modalens.grounding import label_maps
     from modalens.instances import InstanceEncoder
     from modalens.models import DualEncoder, ModelConfig
 
-    config = ModelConfig(name="pooled", image_tower={"name": "efficientnet-lite0", "pooling": pooling, "dim": dim})
-    model = DualEncoder(config)
-    assert model.image_tower.map_channels == 1280 and model.image_tower.output_dim == dim
+    model = DualEncoder(ModelConfig(name="pooled", image_tower={"name": "efficientnet-lite0", "pooling": "mean+quadrants", "dim": 6400}))
+    assert model.image_tower.map_channels == 1280 and model.image_tower.output_dim == 6400
     grids = np.zeros((1, 49, 1280), np.float32)
-    with pytest.raises(InvalidInputError, match=f"reads {dim}-d pooled vectors"):
+    with pytest.raises(InvalidInputError, match="pooled as mean\\+quadrants"):
         label_maps(model, None, grids)
     with pytest.raises(InvalidInputError, match="instance queries"):
         InstanceEncoder._with_model(model, "pooled", None)
+
+
+def test_a_colour_model_reads_cells_with_an_empty_colour_slot(mini_catalog, tmp_path):
+    """A mean+colour head reads 1,344 values; a cell hands it its 1,280 channels and zeros where the histogram goes."""
+    from modalens.grounding import label_maps, photo_grids
+    from modalens.models import DualEncoder, ModelConfig, save_model
+    from modalens.zeroshot import build_classifier
+
+    model = DualEncoder(ModelConfig(name="colour", image_tower={"name": "efficientnet-lite0", "pooling": "mean+colour", "dim": 1344}))
+    encoder = load(save_model(model, tmp_path / "colour")).query_encoder
+    photo = Image.open(read_catalog(mini_catalog).products[0].image).convert("RGB")
+    grids = photo_grids(encoder, [photo])
+    assert grids.shape == (1, 49, 1280)
+    classifier = build_classifier(encoder, ["shirt", "shoes"], ["a photo of {label}"])
+    maps = label_maps(encoder, classifier, grids)
+    assert maps.shape == (1, 2, 49) and np.allclose(maps.sum(axis=2), 1, atol=1e-5)
+    padded = np.concatenate([grids[0], np.zeros((49, 64), np.float32)], axis=1)
+    expected = model.project_features(padded, "image") @ classifier.weights.T  # the cells, zeros appended, through the head
+    assert np.argmax(maps[0], axis=1).tolist() == np.argmax(expected, axis=0).tolist()
 
 
 LABELS = ["T-shirt", "t shirt", "连衣裙", "ワンピース", "../../up", "dress"]

@@ -58,29 +58,39 @@ def _project_cells(encoder: QueryEncoder, cells: np.ndarray) -> np.ndarray:
     return np.asarray(project(np.ascontiguousarray(cells, np.float32), "image"))
 
 
-def check_head_reads_cells(pooled_dim: int, channels: int, what: str) -> None:
-    """Grounding maps and instance queries push single feature-map cells (or attention-pooled maps) through the
-    image head; a head trained on a tower pooling other than by the mean (``mean+quadrants``: 5 × the channels,
-    ``mean+colour``: a colour histogram after them) cannot read them."""
-    if int(pooled_dim) != int(channels):
+def cell_padding(tower: Any, what: str) -> int:
+    """How many zeros follow a feature-map cell's channels so the image head can read it (grounding maps and
+    instance queries push single cells, or attention-pooled maps, through the head).
+
+    ``mean`` heads read cells as they are. ``mean+colour`` heads read the map's channels and then a colour
+    histogram of the whole photo, which a cell does not have: its slot is left at zero, what a head trained with
+    ``colour_dropout`` reads as "no colour" (a head trained without it reads such cells poorly). Heads on other
+    poolings (``mean+quadrants``: 5 × the channels) cannot read cells at all.
+    """
+    from .encoders.base import POOLINGS, pooling_of
+
+    pooling = pooling_of(str(tower.preprocess_id))
+    multiple, extra = POOLINGS[pooling]
+    if multiple != 1:
         raise InvalidInputError(
-            f"{what} needs a model whose image head reads {channels}-d feature-map cells; this model's head reads "
-            f"{pooled_dim}-d pooled vectors (its image tower pools other than by the mean)"
+            f"{what} needs a model whose image head reads feature-map cells; this model's head reads "
+            f"{tower.output_dim}-d vectors pooled as {pooling}"
         )
+    return extra
 
 
-def _pooled_dim(encoder: QueryEncoder) -> int:
-    """The size of the pooled vector the model's image head was trained on (the export's tower, or PyTorch's)."""
-    tower = getattr(encoder, "image_tower", None) or encoder.model.image_tower  # type: ignore[attr-defined]
-    return int(tower.output_dim)
+def _image_tower(encoder: QueryEncoder) -> Any:
+    """The image tower the model's head was trained on (the export's tower, or PyTorch's)."""
+    return getattr(encoder, "image_tower", None) or encoder.model.image_tower  # type: ignore[attr-defined]
 
 
 def label_maps(encoder: QueryEncoder, classifier: ZeroShotClassifier, grids: np.ndarray) -> np.ndarray:
     """(n, cells, C) maps → (n, labels, cells): per label, a softmax over the cells of its cosine with each cell
     (through the image head), at the classifier's temperature (the model's learned logit scale)."""
     n, cells, channels = grids.shape
-    check_head_reads_cells(_pooled_dim(encoder), channels, "a grounding map (tag --explain)")
-    vectors = _project_cells(encoder, grids.reshape(n * cells, channels)).reshape(n, cells, -1)
+    padding = cell_padding(_image_tower(encoder), "a grounding map (tag --explain)")
+    flat = np.pad(grids.reshape(n * cells, channels), ((0, 0), (0, padding)))
+    vectors = _project_cells(encoder, flat).reshape(n, cells, -1)
     logits = np.einsum("ncd,ld->nlc", vectors, classifier.weights) * classifier.temperature
     weights = np.exp(logits - logits.max(axis=2, keepdims=True))
     return weights / weights.sum(axis=2, keepdims=True)

@@ -98,10 +98,10 @@ class InstanceEncoder(_InstanceReader):
     @classmethod
     def _with_model(cls, model, model_name: str | Path, encoder: "CachedEncoder | None", decoder_file: str | Path | None = None) -> "InstanceEncoder":
         from .embedding import CachedEncoder
-        from .grounding import check_head_reads_cells
+        from .grounding import cell_padding
         from .models.instance_decoder import decoder_digest, head_digest, load_decoder
 
-        check_head_reads_cells(model.image_tower.output_dim, model.image_tower.map_channels, "instance queries")
+        cell_padding(model.image_tower, "instance queries")
         path = decoder_file_for(model_name, decoder_file)
         decoder, _ = load_decoder(path, head_digest(model.image_head))
         return cls(encoder or CachedEncoder(model, progress=False), decoder, model.image_head, decoder_digest(path))

@@ -1,4 +1,4 @@
-"""`modalens match run` without torch: the offer model on numpy and the towers from the default model's ONNX export
+"""`modalens match run` without torch: the offer model on numpy and the towers from the ONNX export of modalens-photo (its towers are the featurizer's)
 give the PyTorch path's embeddings (within 1e-5) and its decisions."""
 
 from __future__ import annotations

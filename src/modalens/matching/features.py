@@ -36,6 +36,9 @@ IMAGE_TOWER = "efficientnet-lite0"
 TEXT_TOWER = "minilm-l6"
 #: The options the featurizer builds its towers with: none, so their defaults (MiniLM-L6 truncates at 64 tokens).
 TOWER_OPTIONS: dict[str, dict[str, Any]] = {"image": {}, "text": {"max_length": 64}}
+#: A shipped model built on exactly these towers, whose cached ONNX export lends them to the featurizer (the default
+#: model's image tower also hands its heads a colour histogram, so its export's pooled output is not these features).
+TOWER_SOURCE_MODEL = "modalens-photo"
 NUMBER_DIM = 4  # log price, sizes, price missing, sizes missing
 
 
@@ -115,8 +118,8 @@ def fast_image_tower(name: str = IMAGE_TOWER) -> ImageTower:
 
 
 def export_towers(*, make: bool = True) -> tuple[Any, Any] | None:
-    """The featurizer's two towers on numpy (no torch), from the default model's cached ONNX export when that model is
-    built on exactly these towers with these options (:data:`TOWER_OPTIONS`); else None (the PyTorch towers).
+    """The featurizer's two towers on numpy (no torch), from :data:`TOWER_SOURCE_MODEL`'s cached ONNX export when that
+    model is built on exactly these towers with these options (:data:`TOWER_OPTIONS`); else None (the PyTorch towers).
 
     Its towers are the very graphs the PyTorch path runs (copied from the tower-export cache), named as the
     PyTorch towers are, so features are equal to 1e-5 and share the feature cache. With ``make`` the
@@ -124,16 +127,16 @@ def export_towers(*, make: bool = True) -> tuple[Any, Any] | None:
     """
     from ..backends import tower_options
     from ..export.cache import query_handle
-    from ..models import DEFAULT_MODEL, model_config
+    from ..models import model_config
 
-    config = model_config(DEFAULT_MODEL)
+    config = model_config(TOWER_SOURCE_MODEL)
     wanted = {"image": (IMAGE_TOWER, TOWER_OPTIONS["image"]), "text": (TEXT_TOWER, TOWER_OPTIONS["text"])}
     for kind, spec in (("image", config.image_tower), ("text", config.text_tower)):
         name, options = wanted[kind]
         defaults = dict(options)
         if spec.get("name") != name or {**defaults, **tower_options(spec)} != defaults:
             return None
-    handle = query_handle(DEFAULT_MODEL, make=make)
+    handle = query_handle(TOWER_SOURCE_MODEL, make=make)
     if not handle.torch_free:
         return None
     encoder = handle.query_encoder

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from .dual_encoder import DualEncoder
 
 #: The model every command, the server, training and export use unless told otherwise: the one place it is named.
-DEFAULT_MODEL = "modalens-photo"
+DEFAULT_MODEL = "modalens-colour"
 HEADS_FILE = "heads.safetensors"
 
 

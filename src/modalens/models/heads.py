@@ -19,6 +19,7 @@ class ProjectionHead(nn.Module):
         super().__init__()
         if kind not in ("linear", "mlp"):
             raise ValueError(f"head kind must be 'linear' or 'mlp' ('tokens' for a text head), not {kind!r}")
+        self.in_dim = in_dim
         self.norm = nn.LayerNorm(in_dim)
         self.linear = nn.Linear(in_dim, out_dim)
         self.mlp = (

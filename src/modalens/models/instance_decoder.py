@@ -130,6 +130,9 @@ class InstanceDecoder(nn.Module):
         logits = self.pool_query(states) @ self.pool_key(tokens).transpose(1, 2) / self.config.width**0.5
         attention = logits.softmax(dim=-1)
         pooled = attention @ grid  # (B, K, feature_dim): each query's own weighted average of the raw map
+        # a mean+colour head reads a colour histogram after the channels, which a map does not have: zeros
+        # (grounding.cell_padding says why)
+        pooled = F.pad(pooled, (0, getattr(image_head, "in_dim", self.config.feature_dim) - self.config.feature_dim))
         head_out = image_head(pooled)  # unit vectors: where the frozen head puts what the query looked at
         embeddings = F.normalize(head_out + self.correction(states), dim=-1)
         return Instances(embeddings, self.objectness(states).squeeze(-1), attention)

@@ -40,7 +40,7 @@ from ..catalog import read_catalog
 from ..catalog.schema import Product
 from ..embedding import CachedEncoder
 from ..evaluation.instances import scene_hits
-from ..grounding import check_head_reads_cells
+from ..grounding import cell_padding
 from ..instances import instance_scores
 from ..losses import ClipLoss
 from ..models import load, model_metadata, save_model
@@ -147,7 +147,7 @@ def train(config: TrainConfig, progress: bool = True, resume: bool = False) -> T
     model = load(start).model
     for p in model.parameters():
         p.requires_grad_(False)
-    check_head_reads_cells(model.image_tower.output_dim, model.image_tower.map_channels, "the instances recipe")
+    cell_padding(model.image_tower, "the instances recipe")
     head = model.image_head.eval()
     encoder = CachedEncoder(model, progress=progress)
     catalogue = read_catalog(config.data.catalog).products[: config.data.limit]
