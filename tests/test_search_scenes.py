@@ -15,8 +15,9 @@ from modalens.cli.main import app
 from modalens.errors import InvalidInputError
 from modalens.scenes import build_scenes, scene_products
 from modalens.search import SearchEngine
+from modalens.models import DEFAULT_MODEL
 
-MODEL = "modalens-photo"  # ships an instance decoder
+MODEL = DEFAULT_MODEL  # ships an instance decoder
 
 
 @pytest.fixture(scope="module")

@@ -67,7 +67,7 @@ def cell_padding(tower: Any, what: str) -> int:
     ``colour_dropout`` reads as "no colour" (a head trained without it reads such cells poorly). Heads on other
     poolings (``mean+quadrants``: 5 × the channels) cannot read cells at all.
     """
-    from .encoders.base import POOLINGS, pooling_of
+    from .encoders.pooling import POOLINGS, pooling_of
 
     pooling = pooling_of(str(tower.preprocess_id))
     multiple, extra = POOLINGS[pooling]

@@ -71,7 +71,7 @@ def test_exported_heads_match_torch_for_batches_of_1_and_7(exported) -> None:
     folder, _ = exported
     model = create_model(DEFAULT_MODEL)
     rng = np.random.default_rng(0)
-    for kind, head, dim in (("image_head", model.image_head, 1280), ("text_head", model.text_head, 384)):
+    for kind, head, dim in (("image_head", model.image_head, model.image_head.in_dim), ("text_head", model.text_head, 384)):
         session = OrtModel(folder / f"{kind}.onnx", threads=1)
         for n in (1, 7):
             features = (rng.random((n, dim)) * 4).astype(np.float32)
@@ -111,7 +111,8 @@ def test_export_writes_a_static_int8_image_tower_when_given_calibration_photos(t
     """Opt-in (--calibration): QDQ static int8 calibrated on a fixed draw of photos; load_export(int8=True) runs it."""
     out = tmp_path / "lite-onnx"
     photos = PHOTOS[0].parent
-    args = ["export", "--output", str(out), "--int8", "--calibration", str(photos), "--calibration-photos", "16",
+    # static int8 is for mean-pooled towers (the default's colour histogram refuses it: test_colour.py)
+    args = ["export", "--model", "modalens-photo", "--output", str(out), "--int8", "--calibration", str(photos), "--calibration-photos", "16",
             "--calibration-method", "minmax"]  # MinMax: the quick one (Percentile builds histograms)
     result = CliRunner().invoke(_app(), args)
     assert result.exit_code == 0, result.output
@@ -146,7 +147,7 @@ def test_export_writes_a_static_int8_image_tower_when_given_calibration_photos(t
 def test_unreadable_calibration_photos_leave_the_image_tower_fp32(tmp_path, onnx_image_tower, onnx_text_tower) -> None:
     from modalens.export import export_model
 
-    report = export_model(DEFAULT_MODEL, tmp_path / "out", int8=True, calibration=[tmp_path / "missing.jpg"])
+    report = export_model("modalens-photo", tmp_path / "out", int8=True, calibration=[tmp_path / "missing.jpg"])
     image = report.manifest["components"]["image_tower"]
     assert "int8_file" not in image and "not by default" in image["int8_skipped"]
     assert "no readable calibration photo" in image["int8_calibration_error"]

@@ -61,7 +61,7 @@ def test_the_task_from_the_command_line_with_the_global_path_unchanged(tmp_path,
     decoder = InstanceDecoder(InstanceDecoderConfig(width=32, layers=1, heads=4))
     file = save_decoder(decoder, tmp_path / "instances.safetensors", head_digest(model.image_head))
     out = tmp_path / "results.json"
-    args = ["eval", "--data", str(mini_catalog), "--tasks", "retrieval,instance-retrieval", "--instance-decoder", str(file),
+    args = ["eval", "--model", "modalens-photo", "--data", str(mini_catalog), "--tasks", "retrieval,instance-retrieval", "--instance-decoder", str(file),
             "--instance-scenes", "10", "--resamples", "50", "--no-report", "-o", str(out)]  # fmt: skip
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output

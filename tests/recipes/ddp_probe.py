@@ -25,9 +25,9 @@ def main(config_path: str, probe_dir: str) -> None:
     last: dict = {}
     step, images = contrastive.Trainer.step, contrastive.Batches.images
 
-    def recording_step(self, batch, views, pixels, partners=None):
+    def recording_step(self, batch, views, pixels, partners=None, colour_off=None):
         steps.append({"batch": batch.tolist(), "encoded": []})
-        loss = step(self, batch, views, pixels, partners)
+        loss = step(self, batch, views, pixels, partners, colour_off)
         trainable = {n: p for n, p in self.step_module.named_parameters() if p.requires_grad}
         if sum(p.numel() for p in trainable.values()) <= 1_000_000:  # heads: kept whole; tuned towers: left out
             last.update({n: p.detach().clone() for n, p in trainable.items()})

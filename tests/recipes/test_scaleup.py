@@ -65,7 +65,7 @@ def _on_its_shard_alone(config, monkeypatch) -> dict:
     from modalens.recipes import contrastive
 
     step = contrastive.Trainer.step
-    monkeypatch.setattr(contrastive.Trainer, "step", lambda self, batch, views, pixels, partners=None: step(self, batch[: len(batch) // 2], views[: len(batch) // 2], pixels))
+    monkeypatch.setattr(contrastive.Trainer, "step", lambda self, batch, views, pixels, partners=None, colour_off=None: step(self, batch[: len(batch) // 2], views[: len(batch) // 2], pixels))
     try:
         return saved_weights(run_recipe(config, progress=False).output)
     finally:

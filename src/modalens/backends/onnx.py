@@ -49,7 +49,8 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..encoders.base import ImageTower, TextTower, pooling_of
+from ..encoders.base import ImageTower, TextTower
+from ..encoders.pooling import pooling_of
 from .runtime import (  # noqa: F401  (ONNX_CACHE_ENV, onnx_cache_root: torch-free, named here too)
     ONNX_CACHE_ENV,
     CorruptExportError,

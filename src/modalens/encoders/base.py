@@ -16,32 +16,11 @@ from torch import nn
 # Re-exported: the tower's letterbox and normalisation are the decoder's (workers and the torch-free
 # export path need them without torch).
 from ..catalog.images import letterbox, normalise_pixels
-from .colour import HISTOGRAM_DIM, colour_histogram
 from .colour import VERSION as COLOUR_VERSION
+from .colour import colour_histogram
+from .pooling import POOLINGS, check_pooling
 
 __all__ = ["POOLINGS", "ImageTower", "TextTower", "letterbox", "normalise_pixels", "pool_feature_map", "to_tensor"]
-
-
-#: How a tower's feature map becomes its one vector. ``mean`` is the global average; ``mean+quadrants`` appends
-#: the averages of the map's four quadrants (5 × the channels), so the heads see where on the photo a feature
-#: is (a print at the chest, a strap at the heel), which fine-grained titles and small grey silhouettes need;
-#: ``mean+colour`` appends a histogram of the garment's colours from the input pixels (``encoders.colour``).
-#: Each pooling with how many times the map's channels its vector holds, and how many values it adds.
-POOLINGS: dict[str, tuple[int, int]] = {"mean": (1, 0), "mean+quadrants": (5, 0), "mean+colour": (1, HISTOGRAM_DIM)}
-
-
-def check_pooling(pooling: str) -> None:
-    if pooling not in POOLINGS:
-        raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
-
-
-def pooling_of(preprocess_id: str) -> str:
-    """The pooling an :attr:`ImageTower.preprocess_id` names (``mean`` where it names none): how an exported tower,
-    which keeps only that id, knows its pooling."""
-    for part in preprocess_id.split("|"):
-        if part.startswith("pool="):
-            return part.removeprefix("pool=").split("-v")[0]
-    return "mean"
 
 
 def pool_feature_map(features: torch.Tensor, pooling: str = "mean") -> torch.Tensor:

@@ -19,10 +19,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-#: Levels per RGB channel: 4 × 4 × 4 = 64 joint bins (fine enough for "navy" vs "blue", coarse enough to
-#: survive light and JPEG).
-BINS = 4
-HISTOGRAM_DIM = BINS**3
+from .pooling import COLOUR_BINS as BINS
+from .pooling import HISTOGRAM_DIM
+
 #: Pixels are averaged in blocks of about ``image_size / SIDE`` before counting (cheap, and blurs JPEG noise
 #: and print texture): 56 × 56 cells at 224 px.
 SIDE = 56

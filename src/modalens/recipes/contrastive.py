@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from ..backends.device import torch_device
 from ..embedding import CachedEncoder
-from ..encoders.base import POOLINGS
+from ..encoders.pooling import POOLINGS
 from ..encoders.features import TokenStates
 from ..evaluation import tasks
 from ..losses import RETRIEVAL_LOSSES, MultiFieldLoss, RetrievalLoss, RetrievalLossOptions, create_loss
