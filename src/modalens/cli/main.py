@@ -42,9 +42,9 @@ app.add_typer(match_cmd.app, name="match")
 def models() -> None:
     """List the models and towers this install can create."""
     from ..encoders import list_image_towers, list_text_towers
-    from ..models import list_models
+    from ..models import DEFAULT_MODEL, list_models
 
-    typer.echo("models:       " + ", ".join(list_models()))
+    typer.echo("models:       " + ", ".join(f"{name} (default)" if name == DEFAULT_MODEL else name for name in list_models()))
     typer.echo("image towers: " + ", ".join(list_image_towers()))
     typer.echo("text towers:  " + ", ".join(list_text_towers()))
 
