@@ -141,12 +141,7 @@ class Index:
         self.path = Path(path) if path is not None else default_index_dir()
         self.store = store
         parse_store(store, self.path)  # a malformed store is an error now, not on the first add
-        if isinstance(model, Model):
-            handle: ModelHandle | str | Path = model.handle
-        elif model is not None:
-            handle = model
-        else:
-            handle = _built_with(self.path, store) or DEFAULT_MODEL
+        handle = model.handle if isinstance(model, Model) else model  # None: the index's own model (search.index_model)
         self._engine: SearchEngine = SearchEngine(self.path, handle, progress=False, store=store)
 
     def __repr__(self) -> str:
@@ -222,36 +217,3 @@ class Index:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _built_with(path: Path, store: str | None = None) -> str | None:
-    """The name of the model an existing index was built with (its identity is ``name@digest``), else None."""
-    from .index.stores import open_store
-
-    try:
-        index = open_store(store, path, model=None)
-    except Exception:  # no index there yet (it is created on the first add), or none readable: the engine says why
-        return None
-    try:
-        identity = str(index.meta["model"])
-    finally:
-        index.close()
-    return identity.rsplit("@", 1)[0] if "@" in identity else identity
-
-
-def _as_list(items: Any, single: tuple[type, ...]) -> list:
-    if isinstance(items, single):
-        return [items]
-    if isinstance(items, np.ndarray) or not isinstance(items, Iterable):
-        raise TypeError(f"expected one item or a list of them, not {type(items).__name__}")
-    return list(items)
-
-
-def _positive(n: int) -> int:
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"expected a positive integer, not {n!r}")
-    return n
-
-
-def _is_classifier(value: Any) -> bool:
-    return hasattr(value, "top_k") and hasattr(value, "labels")

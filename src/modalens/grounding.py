@@ -58,7 +58,7 @@ def _project_cells(encoder: QueryEncoder, cells: np.ndarray) -> np.ndarray:
     return np.asarray(project(np.ascontiguousarray(cells, np.float32), "image"))
 
 
-def cell_padding(tower: Any, what: str) -> int:
+def cell_padding(tower: Any, channels: int, what: str) -> int:
     """How many zeros follow a feature-map cell's channels so the image head can read it (grounding maps and
     instance queries push single cells, or attention-pooled maps, through the head).
 
@@ -71,9 +71,9 @@ def cell_padding(tower: Any, what: str) -> int:
 
     pooling = pooling_of(str(tower.preprocess_id))
     multiple, extra = POOLINGS[pooling]
-    if multiple != 1:
+    if multiple != 1 or int(channels) + extra != int(tower.output_dim):
         raise InvalidInputError(
-            f"{what} needs a model whose image head reads feature-map cells; this model's head reads "
+            f"{what} needs a model whose image head reads {channels}-d feature-map cells; this model's head reads "
             f"{tower.output_dim}-d vectors pooled as {pooling}"
         )
     return extra
@@ -88,7 +88,7 @@ def label_maps(encoder: QueryEncoder, classifier: ZeroShotClassifier, grids: np.
     """(n, cells, C) maps → (n, labels, cells): per label, a softmax over the cells of its cosine with each cell
     (through the image head), at the classifier's temperature (the model's learned logit scale)."""
     n, cells, channels = grids.shape
-    padding = cell_padding(_image_tower(encoder), "a grounding map (tag --explain)")
+    padding = cell_padding(_image_tower(encoder), channels, "a grounding map (tag --explain)")
     flat = np.pad(grids.reshape(n * cells, channels), ((0, 0), (0, padding)))
     vectors = _project_cells(encoder, flat).reshape(n, cells, -1)
     logits = np.einsum("ncd,ld->nlc", vectors, classifier.weights) * classifier.temperature

@@ -101,7 +101,7 @@ class InstanceEncoder(_InstanceReader):
         from .grounding import cell_padding
         from .models.instance_decoder import decoder_digest, head_digest, load_decoder
 
-        cell_padding(model.image_tower, "instance queries")
+        cell_padding(model.image_tower, model.image_tower.map_channels, "instance queries")
         path = decoder_file_for(model_name, decoder_file)
         decoder, _ = load_decoder(path, head_digest(model.image_head))
         return cls(encoder or CachedEncoder(model, progress=False), decoder, model.image_head, decoder_digest(path))

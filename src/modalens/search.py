@@ -61,23 +61,43 @@ def default_index_dir() -> Path:
     return cache_dir() / "indexes" / "default"
 
 
+def index_model(index_dir: str | Path | None, store: str | None = None) -> str:
+    """The model to use with an index when none is named: the one it was built with, else (no index there yet) the
+    default. So an upgrade that changes the default model leaves older indexes searchable as they are."""
+    return built_with(Path(index_dir) if index_dir else default_index_dir(), store) or DEFAULT_MODEL
+
+
+def built_with(path: Path, store: str | None = None) -> str | None:
+    """The name of the model an existing index was built with (its identity is ``name@digest``), else None."""
+    try:
+        index = open_store(store, path, model=None)
+    except Exception:  # no index there yet (it is created on the first add), or none readable: the engine says why
+        return None
+    try:
+        identity = str(index.meta["model"])
+    finally:
+        index.close()
+    return identity.rsplit("@", 1)[0] if "@" in identity else identity
+
+
 class SearchEngine:
     """Index a catalogue, then search it by text, by image, or both."""
 
     def __init__(
         self,
         index_dir: str | Path | None = None,
-        model: str | Path | ModelHandle = DEFAULT_MODEL,
+        model: str | Path | ModelHandle | None = None,
         progress: bool | None = None,
         store: str | None = None,
     ) -> None:
-        """``model``: a name or saved folder (loaded as a new handle), or a handle to share with other engines.
+        """``model``: a name or saved folder (loaded as a new handle), or a handle to share with other engines;
+        None: the model the index was built with, or the default for a new index (:func:`index_model`).
         ``progress``: bars while indexing (None: only when stderr is a terminal).
         ``store``: where the index lives (``modalens.index.stores``): None for the SQLite file in ``index_dir``,
         or ``milvus:URI`` for Milvus (a local file: Milvus Lite)."""
         self.index_dir = Path(index_dir) if index_dir else default_index_dir()
         self.store = store
-        self.handle = as_handle(model)
+        self.handle = as_handle(model if model is not None else index_model(self.index_dir, store))
         self.model_name = self.handle.name
         self.progress = progress
         self._index: CatalogIndex | CatalogStore | None = None

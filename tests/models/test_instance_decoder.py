@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from modalens.errors import InvalidInputError
-from modalens.models import ProjectionHead
+from modalens.models import DEFAULT_MODEL, ProjectionHead
 from modalens.models.instance_decoder import InstanceDecoder, InstanceDecoderConfig, head_digest, load_decoder, save_decoder
 
 SMALL = InstanceDecoderConfig(queries=4, width=32, layers=2, heads=4, feature_dim=24, cells=9, embed_dim=16)
@@ -69,11 +69,12 @@ def test_unknown_decoder_settings_are_named():
         InstanceDecoderConfig.from_dict({"querys": 5})
 
 
-def test_the_default_model_ships_a_decoder_trained_on_its_own_image_head():
+@pytest.mark.parametrize("name", [DEFAULT_MODEL, "modalens-photo"])
+def test_the_default_model_ships_a_decoder_trained_on_its_own_image_head(name):
     from modalens.instances import InstanceEncoder
     from modalens.models.instance_decoder import decoder_path
 
-    path = decoder_path("modalens-photo")
+    path = decoder_path(name)
     assert path.stat().st_size < 10 * 2**20
-    encoder = InstanceEncoder.for_model("modalens-photo")  # the head digest is checked here
+    encoder = InstanceEncoder.for_model(name)  # the head digest is checked here
     assert encoder.decoder.config.queries == 5 and encoder.decoder.config.cells == 49

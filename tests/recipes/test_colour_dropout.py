@@ -5,6 +5,7 @@ import torch
 import yaml
 
 from modalens.recipes import ConfigError, run_recipe
+from modalens.recipes.config import check_config
 from modalens.recipes.contrastive import Trainer
 from recipe_testkit import SMALL_MODEL, small_config
 
@@ -42,8 +43,13 @@ def test_colour_dropout_trains_end_to_end_and_is_checked(tmp_path, mini_catalog)
     result = run_recipe(small_config(tmp_path / "run", mini_catalog, model_overrides=COLOUR_MODEL, colour_dropout=0.3), progress=False)
     assert len(result.history) == 2
     assert yaml.safe_load((result.output / "train_config.yaml").read_text())["colour_dropout"] == 0.3  # the run says how it was made
+    for bad in (1.5, True):
+        with pytest.raises(ConfigError, match="colour_dropout"):
+            small_config(tmp_path / "range", mini_catalog, colour_dropout=bad)
+    built_in_code = small_config(tmp_path / "code", mini_catalog)
+    built_in_code.colour_dropout = -0.1
     with pytest.raises(ConfigError, match="colour_dropout must be within"):
-        small_config(tmp_path / "range", mini_catalog, colour_dropout=1.5)
+        check_config(built_in_code)
     plain = small_config(tmp_path / "plain", mini_catalog, colour_dropout=0.3)  # a tower without a histogram
     with pytest.raises(ConfigError, match="pooling must be mean\\+colour"):
         Trainer(plain, progress=False)

@@ -15,6 +15,7 @@ from .common import (
     ID_COL_OPTION,
     IMAGE_COL_OPTION,
     INDEX_OPTION,
+    INDEX_MODEL_OPTION,
     MODEL_OPTION,
     PROGRESS_OPTION,
     STORE_OPTION,
@@ -34,7 +35,7 @@ def index(
     catalogue: str = typer.Argument(..., help="kagl, kagl:test, fashion-mnist[:train], NAME=ROOT[:SPLIT] for an open dataset (docs/datasets.md), a .csv/.jsonl file, or an image folder."),
     index_dir: Optional[Path] = INDEX_OPTION,
     store: Optional[str] = STORE_OPTION,
-    model: str = MODEL_OPTION,
+    model: Optional[str] = INDEX_MODEL_OPTION,
     limit: Optional[int] = typer.Option(None, help="Index only the first N products."),
     batch_size: int = typer.Option(64, help="Products per committed batch."),
     prune: bool = typer.Option(False, help="Remove indexed products (with --scenes: scenes) that are no longer in the catalogue."),
@@ -77,13 +78,13 @@ def index(
 
 
 def _index_scenes(
-    catalog, index_dir: Optional[Path], store: Optional[str], model: str, batch_size: int, progress: Optional[bool], prune: bool
+    catalog, index_dir: Optional[Path], store: Optional[str], model: Optional[str], batch_size: int, progress: Optional[bool], prune: bool
 ) -> None:
     """Scene photos into the index: the decoder runs from the model's ONNX export (made once) when it can, else in PyTorch."""
     from ..export.cache import query_handle
-    from ..search import SearchEngine
+    from ..search import SearchEngine, index_model
 
-    engine = SearchEngine(index_dir, query_handle(model), progress=progress, store=store)
+    engine = SearchEngine(index_dir, query_handle(model or index_model(index_dir, store)), progress=progress, store=store)
     report = engine.add_scenes(catalog, batch_size=batch_size, prune=prune)
     index = engine.scene_index()
     listed = {scene.id for scene in catalog.products}  # a scene dropped from the list is not reported on every run
@@ -150,19 +151,19 @@ def search(
     hybrid: float = typer.Option(0.0, min=0.0, max=1.0, help="Blend in BM25 keyword matching on titles with this weight."),
     index_dir: Optional[Path] = INDEX_OPTION,
     store: Optional[str] = STORE_OPTION,
-    model: str = MODEL_OPTION,
+    model: Optional[str] = INDEX_MODEL_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Search the index by words, by a photo, or both; or find each product in a photo (--look)."""
     from ..export.cache import query_handle
-    from ..search import SearchEngine
+    from ..search import SearchEngine, index_model
 
     if look is not None and (scenes or product is not None):
         raise ValueError("--look finds the products in a photo and --scenes the scene photos that hold a product: use one or the other")
     if look is not None and (query or image):
         raise ValueError("--look takes a photo alone: drop the words and --image")
     # Queries come from the model's ONNX export (made once, the first time), without importing torch.
-    engine = SearchEngine(index_dir, query_handle(model), progress=False, store=store)
+    engine = SearchEngine(index_dir, query_handle(model or index_model(index_dir, store)), progress=False, store=store)
     if look is not None:
         items = engine.look(look, k=k, where=parse_filters(filters, price_min, price_max))
         print_look(items, as_json)

@@ -22,6 +22,11 @@ STORE_OPTION = typer.Option(
     "(a local file path runs Milvus Lite; http://HOST:19530 a Milvus server; needs modalens[milvus]).",
 )
 MODEL_OPTION = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Model name or a folder saved by `modalens train`.")
+#: For commands on an index: unnamed, the model the index was built with (``search.index_model``), so an upgrade that
+#: changes the default leaves older indexes working; a new index gets the default.
+INDEX_MODEL_OPTION = typer.Option(
+    None, "--model", "-m", help=f"Model name or a folder saved by `modalens train` (default: the index's own; a new index: {DEFAULT_MODEL})."
+)
 ID_COL_OPTION = typer.Option(None, "--id-col", help="The catalogue's column holding product ids (default: id).")
 IMAGE_COL_OPTION = typer.Option(None, "--image-col", help="The column holding photo paths (default: image or images).")
 TITLE_COL_OPTION = typer.Option(None, "--title-col", help="The column holding titles (default: title).")

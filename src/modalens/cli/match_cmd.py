@@ -51,7 +51,7 @@ def _featurizer(onnx: bool, progress: bool | None = None):
 
 
 def _scoring_matcher(model: Path | None, onnx: bool, progress: bool | None = None):
-    """The matcher `match run` scores with: with --onnx, both towers from the default model's cached ONNX export and
+    """The matcher `match run` scores with: with --onnx, both towers from modalens-photo's cached ONNX export (matching.features.TOWER_SOURCE_MODEL) and
     the offer model on numpy (no torch imported) when the export has the matcher's towers; else PyTorch, as before."""
     from ..matching.features import OfferFeaturizer, export_towers
     from ..matching.pipeline import Matcher

@@ -11,7 +11,7 @@ from .common import (
     ID_COL_OPTION,
     IMAGE_COL_OPTION,
     INDEX_OPTION,
-    MODEL_OPTION,
+    INDEX_MODEL_OPTION,
     PROGRESS_OPTION,
     STORE_OPTION,
     TITLE_COL_OPTION,
@@ -25,7 +25,7 @@ def serve(
     catalogue: Optional[str] = typer.Argument(None, help="Catalogue to index first (kagl:test, a .csv/.jsonl, a folder); omit to serve the index as it is."),
     index_dir: Optional[Path] = INDEX_OPTION,
     store: Optional[str] = STORE_OPTION,
-    model: str = MODEL_OPTION,
+    model: Optional[str] = INDEX_MODEL_OPTION,
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(8000, help="Port to listen on."),
     api_key: list[str] = typer.Option([], "--api-key", help="Key accepted for writes (X-API-Key); also MODALENS_API_KEYS."),
@@ -50,12 +50,12 @@ def serve(
 
     from ..catalog import read_catalog
     from ..models import load
-    from ..search import SearchEngine, default_index_dir
+    from ..search import SearchEngine, default_index_dir, index_model
     from ..serving import ServeSettings, create_app
 
     check_port_free(host, port)  # before minutes of indexing, and never "serving at ..." then a traceback
     index_dir = index_dir or default_index_dir()
-    settings = ServeSettings.from_env(index_dir, model, onnx_dir=onnx, store=store, upload_dir=upload_dir)
+    settings = ServeSettings.from_env(index_dir, model or index_model(index_dir, store), onnx_dir=onnx, store=store, upload_dir=upload_dir)
     handle = load(settings.model, settings.onnx_dir)  # one model for the indexing step and the server
     engine = SearchEngine(index_dir, handle, progress=progress, store=store)
     if catalogue:

@@ -190,7 +190,9 @@ class MilvusIndex:
     def _check(self, *, model: str, dim: int | None = None) -> None:
         stored = self._meta["model"]
         if stored != model:
-            raise IndexMismatchError(f"index at {self.location} was built with model {stored!r}, not {model!r}")
+            raise IndexMismatchError(
+                f"index at {self.location} was built with model {stored!r}, not {model!r}; use --model {stored.rsplit('@', 1)[0]}"
+            )
         if dim is not None and self._dim != dim:
             raise IndexMismatchError(f"index at {self.location} holds {self._dim}-dim vectors, not {dim}-dim ones")
 

@@ -157,7 +157,7 @@ class CatalogIndex(WritesMixin, VectorsMixin, FiltersMixin, KeywordMixin, Scenes
         if stored != model:
             raise IndexMismatchError(
                 f"index at {self.path} was built with model {stored!r}, not {model!r}; "
-                f"use {stored!r} or rebuild the index with {model!r} in a new directory"
+                f"use --model {stored.rsplit('@', 1)[0]} or index with {model.rsplit('@', 1)[0]} into a new directory"
             )
         if dim is not None and self._dim != dim:
             raise IndexMismatchError(

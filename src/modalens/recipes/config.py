@@ -295,7 +295,7 @@ def load_train_config(path: str | Path) -> TrainConfig:
     unknown = [view for view in config.image_views if not is_view(view)]
     if unknown:
         raise ConfigError(f"{path.name}: unknown image views {unknown}; known: {', '.join(known_views())}")
-    for key in ("view_probability", "grouped_batches", "colour_dropout"):
+    for key in ("view_probability", "grouped_batches"):
         if not 0 <= getattr(config, key) <= 1:
             raise ConfigError(f"{path.name}: {key} must be within [0, 1]")
     check_config(config, path.name)
@@ -340,6 +340,10 @@ def check_config(config: TrainConfig, where: str = "config") -> None:
         raise ConfigError(f"{where}: view_consistency pairs a photo with its views; list some in image_views")
     if config.view_consistency and (config.tune.tunes("image") or config.optim.accumulate_steps != 1):
         raise ConfigError(f"{where}: view_consistency works on cached image features: no tuned image tower, accumulate_steps 1")
+    if isinstance(config.colour_dropout, bool) or not 0 <= config.colour_dropout <= 1:
+        raise ConfigError(f"{where}: colour_dropout must be within [0, 1], not {config.colour_dropout!r}")
+    if config.colour_dropout and config.recipe == "instances":
+        raise ConfigError(f"{where}: colour_dropout trains a model's heads; the instances recipe keeps them frozen")
     if config.colour_dropout and (config.tune.tunes("image") or config.optim.accumulate_steps != 1):
         raise ConfigError(f"{where}: colour_dropout works on cached image features: no tuned image tower, accumulate_steps 1")
     if config.recipe == "instances":

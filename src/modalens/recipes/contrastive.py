@@ -525,7 +525,7 @@ class Trainer:
         local = self.env.local_slice(torch.arange(len(batch)))
         local_ids = {k: _items(v, local, len(batch)) for k, v in text_ids.items()}
         images = self.batches.images(batch[local], views[local], pixels)
-        if colour_off is not None:
+        if colour_off is not None and self.colour_values:
             images = images.clone()
             images[colour_off[local].to(self.device), -self.colour_values :] = 0
         texts = self.batches.texts(local_ids)

@@ -147,7 +147,7 @@ def train(config: TrainConfig, progress: bool = True, resume: bool = False) -> T
     model = load(start).model
     for p in model.parameters():
         p.requires_grad_(False)
-    cell_padding(model.image_tower, "the instances recipe")
+    cell_padding(model.image_tower, model.image_tower.map_channels, "the instances recipe")
     head = model.image_head.eval()
     encoder = CachedEncoder(model, progress=progress)
     catalogue = read_catalog(config.data.catalog).products[: config.data.limit]
