@@ -6,6 +6,7 @@ import pytest
 
 from modalens.catalog import read_catalog
 from modalens.index import IndexMismatchError, IndexNotFoundError
+from modalens.models import DEFAULT_MODEL
 from modalens.search import SearchEngine
 
 
@@ -72,8 +73,8 @@ def test_index_refuses_another_models_vectors(engine, tmp_path):
     from modalens.index import CatalogIndex
 
     CatalogIndex.create(tmp_path / "other", model="some-other-model@123", dim=512).close()
-    with pytest.raises(IndexMismatchError):
-        SearchEngine(tmp_path / "other", progress=False).search("shirt")
+    with pytest.raises(IndexMismatchError):  # named: unnamed, an engine takes the index's own model
+        SearchEngine(tmp_path / "other", DEFAULT_MODEL, progress=False).search("shirt")
 
 
 def test_hybrid_ranking_lifts_an_exact_title_word(engine, mini_catalog):

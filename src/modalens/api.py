@@ -217,3 +217,21 @@ class Index:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _as_list(items: Any, single: tuple[type, ...]) -> list:
+    if isinstance(items, single):
+        return [items]
+    if isinstance(items, np.ndarray) or not isinstance(items, Iterable):
+        raise TypeError(f"expected one item or a list of them, not {type(items).__name__}")
+    return list(items)
+
+
+def _positive(n: int) -> int:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"expected a positive integer, not {n!r}")
+    return n
+
+
+def _is_classifier(value: Any) -> bool:
+    return hasattr(value, "top_k") and hasattr(value, "labels")
