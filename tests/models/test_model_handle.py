@@ -105,10 +105,11 @@ def _string_literals(file: Path) -> list[int]:
     return [node.lineno for node in ast.walk(tree) if isinstance(node, ast.Constant) and node.value == DEFAULT_MODEL]
 
 
-def test_the_default_model_is_named_only_in_the_factory() -> None:
+def test_the_default_model_is_named_only_in_the_factory(tmp_path) -> None:
     from modalens.cli.common import MODEL_OPTION
     from modalens.export import export_model
     from modalens.recipes.config import TrainConfig
+    from modalens.search import index_model
 
     package = Path(modalens.__file__).parent
     elsewhere = {
@@ -119,4 +120,5 @@ def test_the_default_model_is_named_only_in_the_factory() -> None:
     assert elsewhere == {}, f"write models.DEFAULT_MODEL, not the literal: {elsewhere}"
     assert MODEL_OPTION.default == ServeSettings().model == ServeSettings.from_env(None).model == DEFAULT_MODEL
     assert TrainConfig().model == inspect.signature(export_model).parameters["model"].default == DEFAULT_MODEL
-    assert inspect.signature(SearchEngine).parameters["model"].default == DEFAULT_MODEL
+    # an engine unnamed takes its index's own model, and a new index the default
+    assert inspect.signature(SearchEngine).parameters["model"].default is None and index_model(tmp_path / "new") == DEFAULT_MODEL
