@@ -346,3 +346,24 @@ def test_image_grids_are_the_map_cell_by_cell_cached_in_float16_and_fill_the_poo
     again, _ = image_grids(tower, images, store=default_grid_store(tower), workers=0)
     np.testing.assert_array_equal(again, grids)
     assert tower.calls == calls  # read back from disk: the tower was not asked again
+
+
+def test_a_feature_store_reads_only_the_shards_it_is_asked_for(tmp_path):
+    """Opening reads the key lists; a shard's vectors are read when one of its keys is asked for (a machine's cache
+    holds every catalogue and view it has seen; a command wanting a few vectors must not hold them all)."""
+    writer = FeatureStore(tmp_path, "ns")
+    writer.flush_rows = 4
+    vectors = np.arange(12 * 3, dtype=np.float32).reshape(12, 3)
+    for start in (0, 4, 8):  # three shards of four
+        writer.put_many([f"k{i}" for i in range(start, start + 4)], vectors[start : start + 4])
+    assert len(list(writer.dir.glob("part-*.npz"))) == 3
+
+    reader = FeatureStore(tmp_path, "ns")
+    assert len(reader) == 12 and "k7" in reader and "k12" not in reader
+    assert reader._table == {}  # nothing read yet
+    np.testing.assert_array_equal(reader.get("k5"), vectors[5])
+    assert len(reader._table) == 4  # that one shard
+    assert reader.get("k12") is None
+    reader.put_many(["k0"], np.full((1, 3), -1, np.float32))  # a vector put since opening stays
+    np.testing.assert_array_equal(reader.get("k0"), [-1, -1, -1])
+    assert [reader.get(f"k{i}").tolist() for i in range(1, 12)] == vectors[1:].tolist()

@@ -35,29 +35,49 @@ if TYPE_CHECKING:
 
 
 class FeatureStore:
-    """key → vector (float32, or ``dtype``: spatial maps keep float16), for one tower; keys are hex digests."""
+    """key → vector (float32, or ``dtype``: spatial maps keep float16), for one tower; keys are hex digests.
+
+    Opening reads only the shards' key lists; a shard's vectors are read the first time one of its keys is asked
+    for. A cache grows with every catalogue, view and run on a machine, and a command that needs a thousand
+    vectors should not read (and hold) all of them.
+    """
 
     def __init__(self, root: Path, namespace: str, dtype: Any = np.float32) -> None:
         self.dtype = np.dtype(dtype)
         self.dir = Path(root) / "features" / hashlib.sha1(namespace.encode()).hexdigest()[:16]
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "NAMESPACE").write_text(namespace)
-        self._table: dict[str, np.ndarray] = {}
+        self._table: dict[str, np.ndarray] = {}  # vectors in memory: those put here, and those of shards read
         self._pending_keys: list[str] = []
         self._pending: list[np.ndarray] = []
         self.flush_rows = 2048
-        for shard in sorted(self.dir.glob("part-*.npz")):
+        self._shards = sorted(self.dir.glob("part-*.npz"))
+        self._shard_of: dict[str, int] = {}  # a key on disk → the shard holding it
+        self._unread = set(range(len(self._shards)))
+        for i, shard in enumerate(self._shards):
             with np.load(shard) as data:
-                self._table.update(zip(data["keys"].tolist(), data["vectors"]))
+                self._shard_of.update(dict.fromkeys(data["keys"].tolist(), i))
 
     def __contains__(self, key: str) -> bool:
-        return key in self._table
+        return key in self._table or key in self._shard_of
 
     def __len__(self) -> int:
-        return len(self._table)
+        return len(self._shard_of.keys() | self._table.keys())
 
     def get(self, key: str) -> np.ndarray | None:
-        return self._table.get(key)
+        vector = self._table.get(key)
+        if vector is None and key in self._shard_of:
+            self._read(self._shard_of[key])
+            vector = self._table.get(key)
+        return vector
+
+    def _read(self, index: int) -> None:
+        if index not in self._unread:
+            return
+        self._unread.discard(index)
+        with np.load(self._shards[index]) as data:
+            for key, vector in zip(data["keys"].tolist(), data["vectors"]):
+                self._table.setdefault(key, vector)  # a vector put since opening stays
 
     def put_many(self, keys: Sequence[str], vectors: np.ndarray) -> None:
         """Buffer new vectors; they reach disk in shards of ``flush_rows`` (and on ``flush()``)."""
@@ -492,6 +512,7 @@ class TokenStore(FeatureStore):
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "NAMESPACE").write_text(namespace)
         self._table = {}
+        self._shards, self._shard_of, self._unread = [], {}, set()  # states are memory-mapped: every key in _table
         self._pending_keys, self._pending = [], []
         self.flush_rows = 4096
         for index in sorted(self.dir.glob("part-*.index.npz")):
