@@ -77,7 +77,7 @@ def built_with(path: Path, store: str | None = None) -> str | None:
         identity = str(index.meta["model"])
     finally:
         index.close()
-    return identity.rsplit("@", 1)[0] if "@" in identity else identity
+    return identity.rsplit("@", 1)[0]
 
 
 class SearchEngine:

@@ -41,6 +41,18 @@ class IndexMismatchError(IndexStoreError, ConflictError):
     """The index was built with another model or dimension than the caller uses."""
 
 
+def check_index_model(where: object, stored: str, model: str, stored_dim: int, dim: int | None) -> None:
+    """Refuse a caller whose model (identity ``name@digest``) or vector size is not the index's: one message for
+    every store, naming the ``--model`` that would work."""
+    if stored != model:
+        raise IndexMismatchError(
+            f"index at {where} was built with model {stored!r}, not {model!r}; "
+            f"use --model {stored.rsplit('@', 1)[0]} or index with {model.rsplit('@', 1)[0]} into a new directory"
+        )
+    if dim is not None and stored_dim != dim:
+        raise IndexMismatchError(f"index at {where} holds {stored_dim}-dim vectors, not {dim}-dim ones (model {stored!r})")
+
+
 @dataclass(frozen=True)
 class Hit:
     """One search result: cosine ``score`` in [-1, 1] (hybrid search: the fused score), higher is closer."""

@@ -35,7 +35,7 @@ from typing import Any, Self
 import numpy as np
 
 from modalens.catalog.schema import KNOWN_ATTRIBUTES, Product
-from modalens.index.base import Hit, IndexMismatchError, IndexNotFoundError, IndexStoreError, _chunks, _validate_k
+from modalens.index.base import Hit, IndexNotFoundError, IndexStoreError, _chunks, _validate_k, check_index_model
 from modalens.index.filters import PRICE_KEYS, _check_filter_key, _check_price, _filter_values
 from modalens.index.search import normalise_rows
 
@@ -188,13 +188,7 @@ class MilvusIndex:
         return index
 
     def _check(self, *, model: str, dim: int | None = None) -> None:
-        stored = self._meta["model"]
-        if stored != model:
-            raise IndexMismatchError(
-                f"index at {self.location} was built with model {stored!r}, not {model!r}; use --model {stored.rsplit('@', 1)[0]}"
-            )
-        if dim is not None and self._dim != dim:
-            raise IndexMismatchError(f"index at {self.location} holds {self._dim}-dim vectors, not {dim}-dim ones")
+        check_index_model(self.location, self._meta["model"], model, self._dim, dim)
 
     def close(self) -> None:
         """Close the client; safe to call twice."""

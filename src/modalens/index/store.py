@@ -50,6 +50,7 @@ from modalens.index.base import (  # errors, Hit, MAX_K and ANN_FILE/BACKENDS be
     IndexStoreError,
     _chunks,
     _validate_k,
+    check_index_model,
 )
 from modalens.index.filters import FiltersMixin
 from modalens.index.keyword import KeywordMixin, _validate_hybrid
@@ -153,16 +154,7 @@ class CatalogIndex(WritesMixin, VectorsMixin, FiltersMixin, KeywordMixin, Scenes
         return index
 
     def _check(self, *, model: str, dim: int | None = None) -> None:
-        stored = self._meta["model"]
-        if stored != model:
-            raise IndexMismatchError(
-                f"index at {self.path} was built with model {stored!r}, not {model!r}; "
-                f"use --model {stored.rsplit('@', 1)[0]} or index with {model.rsplit('@', 1)[0]} into a new directory"
-            )
-        if dim is not None and self._dim != dim:
-            raise IndexMismatchError(
-                f"index at {self.path} holds {self._dim}-dim vectors, not {dim}-dim ones (model {stored!r})"
-            )
+        check_index_model(self.path, self._meta["model"], model, self._dim, dim)
 
     def close(self) -> None:
         """Close the connection; safe to call twice."""
