@@ -102,6 +102,11 @@ def _partner_views(views: torch.Tensor, extra_views: int, generator: torch.Gener
     return torch.where(views == 0, which, torch.zeros_like(views))
 
 
+def _at_step(plan: torch.Tensor | None, step: int) -> torch.Tensor | None:
+    """One step's row of a per-step plan drawn only when its option is on (None: off)."""
+    return None if plan is None else plan[step]
+
+
 def _colour_extra(model: nn.Module, config: TrainConfig) -> int:
     """How many trailing image-feature values ``colour_dropout`` zeroes: the tower's colour histogram (0: off)."""
     if not config.colour_dropout:
@@ -672,12 +677,8 @@ def train(config: TrainConfig, progress: bool = True, resume: bool = False, stop
         pixels = t._pixels(t.position["step"])
         for step in range(t.position["step"], t.steps_per_epoch):
             batch = t.position["order"][step * opt.batch_size : (step + 1) * opt.batch_size]
-            partners, colour_off = t.position.get("partners"), t.position.get("colour_off")
-            t.position["losses"].append(
-                t.step(
-                    batch, t.position["views"][step], next(pixels), None if partners is None else partners[step], None if colour_off is None else colour_off[step]
-                )
-            )
+            partners, colour_off = (_at_step(t.position.get(key), step) for key in ("partners", "colour_off"))
+            t.position["losses"].append(t.step(batch, t.position["views"][step], next(pixels), partners, colour_off))
             t.position["step"] = step + 1
             bar.update(1)
             steps_this_run += 1
